@@ -1,0 +1,95 @@
+//! The router: every route module merged, and the middleware applied once.
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
+use crate::error::{error_response, ApiError};
+use crate::metrics::route_index;
+use crate::routes;
+use crate::server::RouteIndex;
+use crate::state::AppState;
+
+/// Largest JSON body accepted by any route but file uploads.
+pub const JSON_BODY_LIMIT: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let cfg = state.cfg.clone();
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::user::router())
+        .merge(routes::quizzes::router())
+        .merge(routes::attempts::router())
+        .merge(routes::progress::router())
+        .merge(routes::students::router())
+        .merge(routes::grade::router())
+        .merge(routes::files::router(cfg.file_max_bytes))
+        .layer(middleware::from_fn(no_store));
+    let mut app = Router::new()
+        .merge(api)
+        .merge(routes::pages::router())
+        .merge(routes::ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(tag_route))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state);
+    let c = cfg.compression;
+    if c.enabled() {
+        let level = CompressionLevel::Precise(c.level);
+        app = app.layer(
+            CompressionLayer::new()
+                .gzip(c.gzip)
+                .br(c.br)
+                .zstd(c.zstd)
+                .no_deflate()
+                .quality(level)
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(c.min_bytes))),
+        );
+    }
+    app
+}
+
+/// Marks the response with its route template for the per-route metrics.
+async fn tag_route(req: Request, next: Next) -> Response {
+    let index = route_index(req.extensions().get::<MatchedPath>().map(|m| m.as_str()));
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(RouteIndex(index));
+    res
+}
+
+/// API responses are per user: never stored by shared caches.
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+}

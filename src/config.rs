@@ -1,0 +1,695 @@
+//! Typed configuration, read once at start-up from environment variables.
+//!
+//! Every knob has one env var, one default and one line in the README table.
+//! A profile file (`config/NAME.env`, chosen by `PROFILE`) supplies defaults
+//! that real environment variables override, so a document's setup can be
+//! reproduced with `PROFILE=doc000-single` and tweaked with one more variable.
+//! Parsing is pure (it takes a lookup function) so it is unit-tested; errors
+//! name the variable and the value that was refused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error: which variable, what it held, what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?}: {expected}")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub expected: String,
+}
+
+/// How pre-forked workers share the listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerMode {
+    /// One SO_REUSEPORT socket per worker slot (nginx, Fiber prefork).
+    ReusePort,
+    /// One socket inherited by every worker (Tornado, gunicorn).
+    Shared,
+}
+
+/// Where CPU-heavy work (password hashing, grading) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuOffload {
+    /// On a bounded pool of hashing threads, off the event loop.
+    Pool,
+    /// Inline on the event loop thread: the single-threaded Python pathology.
+    Inline,
+}
+
+/// Cache mode for content common to all students (quiz list, quiz detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    Off,
+    /// Serialized responses kept in Redis.
+    Redis,
+    /// Serialized responses kept in each worker's memory, validated against
+    /// a version key in Redis.
+    Local,
+}
+
+impl CacheMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::Off => "off",
+            CacheMode::Redis => "redis",
+            CacheMode::Local => "local",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which response compressions are offered (tower-http negotiates by
+/// Accept-Encoding among the enabled ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compression {
+    pub gzip: bool,
+    pub br: bool,
+    pub zstd: bool,
+    /// Codec level (gzip 1-9, br 0-11, zstd 1-22).
+    pub level: i32,
+    /// Responses smaller than this many bytes are sent uncompressed.
+    pub min_bytes: u16,
+}
+
+impl Compression {
+    pub fn enabled(&self) -> bool {
+        self.gzip || self.br || self.zstd
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's minimum recommendation for argon2id (19 MiB, t=2, p=1).
+    pub const OWASP: Argon2Params = Argon2Params {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    pub fn below_owasp(&self) -> bool {
+        self.memory_kib < Self::OWASP.memory_kib || self.iterations < Self::OWASP.iterations
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PROFILE`: name or path of the profile file that supplied defaults.
+    pub profile: Option<String>,
+    /// `DATABASE_URL`
+    pub database_url: String,
+    /// `REDIS_URL`
+    pub redis_url: String,
+    /// `REDIS_PREFIX`: prefix of every Redis key this server touches.
+    pub redis_prefix: String,
+    /// `BIND`: address:port to listen on.
+    pub bind: SocketAddr,
+    /// `PROCESSES`: 1 = single process; N = supervisor + N workers; 0/auto = one per usable CPU.
+    pub processes: Processes,
+    /// `THREADS`: 1 = current-thread runtime; N = multi-thread runtime with N workers.
+    pub threads: usize,
+    /// `THREAD_PER_CORE`: with THREADS=N, run N current-thread runtimes each with its own SO_REUSEPORT listener.
+    pub thread_per_core: bool,
+    /// `SUPERVISOR`: force a supervisor around a single worker (recycling, respawn).
+    pub supervisor: bool,
+    /// `LISTENER`: reuseport | shared.
+    pub listener: ListenerMode,
+    /// `LISTEN_BACKLOG`: listen(2) backlog per socket.
+    pub listen_backlog: i32,
+    /// `CPU_OFFLOAD`: pool | inline.
+    pub cpu_offload: CpuOffload,
+    /// `CPU_POOL_THREADS`: hashing/grading threads per process (0 = usable CPUs).
+    pub cpu_pool_threads: usize,
+    /// `CPU_POOL_QUEUE`: jobs allowed to wait for the CPU pool before 503.
+    pub cpu_pool_queue: usize,
+    /// `CONCURRENCY_CAP`: requests in flight per worker before it stops reading more (0 = none).
+    pub concurrency_cap: usize,
+    /// `MAX_IN_FLIGHT`: requests in flight per process beyond which new ones get 503 (0 = none).
+    pub max_in_flight: usize,
+    /// `MAX_CONNECTIONS`: open connections per process; beyond it, accepting pauses.
+    pub max_connections: usize,
+    /// `HEADER_READ_TIMEOUT_MS`: time a client has to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// `KEEPALIVE_TIMEOUT_SECS`: idle time after which a keep-alive connection is closed.
+    pub keepalive_timeout: Duration,
+    /// `REQUEST_TIMEOUT_SECS`: per-request deadline (503 after it).
+    pub request_timeout: Duration,
+    /// `GRACEFUL_TIMEOUT_SECS`: drain deadline on SIGTERM.
+    pub graceful_timeout: Duration,
+    /// `HEARTBEAT_TIMEOUT_SECS`: the supervisor kills a worker whose event loop has not ticked for this long (0 = never; gunicorn's --timeout).
+    pub heartbeat_timeout: Option<Duration>,
+    /// `MAX_REQUESTS`: recycle a worker after this many requests (0 = never).
+    pub max_requests: u64,
+    /// `MAX_REQUESTS_JITTER`: random extra requests added to MAX_REQUESTS per worker.
+    pub max_requests_jitter: u64,
+    /// `WORKER_HEADERS`: add X-Worker-Id and X-Worker-Pid to responses.
+    pub worker_headers: bool,
+    /// `DB_POOL_MIN`
+    pub db_pool_min: u32,
+    /// `DB_POOL_MAX`
+    pub db_pool_max: u32,
+    /// `DB_ACQUIRE_TIMEOUT_MS`
+    pub db_acquire_timeout: Duration,
+    /// `DB_MAX_LIFETIME_SECS` (0 = unlimited): document 002's MAX_CONN_AGE.
+    pub db_max_lifetime: Option<Duration>,
+    /// `DB_IDLE_TIMEOUT_SECS` (0 = unlimited)
+    pub db_idle_timeout: Option<Duration>,
+    /// `DB_STATEMENT_TIMEOUT_MS`: server-side statement_timeout per connection (0 = none).
+    pub db_statement_timeout_ms: u64,
+    /// `REDIS_POOL_MAX`
+    pub redis_pool_max: usize,
+    /// `REDIS_TIMEOUT_MS`: wait/create/recycle and command timeout.
+    pub redis_timeout: Duration,
+    /// `CACHE_MODE`: off | redis | local.
+    pub cache_mode: CacheMode,
+    /// `CACHE_TTL_SECS`
+    pub cache_ttl: Duration,
+    /// `COMPRESSION` (off | gzip,br,zstd), `COMPRESSION_LEVEL`, `COMPRESSION_MIN_BYTES`.
+    pub compression: Compression,
+    /// `LOG_LEVEL`: a tracing filter (info, debug, quizbench=debug,...).
+    pub log_level: String,
+    /// `LOG_FORMAT`: text | json.
+    pub log_format: LogFormat,
+    /// `ACCESS_LOG`: one log line per request at info level.
+    pub access_log: bool,
+    /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`.
+    pub argon2: Argon2Params,
+    /// `SESSION_IDLE_SECS`: a session unused this long expires.
+    pub session_idle: Duration,
+    /// `SESSION_ABSOLUTE_SECS`: a session expires this long after login whatever its use.
+    pub session_absolute: Duration,
+    /// `COOKIE_SECURE`: add `Secure` to the session cookie.
+    pub cookie_secure: bool,
+    /// `LOGIN_MAX_FAILURES`: failed logins per username (and per address, x5) per window before 429.
+    pub login_max_failures: u32,
+    /// `LOGIN_WINDOW_SECS`
+    pub login_window: Duration,
+    /// `GRADE_COST`: ensemble members evaluated per grading request (CPU cost).
+    pub grade_cost: u32,
+    /// `GRADE_MODEL_MB`: memory footprint of the classifier's weights.
+    pub grade_model_mb: u32,
+    /// `FILES_DIR`: where student code files are stored.
+    pub files_dir: PathBuf,
+    /// `FILE_MAX_BYTES`: largest code file accepted.
+    pub file_max_bytes: usize,
+}
+
+/// `PROCESSES`: a count or "auto".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processes {
+    Count(usize),
+    /// One worker per CPU this process may use.
+    Auto,
+}
+
+/// Default values, as documented in the README table.
+const DEFAULTS: &[(&str, &str)] = &[
+    (
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/quizbench",
+    ),
+    ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ("REDIS_PREFIX", "qb:"),
+    ("BIND", "127.0.0.1:8000"),
+    ("PROCESSES", "1"),
+    ("THREADS", "1"),
+    ("THREAD_PER_CORE", "false"),
+    ("SUPERVISOR", "false"),
+    ("LISTENER", "reuseport"),
+    ("LISTEN_BACKLOG", "1024"),
+    ("CPU_OFFLOAD", "pool"),
+    ("CPU_POOL_THREADS", "0"),
+    ("CPU_POOL_QUEUE", "64"),
+    ("CONCURRENCY_CAP", "0"),
+    ("MAX_IN_FLIGHT", "2048"),
+    ("MAX_CONNECTIONS", "10000"),
+    ("HEADER_READ_TIMEOUT_MS", "5000"),
+    ("KEEPALIVE_TIMEOUT_SECS", "30"),
+    ("REQUEST_TIMEOUT_SECS", "30"),
+    ("GRACEFUL_TIMEOUT_SECS", "30"),
+    ("HEARTBEAT_TIMEOUT_SECS", "30"),
+    ("MAX_REQUESTS", "0"),
+    ("MAX_REQUESTS_JITTER", "0"),
+    ("WORKER_HEADERS", "true"),
+    ("DB_POOL_MIN", "0"),
+    ("DB_POOL_MAX", "16"),
+    ("DB_ACQUIRE_TIMEOUT_MS", "1000"),
+    ("DB_MAX_LIFETIME_SECS", "1800"),
+    ("DB_IDLE_TIMEOUT_SECS", "600"),
+    ("DB_STATEMENT_TIMEOUT_MS", "5000"),
+    ("REDIS_POOL_MAX", "16"),
+    ("REDIS_TIMEOUT_MS", "1000"),
+    ("CACHE_MODE", "local"),
+    ("CACHE_TTL_SECS", "60"),
+    ("COMPRESSION", "off"),
+    ("COMPRESSION_LEVEL", "6"),
+    ("COMPRESSION_MIN_BYTES", "1000"),
+    ("LOG_LEVEL", "info"),
+    ("LOG_FORMAT", "text"),
+    ("ACCESS_LOG", "false"),
+    ("ARGON2_MEMORY_KIB", "19456"),
+    ("ARGON2_ITERATIONS", "2"),
+    ("ARGON2_PARALLELISM", "1"),
+    ("SESSION_IDLE_SECS", "3600"),
+    ("SESSION_ABSOLUTE_SECS", "86400"),
+    ("COOKIE_SECURE", "false"),
+    ("LOGIN_MAX_FAILURES", "10"),
+    ("LOGIN_WINDOW_SECS", "300"),
+    ("GRADE_COST", "8"),
+    ("GRADE_MODEL_MB", "8"),
+    ("FILES_DIR", "./data/files"),
+    ("FILE_MAX_BYTES", "262144"),
+];
+
+/// Every variable the server reads (for the README table test and for
+/// warning about misspelt ones in profiles).
+pub fn known_vars() -> impl Iterator<Item = &'static str> {
+    DEFAULTS.iter().map(|(k, _)| *k).chain(["PROFILE"])
+}
+
+impl Config {
+    /// Reads the process environment, plus the profile file named by `PROFILE`.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let profile = env.get("PROFILE").filter(|p| !p.is_empty()).cloned();
+        let profile_vars = match &profile {
+            Some(name) => load_profile(name)?,
+            None => HashMap::new(),
+        };
+        Config::from_lookup(profile, |key| {
+            env.get(key)
+                .or_else(|| profile_vars.get(key))
+                .map(String::as_str)
+        })
+    }
+
+    /// Builds the configuration from a lookup function (env, then profile).
+    pub fn from_lookup<'a>(
+        profile: Option<String>,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Config, ConfigError> {
+        let r = Reader { lookup: &lookup };
+        let compression = r.compression()?;
+        let cfg = Config {
+            profile,
+            database_url: r.string("DATABASE_URL"),
+            redis_url: r.string("REDIS_URL"),
+            redis_prefix: r.string("REDIS_PREFIX"),
+            bind: r.parse("BIND", "an address:port such as 127.0.0.1:8000")?,
+            processes: r.processes()?,
+            threads: r.ranged("THREADS", 1, 1024)?,
+            thread_per_core: r.bool("THREAD_PER_CORE")?,
+            supervisor: r.bool("SUPERVISOR")?,
+            listener: r.choice(
+                "LISTENER",
+                &[
+                    ("reuseport", ListenerMode::ReusePort),
+                    ("shared", ListenerMode::Shared),
+                ],
+            )?,
+            listen_backlog: r.ranged("LISTEN_BACKLOG", 1, 1 << 20)? as i32,
+            cpu_offload: r.choice(
+                "CPU_OFFLOAD",
+                &[("pool", CpuOffload::Pool), ("inline", CpuOffload::Inline)],
+            )?,
+            cpu_pool_threads: r.ranged("CPU_POOL_THREADS", 0, 1024)?,
+            cpu_pool_queue: r.ranged("CPU_POOL_QUEUE", 0, 1 << 20)?,
+            concurrency_cap: r.ranged("CONCURRENCY_CAP", 0, 1 << 20)?,
+            max_in_flight: r.ranged("MAX_IN_FLIGHT", 0, 1 << 24)?,
+            max_connections: r.ranged("MAX_CONNECTIONS", 1, 1 << 24)?,
+            header_read_timeout: Duration::from_millis(r.ranged(
+                "HEADER_READ_TIMEOUT_MS",
+                1,
+                3_600_000,
+            )? as u64),
+            keepalive_timeout: r.secs("KEEPALIVE_TIMEOUT_SECS", 1)?,
+            request_timeout: r.secs("REQUEST_TIMEOUT_SECS", 1)?,
+            graceful_timeout: r.secs("GRACEFUL_TIMEOUT_SECS", 0)?,
+            heartbeat_timeout: r.optional_secs("HEARTBEAT_TIMEOUT_SECS")?,
+            max_requests: r.ranged("MAX_REQUESTS", 0, usize::MAX)? as u64,
+            max_requests_jitter: r.ranged("MAX_REQUESTS_JITTER", 0, usize::MAX)? as u64,
+            worker_headers: r.bool("WORKER_HEADERS")?,
+            db_pool_min: r.ranged("DB_POOL_MIN", 0, 10_000)? as u32,
+            db_pool_max: r.ranged("DB_POOL_MAX", 1, 10_000)? as u32,
+            db_acquire_timeout: Duration::from_millis(r.ranged(
+                "DB_ACQUIRE_TIMEOUT_MS",
+                1,
+                600_000,
+            )? as u64),
+            db_max_lifetime: r.optional_secs("DB_MAX_LIFETIME_SECS")?,
+            db_idle_timeout: r.optional_secs("DB_IDLE_TIMEOUT_SECS")?,
+            db_statement_timeout_ms: r.ranged("DB_STATEMENT_TIMEOUT_MS", 0, 3_600_000)? as u64,
+            redis_pool_max: r.ranged("REDIS_POOL_MAX", 1, 100_000)?,
+            redis_timeout: Duration::from_millis(r.ranged("REDIS_TIMEOUT_MS", 1, 600_000)? as u64),
+            cache_mode: r.choice(
+                "CACHE_MODE",
+                &[
+                    ("off", CacheMode::Off),
+                    ("redis", CacheMode::Redis),
+                    ("local", CacheMode::Local),
+                ],
+            )?,
+            cache_ttl: r.secs("CACHE_TTL_SECS", 1)?,
+            compression,
+            log_level: r.string("LOG_LEVEL"),
+            log_format: r.choice(
+                "LOG_FORMAT",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+            access_log: r.bool("ACCESS_LOG")?,
+            argon2: Argon2Params {
+                memory_kib: r.ranged("ARGON2_MEMORY_KIB", 8, 4 * 1024 * 1024)? as u32,
+                iterations: r.ranged("ARGON2_ITERATIONS", 1, 1000)? as u32,
+                parallelism: r.ranged("ARGON2_PARALLELISM", 1, 64)? as u32,
+            },
+            session_idle: r.secs("SESSION_IDLE_SECS", 1)?,
+            session_absolute: r.secs("SESSION_ABSOLUTE_SECS", 1)?,
+            cookie_secure: r.bool("COOKIE_SECURE")?,
+            login_max_failures: r.ranged("LOGIN_MAX_FAILURES", 0, 1_000_000)? as u32,
+            login_window: r.secs("LOGIN_WINDOW_SECS", 1)?,
+            grade_cost: r.ranged("GRADE_COST", 1, 100_000)? as u32,
+            grade_model_mb: r.ranged("GRADE_MODEL_MB", 1, 64 * 1024)? as u32,
+            files_dir: PathBuf::from(r.string("FILES_DIR")),
+            file_max_bytes: r.ranged("FILE_MAX_BYTES", 1, 64 << 20)?,
+        };
+        if cfg.db_pool_min > cfg.db_pool_max {
+            return Err(ConfigError {
+                var: "DB_POOL_MIN".into(),
+                value: cfg.db_pool_min.to_string(),
+                expected: format!("at most DB_POOL_MAX ({})", cfg.db_pool_max),
+            });
+        }
+        if cfg.argon2.memory_kib < 8 * cfg.argon2.parallelism {
+            return Err(ConfigError {
+                var: "ARGON2_MEMORY_KIB".into(),
+                value: cfg.argon2.memory_kib.to_string(),
+                expected: "at least 8 x ARGON2_PARALLELISM".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The usual "PxT" name of the process model, e.g. "2x1 prefork reuseport".
+    pub fn model_name(&self, processes: usize) -> String {
+        let threads = if self.thread_per_core {
+            format!("{} thread-per-core", self.threads)
+        } else if self.threads == 1 {
+            "1 event loop".to_string()
+        } else {
+            format!("{} threads", self.threads)
+        };
+        match processes {
+            1 if !self.supervisor => format!("single process, {threads}"),
+            1 => format!("supervised single worker, {threads}"),
+            n => format!(
+                "prefork {n} workers ({}), {threads}",
+                match self.listener {
+                    ListenerMode::ReusePort => "reuseport",
+                    ListenerMode::Shared => "shared socket",
+                }
+            ),
+        }
+    }
+}
+
+/// Reads `config/NAME.env` (or a path) as KEY=VALUE lines; `#` starts a comment.
+pub fn load_profile(name: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let path = profile_path(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        var: "PROFILE".into(),
+        value: name.into(),
+        expected: format!("a readable profile file ({}: {e})", path.display()),
+    })?;
+    parse_profile(&text).map_err(|line| ConfigError {
+        var: "PROFILE".into(),
+        value: name.into(),
+        expected: format!("KEY=VALUE lines naming known variables; bad line: {line:?}"),
+    })
+}
+
+fn profile_path(name: &str) -> PathBuf {
+    if name.contains('/') || name.ends_with(".env") {
+        return PathBuf::from(name);
+    }
+    // Look beside the working directory first, then beside the executable
+    // (the container image keeps config/ next to the binary).
+    let local = Path::new("config").join(format!("{name}.env"));
+    if local.exists() {
+        return local;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            let candidate = dir.join("config").join(format!("{name}.env"));
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    local
+}
+
+/// Parses profile text; returns the first bad line on error.
+pub fn parse_profile(text: &str) -> Result<HashMap<String, String>, String> {
+    let known: Vec<&str> = known_vars().collect();
+    let mut vars = HashMap::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(raw.to_string());
+        };
+        let key = key.trim();
+        if !known.contains(&key) || key == "PROFILE" {
+            return Err(raw.to_string());
+        }
+        let value = value.split(" #").next().unwrap_or("").trim();
+        vars.insert(key.to_string(), value.trim_matches('"').to_string());
+    }
+    Ok(vars)
+}
+
+struct Reader<'f, F> {
+    lookup: &'f F,
+}
+
+impl<'a, F: Fn(&str) -> Option<&'a str>> Reader<'_, F> {
+    fn raw(&self, var: &str) -> &'a str {
+        match (self.lookup)(var) {
+            Some(v) if !v.trim().is_empty() => v.trim(),
+            _ => DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| *v)
+                .expect("every variable has a default"),
+        }
+    }
+
+    fn err(&self, var: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            var: var.into(),
+            value: self.raw(var).into(),
+            expected: expected.into(),
+        }
+    }
+
+    fn string(&self, var: &str) -> String {
+        self.raw(var).to_string()
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &str, expected: &str) -> Result<T, ConfigError> {
+        self.raw(var).parse().map_err(|_| self.err(var, expected))
+    }
+
+    fn ranged(&self, var: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+        let expected = || format!("an integer from {min} to {max}");
+        let n: usize = self
+            .raw(var)
+            .parse()
+            .map_err(|_| self.err(var, expected()))?;
+        if n < min || n > max {
+            return Err(self.err(var, expected()));
+        }
+        Ok(n)
+    }
+
+    fn secs(&self, var: &str, min: usize) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(
+            self.ranged(var, min, 10 * 365 * 86400)? as u64,
+        ))
+    }
+
+    fn optional_secs(&self, var: &str) -> Result<Option<Duration>, ConfigError> {
+        let d = self.secs(var, 0)?;
+        Ok((!d.is_zero()).then_some(d))
+    }
+
+    fn bool(&self, var: &str) -> Result<bool, ConfigError> {
+        match self.raw(var).to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(self.err(var, "true or false")),
+        }
+    }
+
+    fn choice<T: Copy>(&self, var: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+        let v = self.raw(var).to_ascii_lowercase();
+        options
+            .iter()
+            .find(|(name, _)| *name == v)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.err(var, format!("one of {}", names.join(", ")))
+            })
+    }
+
+    fn processes(&self) -> Result<Processes, ConfigError> {
+        match self.raw("PROCESSES").to_ascii_lowercase().as_str() {
+            "0" | "auto" => Ok(Processes::Auto),
+            _ => Ok(Processes::Count(self.ranged("PROCESSES", 0, 1024)?)),
+        }
+    }
+
+    fn compression(&self) -> Result<Compression, ConfigError> {
+        let mut c = Compression {
+            level: self.ranged("COMPRESSION_LEVEL", 0, 22)? as i32,
+            min_bytes: self.ranged("COMPRESSION_MIN_BYTES", 0, u16::MAX as usize)? as u16,
+            ..Compression::default()
+        };
+        for part in self.raw("COMPRESSION").to_ascii_lowercase().split(',') {
+            match part.trim() {
+                "off" | "none" | "" => {}
+                "gzip" => c.gzip = true,
+                "br" | "brotli" => c.br = true,
+                "zstd" => c.zstd = true,
+                "all" => (c.gzip, c.br, c.zstd) = (true, true, true),
+                _ => {
+                    return Err(self.err(
+                        "COMPRESSION",
+                        "off, or a comma list of gzip, br, zstd (or all)",
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(None, |k| map.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_owasp_strength() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.processes, Processes::Count(1));
+        assert_eq!(c.threads, 1);
+        assert_eq!(c.listener, ListenerMode::ReusePort);
+        assert_eq!(c.cache_mode, CacheMode::Local);
+        assert!(!c.argon2.below_owasp());
+        assert!(!c.compression.enabled());
+        assert_eq!(c.db_acquire_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn processes_auto_and_counts() {
+        assert_eq!(
+            cfg(&[("PROCESSES", "auto")]).unwrap().processes,
+            Processes::Auto
+        );
+        assert_eq!(
+            cfg(&[("PROCESSES", "0")]).unwrap().processes,
+            Processes::Auto
+        );
+        assert_eq!(
+            cfg(&[("PROCESSES", "8")]).unwrap().processes,
+            Processes::Count(8)
+        );
+        let e = cfg(&[("PROCESSES", "many")]).unwrap_err();
+        assert_eq!(e.var, "PROCESSES");
+        assert!(e.to_string().contains("many"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = cfg(&[("THREADS", "0")]).unwrap_err();
+        assert_eq!(e.var, "THREADS");
+        let e = cfg(&[("CACHE_MODE", "memcached")]).unwrap_err();
+        assert!(e.expected.contains("off, redis, local"), "{e}");
+        let e = cfg(&[("BIND", "nowhere")]).unwrap_err();
+        assert_eq!(e.var, "BIND");
+        let e = cfg(&[("DB_POOL_MIN", "20"), ("DB_POOL_MAX", "10")]).unwrap_err();
+        assert_eq!(e.var, "DB_POOL_MIN");
+    }
+
+    #[test]
+    fn compression_lists() {
+        let c = cfg(&[("COMPRESSION", "gzip, zstd"), ("COMPRESSION_LEVEL", "9")])
+            .unwrap()
+            .compression;
+        assert!(c.gzip && c.zstd && !c.br);
+        assert_eq!(c.level, 9);
+        assert!(cfg(&[("COMPRESSION", "all")]).unwrap().compression.br);
+        assert!(cfg(&[("COMPRESSION", "lz4")]).is_err());
+    }
+
+    #[test]
+    fn empty_values_fall_back_to_defaults() {
+        let c = cfg(&[("THREADS", ""), ("DB_MAX_LIFETIME_SECS", "0")]).unwrap();
+        assert_eq!(c.threads, 1);
+        assert_eq!(c.db_max_lifetime, None);
+    }
+
+    #[test]
+    fn profile_files_parse_and_reject_unknown_keys() {
+        let vars = parse_profile("# doc 000\nPROCESSES=2\nDB_POOL_MAX = 25 # pool\n\n").unwrap();
+        assert_eq!(vars["PROCESSES"], "2");
+        assert_eq!(vars["DB_POOL_MAX"], "25");
+        assert!(parse_profile("PROCESES=2").is_err());
+        assert!(parse_profile("just words").is_err());
+    }
+
+    #[test]
+    fn every_shipped_profile_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "env") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let vars = parse_profile(&text)
+                    .unwrap_or_else(|l| panic!("{}: bad line {l}", path.display()));
+                Config::from_lookup(None, |k| vars.get(k).map(String::as_str))
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5, "expected the document profiles in config/");
+    }
+}

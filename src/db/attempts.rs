@@ -1,0 +1,92 @@
+//! Quiz attempts, with the Idempotency-Key columns.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgExecutor};
+
+use crate::domain::grading::Answer;
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Attempt {
+    pub id: i64,
+    pub quiz_id: i64,
+    pub score: i32,
+    pub max_score: i32,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A stored attempt found by its idempotency key.
+#[derive(Debug, Clone, FromRow)]
+pub struct Keyed {
+    pub id: i64,
+    pub quiz_id: i64,
+    pub score: i32,
+    pub max_score: i32,
+    pub submitted_at: DateTime<Utc>,
+    pub request_hash: Option<Vec<u8>>,
+}
+
+pub async fn by_idempotency_key(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    key: &str,
+) -> sqlx::Result<Option<Keyed>> {
+    sqlx::query_as(
+        "select id, quiz_id, score, max_score, submitted_at, request_hash
+           from attempts where user_id = $1 and idempotency_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
+pub struct NewAttempt<'a> {
+    pub user_id: i64,
+    pub quiz_id: i64,
+    pub answers: &'a [Answer],
+    pub score: i32,
+    pub max_score: i32,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a [u8]>,
+}
+
+/// Inserts an attempt; returns None when another request with the same
+/// idempotency key committed first (the caller then replays that one).
+pub async fn insert(db: impl PgExecutor<'_>, a: NewAttempt<'_>) -> sqlx::Result<Option<Attempt>> {
+    sqlx::query_as(
+        "insert into attempts (user_id, quiz_id, answers, score, max_score, idempotency_key, request_hash)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (user_id, idempotency_key) where idempotency_key is not null do nothing
+         returning id, quiz_id, score, max_score, submitted_at",
+    )
+    .bind(a.user_id)
+    .bind(a.quiz_id)
+    .bind(Json(a.answers))
+    .bind(a.score)
+    .bind(a.max_score)
+    .bind(a.idempotency_key)
+    .bind(a.request_hash)
+    .fetch_optional(db)
+    .await
+}
+
+/// A student's attempts at one quiz, newest first.
+pub async fn for_user_quiz(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    quiz_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Attempt>> {
+    sqlx::query_as(
+        "select id, quiz_id, score, max_score, submitted_at
+           from attempts where user_id = $1 and quiz_id = $2
+          order by id desc limit $3",
+    )
+    .bind(user_id)
+    .bind(quiz_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,125 @@
+//! Users: lookup for login and sessions, registration, password change,
+//! and document 004's select-options query.
+
+use serde::Serialize;
+use sqlx::{FromRow, PgExecutor};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub display_name: String,
+    pub role: String,
+    pub organization_id: Option<i64>,
+    pub cohort_id: Option<i64>,
+}
+
+/// The public view of a user.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: String,
+    pub organization_id: Option<i64>,
+    pub cohort_id: Option<i64>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> User {
+        User {
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+            role: r.role,
+            organization_id: r.organization_id,
+            cohort_id: r.cohort_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct SelectOption {
+    pub id: i64,
+    pub label: String,
+}
+
+pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<UserRow>> {
+    sqlx::query_as(
+        "select id, username, password_hash, display_name, role, organization_id, cohort_id
+           from users where username = $1",
+    )
+    .bind(username)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
+    sqlx::query_as(
+        "select id, username, password_hash, display_name, role, organization_id, cohort_id
+           from users where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Inserts a student; a taken username is a unique violation of
+/// `users_username_key`.
+pub async fn insert_student(
+    db: impl PgExecutor<'_>,
+    username: &str,
+    password_hash: &str,
+    display_name: &str,
+    cohort_id: Option<i64>,
+) -> sqlx::Result<User> {
+    sqlx::query_as(
+        "insert into users (username, password_hash, display_name, role, organization_id, cohort_id)
+         select $1, $2, $3, 'student', c.organization_id, c.id
+           from (select 1) one left join cohorts c on c.id = $4
+         returning id, username, display_name, role, organization_id, cohort_id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(display_name)
+    .bind(cohort_id)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn cohort_exists(db: impl PgExecutor<'_>, cohort_id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from cohorts where id = $1)")
+        .bind(cohort_id)
+        .fetch_one(db)
+        .await
+}
+
+pub async fn set_password(db: impl PgExecutor<'_>, id: i64, hash: &str) -> sqlx::Result<()> {
+    sqlx::query("update users set password_hash = $2 where id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
+/// Students of one organization and cohort, served by the composite index
+/// `users_organization_cohort_idx`.
+pub async fn select_options(
+    db: impl PgExecutor<'_>,
+    organization_id: i64,
+    cohort_id: i64,
+) -> sqlx::Result<Vec<SelectOption>> {
+    sqlx::query_as(
+        "select id, display_name || ' (' || username || ')' as label
+           from users
+          where organization_id = $1 and cohort_id = $2 and role = 'student'
+          order by id
+          limit 1000",
+    )
+    .bind(organization_id)
+    .bind(cohort_id)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,122 @@
+//! The `quizbench` binary: `serve`, `migrate`, `seed`.
+//!
+//! Not `#[tokio::main]`: `serve` may fork workers, which is only safe while
+//! the process has one thread and no runtime. Each worker builds its own
+//! runtime after the fork (see `process`).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use quizbench::config::Config;
+use quizbench::seed::SeedSize;
+use quizbench::{password, process, seed, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "quizbench",
+    version,
+    about = "A quiz/login API server built to be load tested"
+)]
+struct Cli {
+    /// Profile from config/NAME.env (defaults that environment variables override).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API in the process model chosen by PROCESSES and THREADS (the default).
+    Serve,
+    /// Create the database if needed and apply the migrations.
+    Migrate,
+    /// Load the reference data set (resets the tables to it).
+    Seed {
+        /// Only seed when there are no users yet.
+        #[arg(long)]
+        if_empty: bool,
+        #[arg(long, default_value_t = SeedSize::REFERENCE.organizations)]
+        organizations: u32,
+        #[arg(long, default_value_t = SeedSize::REFERENCE.cohorts_per_org)]
+        cohorts_per_org: u32,
+        #[arg(long, default_value_t = SeedSize::REFERENCE.students_per_cohort)]
+        students_per_cohort: u32,
+        #[arg(long, default_value_t = SeedSize::REFERENCE.quizzes)]
+        quizzes: u32,
+        #[arg(long, default_value_t = SeedSize::REFERENCE.attempts)]
+        attempts: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(profile) = &cli.profile {
+        // Single-threaded here: setting the environment is sound.
+        std::env::set_var("PROFILE", profile);
+    }
+    let cfg = match Config::from_env() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("quizbench: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&cfg.log_level, cfg.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => process::run(cfg),
+        Command::Migrate => block_on(seed::migrate(&cfg.database_url)),
+        Command::Seed {
+            if_empty,
+            organizations,
+            cohorts_per_org,
+            students_per_cohort,
+            quizzes,
+            attempts,
+        } => {
+            let size = SeedSize {
+                organizations,
+                cohorts_per_org,
+                students_per_cohort,
+                quizzes,
+                questions_per_quiz: SeedSize::REFERENCE.questions_per_quiz,
+                attempts,
+            };
+            run_seed(&cfg, size, if_empty)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "quizbench failed");
+            eprintln!("quizbench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn run_seed(cfg: &Config, size: SeedSize, if_empty: bool) -> anyhow::Result<()> {
+    let passwords = password::Passwords::new(cfg.argon2)?;
+    block_on(async {
+        let report = seed::seed(&cfg.database_url, &passwords, size, if_empty).await?;
+        if report.skipped {
+            tracing::info!("database already has users; seed skipped (--if-empty)");
+            return Ok(());
+        }
+        tracing::info!(
+            students = report.students,
+            attempts = report.attempts,
+            seconds = format!("{:.2}", report.seconds),
+            "seeded the reference data set"
+        );
+        seed::invalidate_caches(cfg).await;
+        Ok(())
+    })
+}

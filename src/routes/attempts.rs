@@ -1,0 +1,206 @@
+//! Submitting an attempt (graded here, inserted with its progress update in
+//! one transaction, acknowledged only after commit) and listing mine.
+//!
+//! `Idempotency-Key` (IETF draft): the key and a hash of the request are
+//! stored with the attempt in the same transaction. The same key with the
+//! same request replays the first response (`Idempotent-Replayed: true`);
+//! with a different request it is a 422. Concurrent duplicates race on a
+//! unique index, so exactly one inserts and the others replay it.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::db;
+use crate::db::attempts::{Attempt, NewAttempt};
+use crate::domain::grading::{self, Answer};
+use crate::error::ApiError;
+use crate::extract::{AppJson, CurrentUser, IdPath};
+use crate::state::AppState;
+
+/// Most answers one attempt may carry, and longest text answer.
+const MAX_ANSWERS: usize = 200;
+const MAX_TEXT_CHARS: usize = 1000;
+const MAX_CHOICES: usize = 32;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/quizzes/{id}/attempts", get(mine).post(submit))
+}
+
+#[derive(Deserialize)]
+struct SubmitBody {
+    answers: Vec<Answer>,
+}
+
+#[derive(Serialize)]
+struct Submitted {
+    id: i64,
+    quiz_id: i64,
+    score: i32,
+    max_score: i32,
+    submitted_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Attempt> for Submitted {
+    fn from(a: Attempt) -> Self {
+        Submitted {
+            id: a.id,
+            quiz_id: a.quiz_id,
+            score: a.score,
+            max_score: a.max_score,
+            submitted_at: a.submitted_at,
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim_matches('"');
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_string()))
+}
+
+fn validate(answers: &[Answer]) -> Result<(), ApiError> {
+    if answers.is_empty() {
+        return Err(ApiError::invalid(
+            "empty_answers",
+            "answers must not be empty",
+        ));
+    }
+    if answers.len() > MAX_ANSWERS {
+        return Err(ApiError::invalid("too_many_answers", "too many answers"));
+    }
+    for a in answers {
+        if a.text
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS)
+        {
+            return Err(ApiError::invalid(
+                "answer_too_long",
+                "a text answer is too long",
+            ));
+        }
+        if a.choice_ids.as_ref().is_some_and(|c| c.len() > MAX_CHOICES) {
+            return Err(ApiError::invalid("too_many_choices", "too many choice ids"));
+        }
+    }
+    Ok(())
+}
+
+fn request_hash(quiz_id: i64, answers: &[Answer]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(quiz_id.to_be_bytes());
+    h.update(serde_json::to_vec(answers).expect("answers serialize"));
+    h.finalize().to_vec()
+}
+
+fn created(a: Submitted, replayed: bool) -> Response {
+    let mut res = super::json(StatusCode::CREATED, &a);
+    if replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+/// Replays a stored attempt for the same key, or refuses a different request.
+fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Response, ApiError> {
+    if stored.request_hash.as_deref() != Some(hash) {
+        return Err(ApiError::invalid(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        ));
+    }
+    Ok(created(
+        Submitted {
+            id: stored.id,
+            quiz_id: stored.quiz_id,
+            score: stored.score,
+            max_score: stored.max_score,
+            submitted_at: stored.submitted_at,
+        },
+        true,
+    ))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    IdPath(quiz_id): IdPath,
+    headers: HeaderMap,
+    AppJson(body): AppJson<SubmitBody>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    validate(&body.answers)?;
+    let user_id = user.session.user_id;
+    let hash = request_hash(quiz_id, &body.answers);
+    if let Some(key) = &key {
+        if let Some(stored) = db::attempts::by_idempotency_key(&state.db, user_id, key).await? {
+            return replay(stored, &hash);
+        }
+    }
+    let keys = db::quizzes::keys(&state.db, quiz_id).await?;
+    if keys.is_empty() {
+        return Err(if db::quizzes::exists(&state.db, quiz_id).await? {
+            ApiError::invalid("quiz_has_no_questions", "this quiz has no questions")
+        } else {
+            ApiError::NotFound("quiz")
+        });
+    }
+    let score = grading::grade(&keys, &body.answers)
+        .map_err(|e| ApiError::invalid("invalid_answers", e.to_string()))?;
+
+    let mut tx = state.db.begin().await?;
+    let inserted = db::attempts::insert(
+        &mut *tx,
+        NewAttempt {
+            user_id,
+            quiz_id,
+            answers: &body.answers,
+            score: score.score,
+            max_score: score.max_score,
+            idempotency_key: key.as_deref(),
+            request_hash: key.as_ref().map(|_| hash.as_slice()),
+        },
+    )
+    .await?;
+    let Some(attempt) = inserted else {
+        // A concurrent request with the same key committed first.
+        tx.rollback().await?;
+        let key = key.as_deref().expect("conflicts need a key");
+        let stored = db::attempts::by_idempotency_key(&state.db, user_id, key)
+            .await?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent row vanished")))?;
+        return replay(stored, &hash);
+    };
+    db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
+    tx.commit().await?;
+    Ok(created(attempt.into(), false))
+}
+
+async fn mine(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    IdPath(quiz_id): IdPath,
+) -> Result<Response, ApiError> {
+    let attempts =
+        db::attempts::for_user_quiz(&state.db, user.session.user_id, quiz_id, 100).await?;
+    if attempts.is_empty() && !db::quizzes::exists(&state.db, quiz_id).await? {
+        return Err(ApiError::NotFound("quiz"));
+    }
+    Ok(super::json(StatusCode::OK, &attempts))
+}

@@ -1,0 +1,261 @@
+//! Registration, login (argon2id + Redis session, cookie and bearer token)
+//! and logout, with failed-login throttling per username and per address.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use deadpool_redis::redis;
+use serde::Deserialize;
+use std::time::Duration;
+
+use crate::db;
+use crate::domain::validation;
+use crate::error::ApiError;
+use crate::extract::{token_of, AppJson, CurrentUser, COOKIE};
+use crate::server::ClientAddr;
+use crate::sessions::Session;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/register", post(register))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+    cohort_id: Option<i64>,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RegisterBody>,
+) -> Result<Response, ApiError> {
+    validation::username(&body.username).map_err(|m| ApiError::invalid("invalid_username", m))?;
+    validation::password(&body.password).map_err(|m| ApiError::invalid("invalid_password", m))?;
+    let display_name = body.display_name.unwrap_or_else(|| body.username.clone());
+    validation::display_name(&display_name)
+        .map_err(|m| ApiError::invalid("invalid_display_name", m))?;
+    if let Some(cohort) = body.cohort_id {
+        if cohort <= 0 || !db::users::cohort_exists(&state.db, cohort).await? {
+            return Err(ApiError::invalid(
+                "unknown_cohort",
+                "cohort_id does not exist",
+            ));
+        }
+    }
+    if db::users::by_username(&state.db, &body.username)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict("username is taken"));
+    }
+    let passwords = state.passwords.clone();
+    let password = body.password;
+    let hash = state.cpu.run(move || passwords.hash(&password)).await?;
+    match db::users::insert_student(
+        &state.db,
+        &body.username,
+        &hash,
+        &display_name,
+        body.cohort_id,
+    )
+    .await
+    {
+        Ok(user) => Ok(super::json(StatusCode::CREATED, &user)),
+        Err(e) if db::is_unique_violation(&e, "users_username_key") => {
+            Err(ApiError::Conflict("username is taken"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<LoginBody>,
+) -> Result<Response, ApiError> {
+    validation::username(&body.username).map_err(|m| ApiError::invalid("invalid_username", m))?;
+    if body.password.is_empty() || body.password.len() > 1024 {
+        return Err(ApiError::invalid(
+            "invalid_password",
+            "password must be 1 to 1024 bytes",
+        ));
+    }
+    let addr = client.map(|Extension(ClientAddr(a))| a.ip().to_string());
+    let throttle = Throttle::new(&state, &body.username, addr.as_deref());
+    throttle.check().await?;
+
+    let user = db::users::by_username(&state.db, &body.username).await?;
+    let passwords = state.passwords.clone();
+    let password = body.password;
+    let (user, ok) = match user {
+        Some(user) => {
+            let hash = user.password_hash.clone();
+            let ok = state
+                .cpu
+                .run(move || passwords.verify(&password, &hash))
+                .await?;
+            (Some(user), ok)
+        }
+        None => {
+            // Same cost as a wrong password, so timing tells nothing.
+            state.slot.dummy_hash();
+            state
+                .cpu
+                .run(move || passwords.verify_dummy(&password))
+                .await?;
+            (None, false)
+        }
+    };
+    let user = match (user, ok) {
+        (Some(user), true) => user,
+        _ => {
+            throttle.record_failure().await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    throttle.clear_username().await;
+    // Rotation: the session the client came with (if any) ends here, so a
+    // planted cookie can never become an authenticated one.
+    let parts_token = token_of(&headers).map(|(t, _)| t);
+    let session = Session {
+        user_id: user.id,
+        username: user.username.clone(),
+        role: user.role.clone(),
+        organization_id: user.organization_id,
+        cohort_id: user.cohort_id,
+        created: chrono::Utc::now().timestamp(),
+    };
+    let token = state.sessions.create(&session).await?;
+    if let Some(old) = parts_token {
+        let _ = state.sessions.revoke(&old, user.id).await;
+    }
+    let cookie = session_cookie(&state, &token, state.cfg.session_absolute.as_secs());
+    let body = serde_json::json!({"token": token, "user": db::users::User::from(user)});
+    let mut res = super::json(StatusCode::OK, &body);
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(res)
+}
+
+async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    state
+        .sessions
+        .revoke(&user.token, user.session.user_id)
+        .await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(res)
+}
+
+/// `Set-Cookie` for the session: HttpOnly, SameSite=Lax, Path=/, Secure when configured.
+pub fn session_cookie(state: &AppState, token: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.cfg.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .expect("token is header-safe")
+}
+
+/// Failed-login counters in Redis, per username and per client address (the
+/// address gets five times the username's allowance, for shared NATs).
+struct Throttle<'a> {
+    state: &'a AppState,
+    keys: Vec<(String, u32)>,
+}
+
+impl<'a> Throttle<'a> {
+    fn new(state: &'a AppState, username: &str, addr: Option<&str>) -> Self {
+        let max = state.cfg.login_max_failures;
+        let prefix = state.sessions.prefix();
+        let mut keys = vec![(format!("{prefix}login-fail:user:{username}"), max)];
+        if let Some(addr) = addr {
+            keys.push((
+                format!("{prefix}login-fail:addr:{addr}"),
+                max.saturating_mul(5),
+            ));
+        }
+        Throttle { state, keys }
+    }
+
+    fn enabled(&self) -> bool {
+        self.state.cfg.login_max_failures > 0
+    }
+
+    async fn check(&self) -> Result<(), ApiError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let mut conn = self.state.redis.get().await?;
+        let mut pipe = redis::pipe();
+        for (key, _) in &self.keys {
+            pipe.get(key).ttl(key);
+        }
+        let replies: Vec<(Option<u32>, i64)> = self.timed(pipe.query_async(&mut conn)).await?;
+        for ((count, ttl), (_, max)) in replies.into_iter().zip(&self.keys) {
+            if count.unwrap_or(0) >= *max {
+                return Err(ApiError::TooManyRequests {
+                    retry_after: Duration::from_secs(ttl.max(1) as u64),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_failure(&self) -> Result<(), ApiError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let window = self.state.cfg.login_window.as_secs() as i64;
+        let mut conn = self.state.redis.get().await?;
+        let mut pipe = redis::pipe();
+        for (key, _) in &self.keys {
+            pipe.incr(key, 1).ignore();
+            pipe.cmd("EXPIRE").arg(key).arg(window).arg("NX").ignore();
+        }
+        self.timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn clear_username(&self) {
+        if !self.enabled() {
+            return;
+        }
+        if let Ok(mut conn) = self.state.redis.get().await {
+            let _ = self
+                .timed(
+                    redis::cmd("DEL")
+                        .arg(&self.keys[0].0)
+                        .query_async::<()>(&mut conn),
+                )
+                .await;
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.state.sessions.timeout(), op).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ApiError::unavailable("session store")),
+        }
+    }
+}

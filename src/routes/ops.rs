@@ -1,0 +1,124 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics and the
+//! runtime view (which worker, pid and thread served this request).
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::time::Duration;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/runtime", get(runtime))
+}
+
+/// Liveness: no I/O, answers as long as the event loop runs.
+async fn healthz() -> Response {
+    super::json_bytes(StatusCode::OK, &b"{\"status\":\"ok\"}"[..])
+}
+
+/// Readiness: not ready while draining or when Postgres does not answer;
+/// Redis is reported but does not fail readiness on its own (common content
+/// can still be served from Postgres).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let draining = state.lifecycle.is_draining();
+    let probe_timeout = state.cfg.db_acquire_timeout + Duration::from_millis(500);
+    let postgres = matches!(
+        tokio::time::timeout(
+            probe_timeout,
+            sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db)
+        )
+        .await,
+        Ok(Ok(1))
+    );
+    let redis = redis_ok(&state).await;
+    let ready = postgres && !draining;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "postgres": if postgres { "ok" } else { "unavailable" },
+        "redis": if redis { "ok" } else { "unavailable" },
+        "draining": draining,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    super::json(status, &body)
+}
+
+async fn redis_ok(state: &AppState) -> bool {
+    let ping = async {
+        let mut conn = state.redis.get().await.ok()?;
+        deadpool_redis::redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(state.cfg.redis_timeout, ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// Publishes this worker's pool gauges into its shared slot.
+pub fn publish_pool_stats(state: &AppState) {
+    let db = (
+        state.db.size() as u64,
+        state.db.num_idle() as u64,
+        0, // sqlx does not expose its waiters
+    );
+    let r = state.redis.status();
+    let redis = (r.size as u64, r.available as u64, r.waiting as u64);
+    state.slot.set_pools(db, redis);
+    state.slot.set_rss(crate::process::rss_bytes().unwrap_or(0));
+    state.slot.heartbeat();
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    publish_pool_stats(&state);
+    let text = state.metrics.render(&state.worker.model);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn runtime(State(state): State<AppState>) -> Response {
+    let w = &state.worker;
+    let thread = std::thread::current();
+    let body = serde_json::json!({
+        "model": w.model,
+        "pid": std::process::id(),
+        "worker": w.index,
+        "processes": w.processes,
+        "threads": w.threads,
+        "thread_per_core": w.thread_per_core,
+        "listener": w.listener,
+        "thread": thread.name().unwrap_or("unnamed"),
+        "thread_id": format!("{:?}", thread.id()),
+        "requests_served": state.slot.requests(),
+        "in_flight": state.slot.in_flight(),
+        "uptime_secs": w.started.elapsed().as_secs(),
+        "cpu_offload": match state.cpu.mode() {
+            crate::config::CpuOffload::Pool => "pool",
+            crate::config::CpuOffload::Inline => "inline",
+        },
+        "cpu_pool_threads": state.cpu.threads(),
+        "cache_mode": state.cache.mode().as_str(),
+        "db_pool_max": state.cfg.db_pool_max,
+        "redis_pool_max": state.cfg.redis_pool_max,
+        "workers": state.metrics.workers_json(),
+    });
+    super::json(StatusCode::OK, &body)
+}

@@ -1,0 +1,82 @@
+//! Quiz list and quiz detail: content common to all students, served
+//! through the content cache (`CACHE_MODE`), answer keys never included.
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+
+use crate::cache::{Key, Outcome};
+use crate::db;
+use crate::error::ApiError;
+use crate::extract::IdPath;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/quizzes", get(list))
+        .route("/api/v1/quizzes/{id}", get(one))
+}
+
+/// The serialized quiz list (shared with the HTML page).
+pub async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
+    let (body, outcome) = state
+        .cache
+        .get_or_build(Key::QuizList, || async {
+            let quizzes = db::quizzes::list(&state.db).await?;
+            Ok(Some(Bytes::from(
+                serde_json::to_vec(&quizzes).map_err(|e| ApiError::Internal(e.into()))?,
+            )))
+        })
+        .await?;
+    count(state, outcome);
+    Ok((body.unwrap_or_default(), outcome))
+}
+
+fn count(state: &AppState, outcome: Outcome) {
+    match outcome {
+        Outcome::Hit => state.slot.cache_hit(),
+        Outcome::Miss => state.slot.cache_miss(),
+        Outcome::Bypass => state.slot.cache_bypass(),
+        Outcome::Off => {}
+    }
+}
+
+fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
+    res.headers_mut().insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(outcome.as_str()),
+    );
+    res
+}
+
+async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let (body, outcome) = list_bytes(&state).await?;
+    Ok(with_cache_header(
+        super::json_bytes(StatusCode::OK, body),
+        outcome,
+    ))
+}
+
+async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
+    let (body, outcome) = state
+        .cache
+        .get_or_build(Key::Quiz(id), || async {
+            let mut conn = state.db.acquire().await?;
+            match db::quizzes::get(&mut conn, id).await? {
+                Some(quiz) => Ok(Some(Bytes::from(
+                    serde_json::to_vec(&quiz).map_err(|e| ApiError::Internal(e.into()))?,
+                ))),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    count(&state, outcome);
+    let body = body.ok_or(ApiError::NotFound("quiz"))?;
+    Ok(with_cache_header(
+        super::json_bytes(StatusCode::OK, body),
+        outcome,
+    ))
+}

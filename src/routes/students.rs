@@ -1,0 +1,29 @@
+//! select-options: `[{id, label}]` of the students in the caller's
+//! organization and cohort (document 004's `/api/v1/workers/select-options`).
+//! One Redis round trip for the session, one indexed query.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use crate::db;
+use crate::error::ApiError;
+use crate::extract::CurrentUser;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/students/select-options", get(select_options))
+}
+
+async fn select_options(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, ApiError> {
+    let options = match (user.session.organization_id, user.session.cohort_id) {
+        (Some(org), Some(cohort)) => db::users::select_options(&state.db, org, cohort).await?,
+        _ => Vec::new(),
+    };
+    Ok(super::json(StatusCode::OK, &options))
+}

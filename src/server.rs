@@ -1,0 +1,496 @@
+//! Our own accept loop: hyper's HTTP/1 connection builder driving the axum
+//! router, with the timeouts and limits a load-test target needs.
+//!
+//! axum's `serve` installs no timer (so no protection against clients that
+//! trickle headers) and its graceful shutdown waits for idle keep-alive
+//! connections forever. Here every connection has:
+//! - a header-read deadline (from the first byte of a request to its
+//!   complete head) and a keep-alive idle timeout, enforced by a watchdog
+//!   that watches the socket's activity;
+//! - a per-process connection cap (accepting pauses at the cap, so the rest
+//!   wait in the kernel backlog) and an optional concurrency cap (requests in
+//!   flight per worker, the sync-worker emulation: accepting also pauses);
+//! - a shedding limit on requests in flight (503 + Retry-After at once) and
+//!   a request deadline;
+//! - a drain: on shutdown, accepting stops, in-flight requests finish, each
+//!   connection's next response carries `Connection: close`, idle
+//!   keep-alive connections are left to their idle timeout (closing them
+//!   under a client that is writing would reset its request), and whatever
+//!   is still open at the drain deadline is closed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tower::ServiceExt;
+
+use crate::error::error_response;
+use crate::metrics::{route_index, Slot};
+
+/// Connection and request limits of one worker.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub request_timeout: Duration,
+    pub graceful_timeout: Duration,
+    pub max_connections: usize,
+    /// Requests in flight beyond which new ones are shed with 503 (0 = off).
+    pub max_in_flight: usize,
+    /// Requests handled at once; the rest wait (0 = off).
+    pub concurrency_cap: usize,
+    /// `X-Worker-Id` / `X-Worker-Pid` values, when enabled.
+    pub worker_headers: Option<(HeaderValue, HeaderValue)>,
+    pub access_log: bool,
+}
+
+impl ServeOptions {
+    pub fn from_config(cfg: &crate::config::Config, worker_index: usize) -> Self {
+        ServeOptions {
+            header_read_timeout: cfg.header_read_timeout,
+            keepalive_timeout: cfg.keepalive_timeout,
+            request_timeout: cfg.request_timeout,
+            graceful_timeout: cfg.graceful_timeout,
+            max_connections: cfg.max_connections,
+            max_in_flight: cfg.max_in_flight,
+            concurrency_cap: cfg.concurrency_cap,
+            worker_headers: cfg.worker_headers.then(|| {
+                (
+                    HeaderValue::from(worker_index as u64),
+                    HeaderValue::from(std::process::id()),
+                )
+            }),
+            access_log: cfg.access_log,
+        }
+    }
+}
+
+/// Life-cycle of a worker, shared by its accept loops and connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// Stop accepting; finish what is in flight.
+    Draining,
+    /// Drain deadline reached: close everything.
+    Closing,
+}
+
+/// Handle to start a drain and to observe it (readiness reads it).
+#[derive(Clone)]
+pub struct Lifecycle {
+    tx: Arc<watch::Sender<Phase>>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            tx: Arc::new(watch::channel(Phase::Running).0),
+        }
+    }
+}
+
+impl Lifecycle {
+    pub fn phase(&self) -> Phase {
+        *self.tx.borrow()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.phase() != Phase::Running
+    }
+
+    /// Begins the drain (idempotent).
+    pub fn drain(&self) {
+        self.tx.send_if_modified(|p| {
+            let changed = *p == Phase::Running;
+            if changed {
+                *p = Phase::Draining;
+            }
+            changed
+        });
+    }
+
+    /// Resolves once a drain has started.
+    pub async fn wait_draining(&self) {
+        let mut rx = self.subscribe();
+        let _ = rx.wait_for(|p| *p != Phase::Running).await;
+    }
+
+    fn close_all(&self) {
+        self.tx.send_replace(Phase::Closing);
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.tx.subscribe()
+    }
+}
+
+/// What one worker's `serve` shares with all its connections.
+struct Shared {
+    router: Router,
+    opts: ServeOptions,
+    slot: &'static Slot,
+    lifecycle: Lifecycle,
+    concurrency: Option<Semaphore>,
+}
+
+/// Serves `router` on `listeners` until `lifecycle` starts draining, then
+/// drains for at most the graceful timeout. Returns true when every
+/// connection finished before the deadline.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    router: Router,
+    opts: ServeOptions,
+    slot: &'static Slot,
+    lifecycle: Lifecycle,
+) -> bool {
+    let graceful = opts.graceful_timeout;
+    let shared = Arc::new(Shared {
+        concurrency: (opts.concurrency_cap > 0).then(|| Semaphore::new(opts.concurrency_cap)),
+        router,
+        opts,
+        slot,
+        lifecycle: lifecycle.clone(),
+    });
+    // Every connection task holds a clone of `done_tx`; when all are gone,
+    // `done_rx.recv()` returns None.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let conn_cap = Arc::new(Semaphore::new(shared.opts.max_connections));
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            conn_cap.clone(),
+            done_tx.clone(),
+        )));
+    }
+    drop(done_tx);
+    let mut phase = lifecycle.subscribe();
+    let _ = phase.wait_for(|p| *p != Phase::Running).await;
+    for task in accept_loops {
+        let _ = task.await;
+    }
+    let finished = tokio::time::timeout(graceful, done_rx.recv()).await.is_ok();
+    if !finished {
+        lifecycle.close_all();
+        // Connections drop their sockets as soon as they see Closing.
+        let _ = tokio::time::timeout(Duration::from_secs(1), done_rx.recv()).await;
+    }
+    finished
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    conn_cap: Arc<Semaphore>,
+    done: mpsc::Sender<()>,
+) {
+    let mut phase = shared.lifecycle.subscribe();
+    loop {
+        // Pause accepting at the connection cap and, with a concurrency
+        // cap, while every request slot is busy: the kernel backlog queues.
+        let permit = tokio::select! {
+            p = conn_cap.clone().acquire_owned() => p.expect("never closed"),
+            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+        };
+        if let Some(sem) = &shared.concurrency {
+            tokio::select! {
+                p = sem.acquire() => drop(p),
+                _ = phase.wait_for(|p| *p != Phase::Running) => return,
+            }
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let done = done.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, peer, shared).await;
+                    drop(permit);
+                    drop(done);
+                });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Where a connection is in its request cycle, for the watchdog.
+const IDLE: u8 = 0;
+const READING_HEAD: u8 = 1;
+const BUSY: u8 = 2;
+
+/// Activity of one connection: its phase and when that phase began.
+struct Activity {
+    phase: AtomicU8,
+    since_ns: AtomicU64,
+    origin: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            // A new connection is waiting for its first request head.
+            phase: AtomicU8::new(READING_HEAD),
+            since_ns: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn on_read(&self) {
+        if self.phase.load(Relaxed) == IDLE {
+            self.since_ns.store(self.now_ns(), Relaxed);
+            self.phase.store(READING_HEAD, Relaxed);
+        }
+    }
+
+    fn on_write(&self) {
+        if self.phase.load(Relaxed) == IDLE {
+            self.since_ns.store(self.now_ns(), Relaxed);
+        }
+    }
+
+    fn busy(&self) {
+        self.phase.store(BUSY, Relaxed);
+    }
+
+    fn idle(&self) {
+        self.since_ns.store(self.now_ns(), Relaxed);
+        self.phase.store(IDLE, Relaxed);
+    }
+
+    /// When the current phase times out; busy connections are re-checked
+    /// after `recheck`.
+    fn deadline(&self, header: Duration, keepalive: Duration) -> (u8, Instant) {
+        let phase = self.phase.load(Relaxed);
+        let since = self.origin + Duration::from_nanos(self.since_ns.load(Relaxed));
+        match phase {
+            IDLE => (phase, since + keepalive),
+            READING_HEAD => (phase, since + header),
+            _ => (phase, Instant::now() + header.min(keepalive)),
+        }
+    }
+}
+
+/// A TCP stream that reports reads and writes to the connection's watchdog.
+struct TrackedStream {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The client's address, available to handlers as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    shared.slot.connection_opened();
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(TrackedStream {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let svc = {
+        let shared = shared.clone();
+        let activity = activity.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let shared = shared.clone();
+            let activity = activity.clone();
+            req.extensions_mut().insert(ClientAddr(peer));
+            async move { Ok::<_, Infallible>(handle(&shared, &activity, req).await) }
+        })
+    };
+    let opts = &shared.opts;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Backstop only: the watchdog below enforces both timeouts.
+        .header_read_timeout(opts.header_read_timeout + opts.keepalive_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    let mut conn = pin!(builder.serve_connection(io, svc));
+    let mut phase = shared.lifecycle.subscribe();
+    let mut closing_idle = false;
+    loop {
+        let (state, deadline) = activity.deadline(opts.header_read_timeout, opts.keepalive_timeout);
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                let (now_state, now_deadline) =
+                    activity.deadline(opts.header_read_timeout, opts.keepalive_timeout);
+                if now_state != state || now_deadline > Instant::now() {
+                    continue;
+                }
+                match state {
+                    // Slow or silent client: drop the socket.
+                    READING_HEAD => break,
+                    IDLE if !closing_idle => {
+                        closing_idle = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    _ => {}
+                }
+            }
+            _ = phase.wait_for(|p| *p == Phase::Closing) => break,
+        }
+    }
+    shared.slot.connection_closed();
+}
+
+/// Paths that are never shed, capped or counted as load.
+fn is_probe(path: &str) -> bool {
+    path == "/healthz" || path == "/readyz"
+}
+
+/// Route index set by the router's middleware for metrics.
+#[derive(Clone, Copy)]
+pub struct RouteIndex(pub usize);
+
+async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) -> Response<Body> {
+    activity.busy();
+    let started = Instant::now();
+    let slot = shared.slot;
+    let opts = &shared.opts;
+    let probe = is_probe(req.uri().path());
+    let method = req.method().clone();
+    let path = opts.access_log.then(|| req.uri().path().to_string());
+    let in_flight = slot.request_started();
+    let mut res = if !probe && opts.max_in_flight > 0 && in_flight as usize > opts.max_in_flight {
+        slot.shed();
+        let mut res = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is at its in-flight request limit, retry later",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        res
+    } else {
+        let _permit = match (&shared.concurrency, probe) {
+            (Some(sem), false) => Some(sem.acquire().await.expect("never closed")),
+            _ => None,
+        };
+        let req = req.map(Body::new);
+        match tokio::time::timeout(opts.request_timeout, shared.router.clone().oneshot(req)).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                slot.timeout();
+                let mut res = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took longer than the request timeout",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                res
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let route = res
+        .extensions()
+        .get::<RouteIndex>()
+        .map_or_else(|| route_index(None), |r| r.0);
+    slot.record(route, res.status().as_u16(), elapsed);
+    slot.request_finished();
+    if let Some(cause) = res.extensions().get::<crate::error::ErrorCause>() {
+        tracing::error!(%method, route = crate::metrics::ROUTES[route], status = res.status().as_u16(), cause = %cause.0, "request failed");
+    }
+    if let Some(path) = path {
+        tracing::info!(%method, path, status = res.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
+    }
+    let headers = res.headers_mut();
+    if let Some((id, pid)) = &opts.worker_headers {
+        headers.insert("x-worker-id", id.clone());
+        headers.insert("x-worker-pid", pid.clone());
+    }
+    if shared.lifecycle.is_draining() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    activity.idle();
+    res
+}

@@ -1,0 +1,297 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, TestApp};
+
+/// Register, then log in with the new account by bearer token and cookie.
+#[tokio::test]
+async fn register_login_me_logout() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "newbie", "password": "a good password", "display_name": "New Bie"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let user: Value = res.json().await.unwrap();
+    assert_eq!(user["username"], "newbie");
+    assert_eq!(user["role"], "student");
+    assert!(user.get("password_hash").is_none());
+
+    let (token, cookie) = app.login("newbie", "a good password").await;
+    assert!(cookie.starts_with("qb_session="));
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"));
+    let me: Value = app
+        .get("/api/v1/user", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["display_name"], "New Bie");
+
+    // The cookie alone also authenticates.
+    let cookie_pair = cookie.split(';').next().unwrap().to_string();
+    let res = app
+        .http
+        .get(app.url("/api/v1/user"))
+        .header("cookie", &cookie_pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_error(
+        app.get("/api/v1/user", Some(&token)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+/// Duplicate usernames are 409; bad input is 422 with a JSON error.
+#[tokio::test]
+async fn registration_validation() {
+    let app = TestApp::spawn().await;
+    let dup = app
+        .post_json(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "student1", "password": "long enough"}),
+        )
+        .await;
+    assert_error(dup, 409, "conflict").await;
+    let cases = [
+        (
+            json!({"username": "ab", "password": "long enough"}),
+            "invalid_username",
+        ),
+        (
+            json!({"username": "has space", "password": "long enough"}),
+            "invalid_username",
+        ),
+        (
+            json!({"username": "x".repeat(10_000), "password": "long enough"}),
+            "invalid_username",
+        ),
+        (
+            json!({"username": "nul\u{0}byte", "password": "long enough"}),
+            "invalid_username",
+        ),
+        (
+            json!({"username": "okname", "password": "short"}),
+            "invalid_password",
+        ),
+        (
+            json!({"username": "okname", "password": "p".repeat(200)}),
+            "invalid_password",
+        ),
+        (
+            json!({"username": "okname", "password": "long enough", "cohort_id": 999}),
+            "unknown_cohort",
+        ),
+        (
+            json!({"username": 5, "password": "long enough"}),
+            "invalid_body",
+        ),
+        (json!({"password": "long enough"}), "invalid_body"),
+    ];
+    for (body, code) in cases {
+        let res = app.post_json("/api/v1/auth/register", None, &body).await;
+        assert_error(res, 422, code).await;
+    }
+    assert_eq!(
+        app.count("select count(*) from users where username = 'okname'")
+            .await,
+        0
+    );
+}
+
+/// An unknown user and a wrong password get the same status and body, and
+/// the unknown user costs a (dummy) hash verification.
+#[tokio::test]
+async fn unknown_user_and_wrong_password_look_the_same() {
+    let app = TestApp::spawn().await;
+    let before = app.worker.state.slot.dummy_hash_count();
+    let wrong = app
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "student1", "password": "not it at all"}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "nobody", "password": "not it at all"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(wrong.text().await.unwrap(), unknown.text().await.unwrap());
+    assert_eq!(app.worker.state.slot.dummy_hash_count(), before + 1);
+}
+
+/// Failed logins are throttled per username with 429 and Retry-After.
+#[tokio::test]
+async fn brute_force_is_throttled() {
+    let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES", "3")]).await;
+    for _ in 0..3 {
+        let res = app
+            .post_json(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": "student2", "password": "guess guess"}),
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "student2", "password": "quizbench"}),
+        )
+        .await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_error(res, 429, "too_many_requests").await;
+    // Other users are not affected.
+    app.login("student3", "quizbench").await;
+}
+
+/// A password change revokes the user's other sessions, keeps this one,
+/// and the new password works.
+#[tokio::test]
+async fn password_change_revokes_other_sessions() {
+    let app = TestApp::spawn().await;
+    let a = app.token("student4").await;
+    let b = app.token("student4").await;
+    let res = app
+        .http
+        .put(app.url("/api/v1/user/password"))
+        .bearer_auth(&a)
+        .json(&json!({"current_password": "wrong one!", "new_password": "brand new password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden").await;
+    let res = app
+        .http
+        .put(app.url("/api/v1/user/password"))
+        .bearer_auth(&a)
+        .json(&json!({"current_password": "quizbench", "new_password": "brand new password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.get("/api/v1/user", Some(&a)).await.status(), 200);
+    assert_error(app.get("/api/v1/user", Some(&b)).await, 401, "unauthorized").await;
+    app.login("student4", "brand new password").await;
+}
+
+/// Logging in with a session cookie already set ends that session
+/// (rotation), so a planted cookie never becomes authenticated.
+#[tokio::test]
+async fn login_rotates_the_session() {
+    let app = TestApp::spawn().await;
+    let (old, _) = app.login("student5", "quizbench").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .header("cookie", format!("qb_session={old}"))
+        .json(&json!({"username": "student5", "password": "quizbench"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let new: Value = res.json().await.unwrap();
+    assert_ne!(new["token"].as_str().unwrap(), old);
+    assert_eq!(app.get("/api/v1/user", Some(&old)).await.status(), 401);
+    assert_eq!(
+        app.get("/api/v1/user", new["token"].as_str())
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Missing, garbage and expired sessions are all 401.
+#[tokio::test]
+async fn auth_failures() {
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "1")]).await;
+    assert_error(app.get("/api/v1/progress", None).await, 401, "unauthorized").await;
+    assert_error(
+        app.get("/api/v1/progress", Some("garbage")).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let forged = "A".repeat(43);
+    assert_error(
+        app.get("/api/v1/progress", Some(&forged)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let token = app.token("student6").await;
+    assert_eq!(
+        app.get("/api/v1/progress", Some(&token)).await.status(),
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_error(
+        app.get("/api/v1/progress", Some(&token)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+/// Cookie-authenticated writes from another site are refused.
+#[tokio::test]
+async fn cross_site_cookie_writes_are_refused() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.login("student7", "quizbench").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/quizzes/1/attempts"))
+        .header("cookie", format!("qb_session={token}"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"answers": [{"question_id": 1, "choice_ids": [1]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/quizzes/1/attempts"))
+        .header("cookie", format!("qb_session={token}"))
+        .header("origin", "http://evil.example")
+        .json(&json!({"answers": [{"question_id": 1, "choice_ids": [1]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden").await;
+    assert_eq!(
+        app.count("select count(*) from attempts where user_id = 7 and id > 30")
+            .await,
+        0
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server over HTTP on a random port, against
+//! real PostgreSQL and Redis, each test with its own database and key prefix.
+
+mod attempts;
+mod auth;
+mod files;
+mod helpers;
+mod ops;
+mod pages;
+mod quizzes;
+mod students;

@@ -1,0 +1,49 @@
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+/// Liveness, readiness, metrics and the runtime view.
+#[tokio::test]
+async fn probes_metrics_runtime() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/healthz", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("x-worker-pid"));
+    let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["postgres"], "ok");
+    assert_eq!(ready["redis"], "ok");
+
+    app.get("/api/v1/quizzes", None).await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("quizbench_http_requests_total{worker=\"0\",route=\"/api/v1/quizzes\",status=\"200\"} 1"), "{metrics}");
+    assert!(metrics.contains("quizbench_db_pool_size{worker=\"0\"}"));
+    assert!(metrics.contains("quizbench_http_request_duration_seconds_bucket"));
+
+    let rt: Value = app.get("/runtime", None).await.json().await.unwrap();
+    assert_eq!(rt["pid"], std::process::id());
+    assert_eq!(rt["worker"], 0);
+    assert!(rt["requests_served"].as_u64().unwrap() >= 4);
+    assert!(rt["thread"].is_string());
+}
+
+/// Readiness fails while draining and draining answers with Connection: close.
+#[tokio::test]
+async fn draining_is_not_ready() {
+    let app = TestApp::spawn().await;
+    // Hold a keep-alive connection open so the drain waits for it.
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.worker.lifecycle.drain();
+    let res = client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["connection"], "close");
+}
