@@ -39,6 +39,28 @@ pub enum CpuOffload {
     Inline,
 }
 
+/// How the supervisor starts a worker process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerSpawn {
+    /// fork, then execute the binary from its path in the child (every
+    /// worker runs the same, current build; a SIGHUP picks up a new one).
+    Exec,
+    /// fork only: the worker runs the supervisor's copy of the code (faster
+    /// to boot). A SIGHUP still re-executes the binary.
+    Fork,
+}
+
+/// What the connection-budget check does when the pools may need more
+/// connections than PostgreSQL or Redis accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetMode {
+    Off,
+    /// Log a warning with the numbers.
+    Warn,
+    /// Refuse to serve: the server stops with the numbers.
+    Strict,
+}
+
 /// Cache mode for content common to all students (quiz list, quiz detail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheMode {
@@ -157,6 +179,14 @@ pub struct Config {
     pub max_requests: u64,
     /// `MAX_REQUESTS_JITTER`: random extra requests added to MAX_REQUESTS per worker.
     pub max_requests_jitter: u64,
+    /// `MAX_LIFETIME_SECS`: recycle a worker after this long (plus up to 10% jitter; 0 = never).
+    pub max_lifetime: Option<Duration>,
+    /// `MAX_RSS_MB`: recycle a worker whose resident memory exceeds this (0 = never).
+    pub max_rss_mb: u64,
+    /// `WORKER_SPAWN`: exec | fork (how the supervisor starts workers).
+    pub worker_spawn: WorkerSpawn,
+    /// `CONNECTION_BUDGET`: off | warn | strict (pools vs Postgres max_connections and Redis maxclients).
+    pub connection_budget: BudgetMode,
     /// `WORKER_HEADERS`: add X-Worker-Id and X-Worker-Pid to responses.
     pub worker_headers: bool,
     /// `DB_POOL_MIN`
@@ -245,6 +275,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("HEARTBEAT_TIMEOUT_SECS", "30"),
     ("MAX_REQUESTS", "0"),
     ("MAX_REQUESTS_JITTER", "0"),
+    ("MAX_LIFETIME_SECS", "0"),
+    ("MAX_RSS_MB", "0"),
+    ("WORKER_SPAWN", "exec"),
+    ("CONNECTION_BUDGET", "warn"),
     ("WORKER_HEADERS", "true"),
     ("DB_POOL_MIN", "0"),
     ("DB_POOL_MAX", "16"),
@@ -343,6 +377,20 @@ impl Config {
             heartbeat_timeout: r.optional_secs("HEARTBEAT_TIMEOUT_SECS")?,
             max_requests: r.ranged("MAX_REQUESTS", 0, usize::MAX)? as u64,
             max_requests_jitter: r.ranged("MAX_REQUESTS_JITTER", 0, usize::MAX)? as u64,
+            max_lifetime: r.optional_secs("MAX_LIFETIME_SECS")?,
+            max_rss_mb: r.ranged("MAX_RSS_MB", 0, 1 << 30)? as u64,
+            worker_spawn: r.choice(
+                "WORKER_SPAWN",
+                &[("exec", WorkerSpawn::Exec), ("fork", WorkerSpawn::Fork)],
+            )?,
+            connection_budget: r.choice(
+                "CONNECTION_BUDGET",
+                &[
+                    ("off", BudgetMode::Off),
+                    ("warn", BudgetMode::Warn),
+                    ("strict", BudgetMode::Strict),
+                ],
+            )?,
             worker_headers: r.bool("WORKER_HEADERS")?,
             db_pool_min: r.ranged("DB_POOL_MIN", 0, 10_000)? as u32,
             db_pool_max: r.ranged("DB_POOL_MAX", 1, 10_000)? as u32,

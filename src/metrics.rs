@@ -113,6 +113,8 @@ pub struct Slot {
     cache_misses: AtomicU64,
     cache_bypass: AtomicU64,
     dummy_hashes: AtomicU64,
+    /// Milliseconds from spawn to ready of the slot's current worker (set by the supervisor).
+    boot_ms: AtomicU64,
     restarts: [AtomicU64; 6],
     routes: [RouteStats; N_ROUTES],
 }
@@ -127,6 +129,19 @@ impl Metrics {
     /// Maps a zeroed shared table. Call before forking so children share it.
     pub fn new_shared() -> &'static Metrics {
         shared_zeroed::<Metrics>()
+    }
+
+    /// Like [`Metrics::new_shared`], backed by a memfd: a worker that the
+    /// supervisor re-executes (and so does not inherit the mapping) maps the
+    /// same table again from the inherited descriptor with [`Metrics::map_shared_fd`].
+    pub fn new_shared_memfd() -> std::io::Result<(&'static Metrics, std::os::fd::OwnedFd)> {
+        shared_memfd::<Metrics>()
+    }
+
+    /// Maps the table behind a descriptor made by [`Metrics::new_shared_memfd`]
+    /// (refused when its size differs: a binary with another table layout).
+    pub fn map_shared_fd(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<&'static Metrics> {
+        map_shared::<Metrics>(fd)
     }
 
     pub fn slot(&self, index: usize) -> &Slot {
@@ -169,6 +184,11 @@ impl Metrics {
                 "quizbench_open_connections",
                 "Open client connections.",
                 |s| s.connections.load(Relaxed),
+            ),
+            (
+                "quizbench_worker_boot_seconds",
+                "Time from spawn to ready of the current worker (supervised).",
+                |s| s.boot_ms.load(Relaxed) / 1000,
             ),
             (
                 "quizbench_worker_resident_memory_bytes",
@@ -346,6 +366,12 @@ impl Metrics {
                     "rss_bytes": s.rss_bytes.load(Relaxed),
                     "age_secs": now.saturating_sub(s.started_unix_ms.load(Relaxed)) / 1000,
                     "restarts": s.restarts.iter().map(|r| r.load(Relaxed)).sum::<u64>(),
+                    "restarts_by_reason": RESTART_REASONS
+                        .iter()
+                        .zip(&s.restarts)
+                        .map(|(name, n)| (name.to_string(), n.load(Relaxed).into()))
+                        .collect::<serde_json::Map<String, serde_json::Value>>(),
+                    "boot_ms": s.boot_ms.load(Relaxed),
                 })
             })
             .collect();
@@ -473,6 +499,14 @@ impl Slot {
         self.restarts[reason as usize].fetch_add(1, Relaxed);
     }
 
+    pub fn restarts(&self, reason: RestartReason) -> u64 {
+        self.restarts[reason as usize].load(Relaxed)
+    }
+
+    pub fn set_boot_ms(&self, ms: u64) {
+        self.boot_ms.store(ms, Relaxed);
+    }
+
     pub fn set_rss(&self, bytes: u64) {
         self.rss_bytes.store(bytes, Relaxed);
     }
@@ -516,9 +550,66 @@ fn shared_zeroed<T>() -> &'static T {
     }
 }
 
+/// A zero-filled `T` in a shared mapping of a new memfd (close-on-exec;
+/// the supervisor clears that flag in a child that it re-executes).
+#[allow(unsafe_code)]
+fn shared_memfd<T>() -> std::io::Result<(&'static T, std::os::fd::OwnedFd)> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create("quizbench-metrics", MFdFlags::MFD_CLOEXEC)?;
+    nix::unistd::ftruncate(&fd, std::mem::size_of::<T>() as i64)?;
+    let table = map_shared::<T>(std::os::fd::AsFd::as_fd(&fd))?;
+    Ok((table, fd))
+}
+
+/// Maps a file holding exactly one `T` (shared, read-write) for the rest of
+/// the process.
+#[allow(unsafe_code)]
+fn map_shared<T>(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<&'static T> {
+    use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+    let size = std::mem::size_of::<T>();
+    let actual = nix::sys::stat::fstat(fd)?.st_size;
+    if actual != size as i64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("shared metrics table is {actual} bytes, this build expects {size}"),
+        ));
+    }
+    let len = std::num::NonZeroUsize::new(size).expect("non-empty table");
+    // SAFETY: the mapping is new, so it aliases no Rust object; it is never
+    // unmapped, so the reference is valid for 'static. The file has exactly
+    // size_of::<T>() bytes (checked above), zero-filled at creation, and T is
+    // made only of atomics, for which any bytes written by other processes
+    // through the same atomics are valid values.
+    unsafe {
+        let ptr = mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )?;
+        Ok(&*(ptr.as_ptr() as *const T))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_memfd_table_is_shared_by_a_second_mapping() {
+        let (a, fd) = Metrics::new_shared_memfd().unwrap();
+        let b = Metrics::map_shared_fd(std::os::fd::AsFd::as_fd(&fd)).unwrap();
+        a.slot(7).begin(99);
+        assert_eq!(b.slot(7).pid(), 99);
+        let other = nix::sys::memfd::memfd_create(
+            "too-small",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )
+        .unwrap();
+        assert!(Metrics::map_shared_fd(std::os::fd::AsFd::as_fd(&other)).is_err());
+    }
 
     #[test]
     fn tables_match_their_lengths() {

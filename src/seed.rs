@@ -7,6 +7,7 @@
 //! one password hash (`quizbench`), made once with the configured argon2
 //! parameters.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -57,10 +58,20 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
         Postgres::create_database(database_url).await?;
         tracing::info!("created the database");
     }
-    let mut conn = PgConnection::connect(database_url).await?;
+    let mut conn = connect(database_url).await?;
     sqlx::migrate!("./migrations").run(&mut conn).await?;
     conn.close().await?;
     Ok(())
+}
+
+/// A connection for bulk work: slow statements are expected, not logged.
+async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    use sqlx::ConnectOptions as _;
+    let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(opts
+        .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::ZERO)
+        .connect()
+        .await?)
 }
 
 /// What `seed` did.
@@ -80,7 +91,7 @@ pub async fn seed(
     if_empty: bool,
 ) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
-    let mut conn = PgConnection::connect(database_url).await?;
+    let mut conn = connect(database_url).await?;
     if if_empty {
         let any: bool = sqlx::query_scalar("select exists (select 1 from users)")
             .fetch_one(&mut conn)
@@ -123,19 +134,26 @@ pub async fn seed(
         &questions_text,
     )
     .await?;
+    // Bulk-load the big tables without their foreign keys and secondary
+    // indexes, then rebuild them in one pass each (PostgreSQL's "populating
+    // a database" advice); all inside this transaction, so it is atomic.
+    let deferred = defer_constraints(&mut tx, &["attempts", "progress"]).await?;
+    let (attempts_text, progress_text) = attempts(size, &keys);
     copy(
         &mut tx,
         "attempts (id, user_id, quiz_id, answers, score, max_score, submitted_at)",
-        &attempts(size, &keys),
+        &attempts_text,
     )
     .await?;
-    sqlx::query(
-        "insert into progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)
-         select user_id, quiz_id, max(score), max(max_score), count(*), max(submitted_at)
-           from attempts group by user_id, quiz_id",
+    copy(
+        &mut tx,
+        "progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)",
+        &progress_text,
     )
-    .execute(&mut *tx)
     .await?;
+    for ddl in deferred {
+        sqlx::query(&ddl).execute(&mut *tx).await?;
+    }
     for table in [
         "organizations",
         "cohorts",
@@ -151,7 +169,9 @@ pub async fn seed(
         .await?;
     }
     tx.commit().await?;
-    sqlx::query("analyze").execute(&mut conn).await?;
+    sqlx::query("analyze users, attempts, progress, questions, quizzes")
+        .execute(&mut conn)
+        .await?;
     conn.close().await?;
     Ok(SeedReport {
         skipped: false,
@@ -159,6 +179,47 @@ pub async fn seed(
         attempts: size.attempts,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Drops the foreign keys and non-primary indexes of `tables` and returns
+/// the statements that re-create them, read from the catalog (so they stay
+/// exactly what the migrations made).
+async fn defer_constraints(
+    conn: &mut PgConnection,
+    tables: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut recreate = Vec::new();
+    for table in tables {
+        let fks: Vec<(String, String)> = sqlx::query_as(
+            "select conname::text, pg_get_constraintdef(oid)
+               from pg_constraint
+              where conrelid = $1::regclass and contype = 'f'",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (name, def) in fks {
+            sqlx::query(&format!("alter table {table} drop constraint {name}"))
+                .execute(&mut *conn)
+                .await?;
+            recreate.push(format!("alter table {table} add constraint {name} {def}"));
+        }
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "select i.relname::text, pg_get_indexdef(x.indexrelid)
+               from pg_index x join pg_class i on i.oid = x.indexrelid
+              where x.indrelid = $1::regclass and not x.indisprimary",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (name, def) in indexes {
+            sqlx::query(&format!("drop index {name}"))
+                .execute(&mut *conn)
+                .await?;
+            recreate.push(def);
+        }
+    }
+    Ok(recreate)
 }
 
 async fn copy(conn: &mut PgConnection, target: &str, data: &str) -> anyhow::Result<()> {
@@ -342,9 +403,12 @@ fn questions(size: SeedSize) -> (String, Vec<Vec<QuestionKey>>) {
     (s, keys)
 }
 
-fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> String {
+/// Attempt rows and the progress rows they add up to (best score, count
+/// and last time per student and quiz).
+fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> (String, String) {
     let mut rng = SplitMix(0x5EED_0002);
     let mut s = String::with_capacity(size.attempts as usize * 400);
+    let mut progress: BTreeMap<(u32, usize), ProgressRow> = BTreeMap::new();
     let now = chrono::Utc::now();
     for id in 1..=size.attempts {
         let user = rng.below(size.students() as u64) as u32 + 1;
@@ -378,6 +442,15 @@ fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> String {
             .collect();
         let score = grading::grade(&keys[quiz], &answers).expect("generated answers are valid");
         let at = now - chrono::Duration::seconds(rng.below(30 * 86400) as i64);
+        let p = progress.entry((user, quiz)).or_insert(ProgressRow {
+            best: score.score,
+            max: score.max_score,
+            count: 0,
+            last: at,
+        });
+        p.best = p.best.max(score.score);
+        p.count += 1;
+        p.last = p.last.max(at);
         let _ = writeln!(
             s,
             "{id}\t{user}\t{}\t{}\t{}\t{}\t{}",
@@ -388,7 +461,26 @@ fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> String {
             at.to_rfc3339()
         );
     }
-    s
+    let mut p = String::with_capacity(progress.len() * 48);
+    for ((user, quiz), row) in progress {
+        let _ = writeln!(
+            p,
+            "{user}\t{}\t{}\t{}\t{}\t{}",
+            quiz + 1,
+            row.best,
+            row.max,
+            row.count,
+            row.last.to_rfc3339()
+        );
+    }
+    (s, p)
+}
+
+struct ProgressRow {
+    best: i32,
+    max: i32,
+    count: u32,
+    last: chrono::DateTime<chrono::Utc>,
 }
 
 /// SplitMix64: a tiny deterministic generator (stable across versions,
@@ -472,9 +564,15 @@ mod tests {
         assert_eq!(k1[0][9].kind, Kind::Text);
         assert_eq!(k1[0][8].kind, Kind::Multiple);
         assert_eq!(q1.lines().count(), 500);
-        let a = attempts(size, &k1);
+        let (a, p) = attempts(size, &k1);
         assert_eq!(a.lines().count(), 50);
         assert!(a.lines().all(|l| l.split('\t').count() == 7));
+        // Progress adds up to the attempts.
+        let total: u32 = p
+            .lines()
+            .map(|l| l.split('\t').nth(4).unwrap().parse::<u32>().unwrap())
+            .sum();
+        assert_eq!(total, 50);
     }
 
     #[test]
