@@ -11,6 +11,7 @@
 #   scripts/bench.sh                       # 10 s per target, 50 connections
 #   DURATION=5s CONNECTIONS=100 scripts/bench.sh
 #   PROCESSES=1 THREADS=2 scripts/bench.sh # any server variable passes through
+#   QUIZBENCH_BIN=target/release/quizbench scripts/bench.sh   # skip the build
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light).
 
@@ -46,9 +47,13 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-echo "==> cargo build --release -p quizbench" >&2
-cargo build --release -p quizbench >&2
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/quizbench"
+# QUIZBENCH_BIN=path benchmarks an existing binary instead of building one.
+BIN="${QUIZBENCH_BIN:-}"
+if [[ -z "$BIN" ]]; then
+	echo "==> cargo build --release -p quizbench" >&2
+	cargo build --release -p quizbench >&2
+	BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/quizbench"
+fi
 "$BIN" migrate >&2
 "$BIN" seed --if-empty >&2
 

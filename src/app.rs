@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(routes::pages::router())
         .merge(routes::ops::router())
+        .merge(crate::openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::grading::Answer;
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Attempt {
     pub id: i64,
     pub quiz_id: i64,

@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::grading::{normalize, Kind, QuestionKey};
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct QuizSummary {
     pub id: i64,
     pub title: String,
@@ -15,13 +15,13 @@ pub struct QuizSummary {
     pub question_count: i64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Choice {
     pub id: i64,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Question {
     pub id: i64,
     pub position: i32,
@@ -31,7 +31,7 @@ pub struct Question {
     pub choices: Vec<Choice>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QuizDetail {
     pub id: i64,
     pub title: String,

@@ -16,7 +16,7 @@ pub struct UserRow {
 }
 
 /// The public view of a user.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -39,7 +39,7 @@ impl From<UserRow> for User {
     }
 }
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct SelectOption {
     pub id: i64,
     pub label: String,

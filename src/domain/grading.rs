@@ -42,7 +42,7 @@ pub struct QuestionKey {
 }
 
 /// One submitted answer: `{question_id, choice_ids}` or `{question_id, text}`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Answer {
     pub question_id: i64,

@@ -31,13 +31,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/quizzes/{id}/attempts", get(mine).post(submit))
 }
 
-#[derive(Deserialize)]
-struct SubmitBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct SubmitBody {
     answers: Vec<Answer>,
 }
 
-#[derive(Serialize)]
-struct Submitted {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Submitted {
     id: i64,
     quiz_id: i64,
     score: i32,
@@ -137,6 +137,24 @@ fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Response, ApiError
     ))
 }
 
+/// Submit an attempt: graded here, stored with the progress update in one
+/// transaction, acknowledged after commit.
+#[utoipa::path(post, path = "/api/v1/quizzes/{id}/attempts", tag = "attempts",
+    security(("bearer" = []), ("cookie" = [])),
+    params(
+        ("id" = i64, Path, description = "Quiz id", minimum = 1),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request"),
+    ),
+    request_body = SubmitBody,
+    responses(
+        (status = 201, description = "Stored (or replayed, with Idempotent-Replayed: true)", body = Submitted),
+        (status = 400, description = "Malformed request", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid answers, or a reused Idempotency-Key", body = crate::openapi::ErrorBody),
+    ))]
 async fn submit(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -192,6 +210,15 @@ async fn submit(
     Ok(created(attempt.into(), false))
 }
 
+/// My attempts at a quiz, newest first.
+#[utoipa::path(get, path = "/api/v1/quizzes/{id}/attempts", tag = "attempts",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
+    responses(
+        (status = 200, description = "My attempts", body = Vec<Attempt>),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
+    ))]
 async fn mine(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -25,14 +25,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
 }
 
-#[derive(Deserialize)]
-struct RegisterBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct RegisterBody {
     username: String,
     password: String,
     display_name: Option<String>,
     cohort_id: Option<i64>,
 }
 
+/// Create a student account.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Created", body = db::users::User),
+        (status = 409, description = "Username taken", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody),
+    ))]
 async fn register(
     State(state): State<AppState>,
     AppJson(body): AppJson<RegisterBody>,
@@ -76,12 +84,30 @@ async fn register(
     }
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct LoginBody {
     username: String,
     password: String,
 }
 
+/// The body of a successful login.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LoggedIn {
+    /// Session token: send it as `Authorization: Bearer TOKEN` (the
+    /// `qb_session` cookie carries the same token).
+    token: String,
+    user: db::users::User,
+}
+
+/// Log in: sets the `qb_session` cookie and returns the same token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in", body = LoggedIn),
+        (status = 401, description = "Invalid credentials", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed logins", body = crate::openapi::ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
@@ -145,12 +171,22 @@ async fn login(
         let _ = state.sessions.revoke(&old, user.id).await;
     }
     let cookie = session_cookie(&state, &token, state.cfg.session_absolute.as_secs());
-    let body = serde_json::json!({"token": token, "user": db::users::User::from(user)});
+    let body = LoggedIn {
+        token,
+        user: db::users::User::from(user),
+    };
     let mut res = super::json(StatusCode::OK, &body);
     res.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(res)
 }
 
+/// End the current session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    ))]
 async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     state
         .sessions

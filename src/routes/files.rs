@@ -47,13 +47,20 @@ fn io_error(e: std::io::Error) -> ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct FileInfo {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FileInfo {
     name: String,
     size: u64,
     modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// My code files.
+#[utoipa::path(get, path = "/api/v1/files", tag = "files",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "My files", body = Vec<FileInfo>),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    ))]
 async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let files = list_files(&state, user.session.user_id).await?;
     Ok(super::json(StatusCode::OK, &files))
@@ -84,6 +91,16 @@ async fn list_files(state: &AppState, user_id: i64) -> Result<Vec<FileInfo>, Api
     Ok(files)
 }
 
+/// Load one of my code files.
+#[utoipa::path(get, path = "/api/v1/files/{name}", tag = "files",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("name" = String, Path, description = "File name: letters, digits, '.', '_', '-'; not starting with '.'")),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "text/plain"),
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such file", body = crate::openapi::ErrorBody),
+    ))]
 async fn load(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -103,6 +120,19 @@ async fn load(
         .into_response())
 }
 
+/// Save one of my code files (atomically replaces an existing one).
+#[utoipa::path(put, path = "/api/v1/files/{name}", tag = "files",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("name" = String, Path, description = "File name")),
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 200, description = "Replaced", body = SavedFile),
+        (status = 201, description = "Created", body = SavedFile),
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Too large", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Too many files", body = crate::openapi::ErrorBody),
+    ))]
 async fn save(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -135,12 +165,26 @@ async fn save(
     } else {
         StatusCode::CREATED
     };
-    Ok(super::json(
-        status,
-        &serde_json::json!({"name": name, "size": size}),
-    ))
+    Ok(super::json(status, &SavedFile { name, size }))
 }
 
+/// The answer to a save.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SavedFile {
+    name: String,
+    size: u64,
+}
+
+/// Delete one of my code files.
+#[utoipa::path(delete, path = "/api/v1/files/{name}", tag = "files",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("name" = String, Path, description = "File name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such file", body = crate::openapi::ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -20,14 +20,14 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/grade", post(grade))
 }
 
-#[derive(Deserialize)]
-struct GradeBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct GradeBody {
     text: String,
     question_id: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Graded {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Graded {
     label: &'static str,
     score: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +37,17 @@ struct Graded {
     matches_key: Option<bool>,
 }
 
+/// Classify a free-text answer (CPU-heavy; see GRADE_COST).
+#[utoipa::path(post, path = "/api/v1/grade", tag = "grading",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = GradeBody,
+    responses(
+        (status = 200, description = "Label and confidence", body = Graded),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such question", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid text", body = crate::openapi::ErrorBody),
+        (status = 503, description = "CPU pool full", body = crate::openapi::ErrorBody),
+    ))]
 async fn grade(
     State(state): State<AppState>,
     _user: CurrentUser,

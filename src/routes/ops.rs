@@ -19,6 +19,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Liveness: no I/O, answers as long as the event loop runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive")))]
 async fn healthz() -> Response {
     super::json_bytes(StatusCode::OK, &b"{\"status\":\"ok\"}"[..])
 }
@@ -26,6 +28,11 @@ async fn healthz() -> Response {
 /// Readiness: not ready while draining or when Postgres does not answer;
 /// Redis is reported but does not fail readiness on its own (common content
 /// can still be served from Postgres).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "Postgres unreachable or draining"),
+    ))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.lifecycle.is_draining();
     let probe_timeout = state.cfg.db_acquire_timeout + Duration::from_millis(500);
@@ -81,6 +88,9 @@ pub fn publish_pool_stats(state: &AppState) {
     state.slot.heartbeat();
 }
 
+/// Prometheus text for every worker of this server.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus exposition", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     publish_pool_stats(&state);
     let text = state.metrics.render(&state.worker.model);
@@ -94,6 +104,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Which process model, pid, worker and thread served this request.
+#[utoipa::path(get, path = "/runtime", tag = "operations",
+    responses((status = 200, description = "Process model of the serving worker")))]
 async fn runtime(State(state): State<AppState>) -> Response {
     let w = &state.worker;
     let thread = std::thread::current();

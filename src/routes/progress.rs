@@ -16,6 +16,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/progress", get(mine))
 }
 
+/// My best score and attempt count per quiz.
+#[utoipa::path(get, path = "/api/v1/progress", tag = "attempts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "My progress", body = Vec<db::progress::Progress>),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    ))]
 async fn mine(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let rows = db::progress::for_user(&state.db, user.session.user_id).await?;
     Ok(super::json(StatusCode::OK, &rows))

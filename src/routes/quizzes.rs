@@ -52,6 +52,9 @@ fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
     res
 }
 
+/// All quizzes (content common to all students, cached per CACHE_MODE).
+#[utoipa::path(get, path = "/api/v1/quizzes", tag = "quizzes",
+    responses((status = 200, description = "Quiz list", body = Vec<db::quizzes::QuizSummary>)))]
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     let (body, outcome) = list_bytes(&state).await?;
     Ok(with_cache_header(
@@ -60,6 +63,14 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     ))
 }
 
+/// One quiz with its questions (never the answer keys).
+#[utoipa::path(get, path = "/api/v1/quizzes/{id}", tag = "quizzes",
+    params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
+    responses(
+        (status = 200, description = "The quiz", body = db::quizzes::QuizDetail),
+        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
+    ))]
 async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
     let (body, outcome) = state
         .cache

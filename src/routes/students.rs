@@ -17,6 +17,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/students/select-options", get(select_options))
 }
 
+/// Students of my organization and cohort, as `{id, label}` options.
+#[utoipa::path(get, path = "/api/v1/students/select-options", tag = "students",
+    security(("cookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Options", body = Vec<db::users::SelectOption>),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    ))]
 async fn select_options(
     State(state): State<AppState>,
     user: CurrentUser,

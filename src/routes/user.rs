@@ -19,6 +19,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/user/password", put(change_password))
 }
 
+/// The current user.
+#[utoipa::path(get, path = "/api/v1/user", tag = "user",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The current user", body = db::users::User),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let row = db::users::by_id(&state.db, user.session.user_id)
         .await?
@@ -26,12 +33,22 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Response
     Ok(super::json(StatusCode::OK, &db::users::User::from(row)))
 }
 
-#[derive(Deserialize)]
-struct PasswordBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct PasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// Change my password; every other session of mine ends.
+#[utoipa::path(put, path = "/api/v1/user/password", tag = "user",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = PasswordBody,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Current password is wrong", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid new password", body = crate::openapi::ErrorBody),
+    ))]
 async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -47,3 +47,20 @@ async fn draining_is_not_ready() {
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["connection"], "close");
 }
+
+/// The OpenAPI document is served and describes the API routes.
+#[tokio::test]
+async fn openapi_document() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/quizzes/{id}/attempts",
+        "/api/v1/students/select-options",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+}
