@@ -12,7 +12,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 use crate::error::{error_response, ApiError};
 use crate::metrics::route_index;
 use crate::routes;
-use crate::server::RouteIndex;
+use crate::server::ClientConn;
 use crate::state::AppState;
 
 /// Largest JSON body accepted by any route but file uploads.
@@ -57,12 +57,15 @@ pub fn router(state: AppState) -> Router {
     app
 }
 
-/// Marks the response with its route template for the per-route metrics.
+/// Tells the connection which route template the request matched, for the
+/// per-route metrics.
 async fn tag_route(req: Request, next: Next) -> Response {
-    let index = route_index(req.extensions().get::<MatchedPath>().map(|m| m.as_str()));
-    let mut res = next.run(req).await;
-    res.extensions_mut().insert(RouteIndex(index));
-    res
+    if let Some(conn) = req.extensions().get::<ClientConn>() {
+        conn.set_route(route_index(
+            req.extensions().get::<MatchedPath>().map(|m| m.as_str()),
+        ));
+    }
+    next.run(req).await
 }
 
 /// API responses are per user: never stored by shared caches.

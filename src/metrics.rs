@@ -384,6 +384,7 @@ type Series = (&'static str, &'static str, fn(&Slot) -> u64);
 
 /// Index of a route template in [`ROUTES`] (the last one is `other`).
 pub fn route_index(template: Option<&str>) -> usize {
+    const _: () = assert!(N_ROUTES < 256, "route indexes fit in a u8");
     template
         .and_then(|t| ROUTES.iter().position(|r| *r == t))
         .unwrap_or(N_ROUTES - 1)
@@ -603,11 +604,9 @@ mod tests {
         let b = Metrics::map_shared_fd(std::os::fd::AsFd::as_fd(&fd)).unwrap();
         a.slot(7).begin(99);
         assert_eq!(b.slot(7).pid(), 99);
-        let other = nix::sys::memfd::memfd_create(
-            "too-small",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .unwrap();
+        let other =
+            nix::sys::memfd::memfd_create("too-small", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .unwrap();
         assert!(Metrics::map_shared_fd(std::os::fd::AsFd::as_fd(&other)).is_err());
     }
 

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -241,20 +241,27 @@ const IDLE: u8 = 0;
 const READING_HEAD: u8 = 1;
 const BUSY: u8 = 2;
 
-/// Activity of one connection: its phase and when that phase began.
-struct Activity {
+/// One connection's state shared with its requests: the watchdog's phase
+/// and when it began, the peer address, and the route the current request
+/// matched (set by the router's middleware, read back for metrics; this
+/// avoids allocating response extensions on every request).
+pub struct Activity {
     phase: AtomicU8,
     since_ns: AtomicU64,
     origin: Instant,
+    peer: SocketAddr,
+    route: AtomicU8,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(peer: SocketAddr) -> Self {
         Activity {
             // A new connection is waiting for its first request head.
             phase: AtomicU8::new(READING_HEAD),
             since_ns: AtomicU64::new(0),
             origin: Instant::now(),
+            peer,
+            route: AtomicU8::new(0),
         }
     }
 
@@ -362,13 +369,26 @@ impl AsyncWrite for TrackedStream {
     }
 }
 
-/// The client's address, available to handlers as a request extension.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+/// The request's connection, available to handlers and middleware as a
+/// request extension.
+#[derive(Clone)]
+pub struct ClientConn(Arc<Activity>);
+
+impl ClientConn {
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// Records the matched route (an index into `metrics::ROUTES`).
+    pub fn set_route(&self, index: usize) {
+        self.0.route.store(index as u8, Relaxed);
+    }
+}
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     shared.slot.connection_opened();
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(peer));
     let io = TokioIo::new(TrackedStream {
         inner: stream,
         activity: activity.clone(),
@@ -379,7 +399,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let shared = shared.clone();
             let activity = activity.clone();
-            req.extensions_mut().insert(ClientAddr(peer));
+            req.extensions_mut().insert(ClientConn(activity.clone()));
             async move { Ok::<_, Infallible>(handle(&shared, &activity, req).await) }
         })
     };
@@ -420,17 +440,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     shared.slot.connection_closed();
 }
 
+const X_WORKER_ID: HeaderName = HeaderName::from_static("x-worker-id");
+const X_WORKER_PID: HeaderName = HeaderName::from_static("x-worker-pid");
+
 /// Paths that are never shed, capped or counted as load.
 fn is_probe(path: &str) -> bool {
     path == "/healthz" || path == "/readyz"
 }
 
-/// Route index set by the router's middleware for metrics.
-#[derive(Clone, Copy)]
-pub struct RouteIndex(pub usize);
-
 async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) -> Response<Body> {
     activity.busy();
+    activity.route.store(route_index(None) as u8, Relaxed);
     let started = Instant::now();
     let slot = shared.slot;
     let opts = &shared.opts;
@@ -471,10 +491,7 @@ async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) ->
         }
     };
     let elapsed = started.elapsed();
-    let route = res
-        .extensions()
-        .get::<RouteIndex>()
-        .map_or_else(|| route_index(None), |r| r.0);
+    let route = activity.route.load(Relaxed) as usize;
     slot.record(route, res.status().as_u16(), elapsed);
     slot.request_finished();
     if let Some(cause) = res.extensions().get::<crate::error::ErrorCause>() {
@@ -485,8 +502,8 @@ async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) ->
     }
     let headers = res.headers_mut();
     if let Some((id, pid)) = &opts.worker_headers {
-        headers.insert("x-worker-id", id.clone());
-        headers.insert("x-worker-pid", pid.clone());
+        headers.insert(X_WORKER_ID, id.clone());
+        headers.insert(X_WORKER_PID, pid.clone());
     }
     if shared.lifecycle.is_draining() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -14,7 +14,7 @@ use crate::db;
 use crate::domain::validation;
 use crate::error::ApiError;
 use crate::extract::{token_of, AppJson, CurrentUser, COOKIE};
-use crate::server::ClientAddr;
+use crate::server::ClientConn;
 use crate::sessions::Session;
 use crate::state::AppState;
 
@@ -110,7 +110,7 @@ pub(crate) struct LoggedIn {
     ))]
 async fn login(
     State(state): State<AppState>,
-    client: Option<Extension<ClientAddr>>,
+    client: Option<Extension<ClientConn>>,
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -121,7 +121,7 @@ async fn login(
             "password must be 1 to 1024 bytes",
         ));
     }
-    let addr = client.map(|Extension(ClientAddr(a))| a.ip().to_string());
+    let addr = client.map(|Extension(conn)| conn.peer().ip().to_string());
     let throttle = Throttle::new(&state, &body.username, addr.as_deref());
     throttle.check().await?;
 
