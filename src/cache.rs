@@ -14,7 +14,7 @@
 //! value (not valid JSON) is treated as a miss.
 
 use bytes::Bytes;
-use deadpool_redis::redis::{self, AsyncCommands as _};
+use redis::AsyncCommands as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -69,7 +69,7 @@ struct Entry {
 pub struct ContentCache {
     mode: CacheMode,
     ttl: Duration,
-    redis: deadpool_redis::Pool,
+    redis: crate::redis_pool::RedisPool,
     prefix: String,
     timeout: Duration,
     /// Last content version read from Redis.
@@ -83,7 +83,7 @@ impl ContentCache {
     pub fn new(
         mode: CacheMode,
         ttl: Duration,
-        redis: deadpool_redis::Pool,
+        redis: crate::redis_pool::RedisPool,
         prefix: String,
         timeout: Duration,
     ) -> Self {
@@ -238,7 +238,7 @@ impl ContentCache {
             .arg(body.as_ref())
             .arg("EX")
             .arg(self.ttl.as_secs().max(1));
-        tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut conn))
+        tokio::time::timeout(self.timeout, cmd.query_async::<()>(&mut *conn))
             .await
             .map_err(|_| ApiError::unavailable("cache"))??;
         Ok(())

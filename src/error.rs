@@ -178,14 +178,14 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<deadpool_redis::PoolError> for ApiError {
-    fn from(_: deadpool_redis::PoolError) -> Self {
+impl From<crate::redis_pool::RedisPoolError> for ApiError {
+    fn from(_: crate::redis_pool::RedisPoolError) -> Self {
         ApiError::unavailable("session store")
     }
 }
 
-impl From<deadpool_redis::redis::RedisError> for ApiError {
-    fn from(_: deadpool_redis::redis::RedisError) -> Self {
+impl From<redis::RedisError> for ApiError {
+    fn from(_: redis::RedisError) -> Self {
         ApiError::unavailable("session store")
     }
 }

@@ -506,20 +506,20 @@ impl SplitMix {
 /// may no longer exist. A Redis that is down only earns a warning.
 pub async fn invalidate_caches(cfg: &crate::config::Config) {
     let result: anyhow::Result<()> = async {
-        let client = deadpool_redis::redis::Client::open(cfg.redis_url.as_str())?;
+        let client = redis::Client::open(cfg.redis_url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let prefix = &cfg.redis_prefix;
-        deadpool_redis::redis::cmd("INCR")
+        redis::cmd("INCR")
             .arg(format!("{prefix}content:version"))
             .query_async::<()>(&mut conn)
             .await?;
         for pattern in ["sess:*", "user-sessions:*", "login-fail:*"] {
-            let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+            let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{prefix}{pattern}"))
                 .query_async(&mut conn)
                 .await?;
             for chunk in keys.chunks(1000) {
-                deadpool_redis::redis::cmd("DEL")
+                redis::cmd("DEL")
                     .arg(chunk)
                     .query_async::<()>(&mut conn)
                     .await?;

@@ -8,8 +8,8 @@
 //! hashes lets a password change revoke every other session.
 
 use base64::Engine as _;
-use deadpool_redis::redis::{self, AsyncCommands as _};
 use rand::RngCore as _;
+use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct Session {
 
 #[derive(Clone)]
 pub struct SessionStore {
-    pool: deadpool_redis::Pool,
+    pool: crate::redis_pool::RedisPool,
     prefix: String,
     idle: Duration,
     absolute: Duration,
@@ -67,7 +67,7 @@ pub fn plausible_token(token: &str) -> bool {
 
 impl SessionStore {
     pub fn new(
-        pool: deadpool_redis::Pool,
+        pool: crate::redis_pool::RedisPool,
         prefix: String,
         idle: Duration,
         absolute: Duration,
@@ -90,7 +90,9 @@ impl SessionStore {
         format!("{}user-sessions:{user_id}", self.prefix)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, ApiError> {
+    async fn conn(
+        &self,
+    ) -> Result<deadpool::managed::Object<crate::redis_pool::RedisManager>, ApiError> {
         Ok(self.pool.get().await?)
     }
 
@@ -120,7 +122,7 @@ impl SessionStore {
             .ignore()
             .expire(&user_key, self.absolute.as_secs() as i64)
             .ignore();
-        self.timed(pipe.query_async::<()>(&mut conn)).await?;
+        self.timed(pipe.query_async::<()>(&mut *conn)).await?;
         Ok(token)
     }
 
@@ -137,7 +139,7 @@ impl SessionStore {
                     .arg(self.key(&hash))
                     .arg("EX")
                     .arg(self.idle.as_secs())
-                    .query_async(&mut conn),
+                    .query_async(&mut *conn),
             )
             .await?;
         let Some(raw) = raw else { return Ok(None) };
@@ -163,7 +165,7 @@ impl SessionStore {
             .ignore()
             .srem(self.user_key(user_id), &hash)
             .ignore();
-        self.timed(pipe.query_async::<()>(&mut conn)).await
+        self.timed(pipe.query_async::<()>(&mut *conn)).await
     }
 
     /// Ends every session of a user except `keep` (a token), e.g. after a
@@ -187,10 +189,10 @@ impl SessionStore {
             .ignore()
             .srem(&user_key, doomed)
             .ignore();
-        self.timed(pipe.query_async::<()>(&mut conn)).await
+        self.timed(pipe.query_async::<()>(&mut *conn)).await
     }
 
-    pub fn pool(&self) -> &deadpool_redis::Pool {
+    pub fn pool(&self) -> &crate::redis_pool::RedisPool {
         &self.pool
     }
 

@@ -32,7 +32,7 @@ pub struct WorkerInfo {
 pub struct Inner {
     pub cfg: Arc<Config>,
     pub db: PgPool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: crate::redis_pool::RedisPool,
     pub sessions: SessionStore,
     pub cache: ContentCache,
     pub cpu: CpuPool,

@@ -6,7 +6,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use deadpool_redis::redis;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -245,7 +244,7 @@ impl<'a> Throttle<'a> {
         for (key, _) in &self.keys {
             pipe.get(key).ttl(key);
         }
-        let replies: Vec<(Option<u32>, i64)> = self.timed(pipe.query_async(&mut conn)).await?;
+        let replies: Vec<(Option<u32>, i64)> = self.timed(pipe.query_async(&mut *conn)).await?;
         for ((count, ttl), (_, max)) in replies.into_iter().zip(&self.keys) {
             if count.unwrap_or(0) >= *max {
                 return Err(ApiError::TooManyRequests {
@@ -267,7 +266,7 @@ impl<'a> Throttle<'a> {
             pipe.incr(key, 1).ignore();
             pipe.cmd("EXPIRE").arg(key).arg(window).arg("NX").ignore();
         }
-        self.timed(pipe.query_async::<()>(&mut conn)).await
+        self.timed(pipe.query_async::<()>(&mut *conn)).await
     }
 
     async fn clear_username(&self) {
@@ -279,7 +278,7 @@ impl<'a> Throttle<'a> {
                 .timed(
                     redis::cmd("DEL")
                         .arg(&self.keys[0].0)
-                        .query_async::<()>(&mut conn),
+                        .query_async::<()>(&mut *conn),
                 )
                 .await;
         }

@@ -63,8 +63,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn redis_ok(state: &AppState) -> bool {
     let ping = async {
         let mut conn = state.redis.get().await.ok()?;
-        deadpool_redis::redis::cmd("PING")
-            .query_async::<String>(&mut conn)
+        redis::cmd("PING")
+            .query_async::<String>(&mut *conn)
             .await
             .ok()
     };
