@@ -325,8 +325,11 @@ impl Config {
             Some(name) => load_profile(name)?,
             None => HashMap::new(),
         };
+        // An empty variable counts as unset, so it does not hide the
+        // profile's value (compose passes unset variables as empty).
         Config::from_lookup(profile, |key| {
             env.get(key)
+                .filter(|v| !v.trim().is_empty())
                 .or_else(|| profile_vars.get(key))
                 .map(String::as_str)
         })
@@ -462,7 +465,9 @@ impl Config {
             format!("{} threads", self.threads)
         };
         match processes {
-            1 if !self.supervisor => format!("single process, {threads}"),
+            1 if !self.supervisor && self.processes != Processes::Auto => {
+                format!("single process, {threads}")
+            }
             1 => format!("supervised single worker, {threads}"),
             n => format!(
                 "prefork {n} workers ({}), {threads}",

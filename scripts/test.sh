@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the project's checks, as CI runs them (.ci/run).
+#
+# Brings up PostgreSQL and Redis (scripts/services.sh: the running ones, else
+# Docker Compose, else throwaway local instances, stopped again on exit), then
+# runs, stopping at the first failure:
+#   cargo fmt --all -- --check
+#   cargo clippy --workspace --all-targets -- -D warnings
+#   cargo test --workspace [extra arguments]
+# Tests get TEST_DATABASE_URL (a server where they may CREATE DATABASE) and
+# TEST_REDIS_URL. QB_SKIP_LINT=1 skips fmt and clippy.
+#
+#   scripts/test.sh
+#   scripts/test.sh -- --nocapture        # extra arguments go to cargo test
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+
+qb_services_up
+trap qb_services_release EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+run() {
+	echo "==> $*" >&2
+	"$@"
+}
+
+if [[ "${QB_SKIP_LINT:-0}" != 1 ]]; then
+	run cargo fmt --all -- --check
+	run cargo clippy --workspace --all-targets -- -D warnings
+fi
+run cargo test --workspace "$@"
+echo "==> all checks passed" >&2
