@@ -1,6 +1,6 @@
 //! The router: every route module merged, and the middleware applied once.
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -35,9 +35,11 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::pages::router())
         .merge(routes::ops::router())
         .merge(crate::openapi::router())
+        .merge(routes::techempower::router())
+        .merge(test_hooks())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(crate::extract::body_limit(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(tag_route))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state);
@@ -55,6 +57,25 @@ pub fn router(state: AppState) -> Router {
         );
     }
     app
+}
+
+/// Routes for the fault suite (tests/faults), present only when the
+/// environment has `QUIZBENCH_TEST_HOOKS=1`: `GET /__test/panic` panics in
+/// its handler (the panic must become a JSON 500 and the worker must keep
+/// serving). Never set it in production.
+fn test_hooks() -> Router<AppState> {
+    if std::env::var("QUIZBENCH_TEST_HOOKS").as_deref() != Ok("1") {
+        return Router::new();
+    }
+    Router::new().route(
+        "/__test/panic",
+        axum::routing::get(|| async {
+            if true {
+                panic!("test hook: /__test/panic");
+            }
+            StatusCode::NO_CONTENT
+        }),
+    )
 }
 
 /// Tells the connection which route template the request matched, for the

@@ -37,6 +37,13 @@ pub const ROUTES: &[&str] = &[
     "/metrics",
     "/runtime",
     "/openapi.json",
+    "/json",
+    "/plaintext",
+    "/db",
+    "/queries",
+    "/fortunes",
+    "/updates",
+    "/cached-queries",
     "other",
 ];
 
@@ -53,7 +60,7 @@ const BUCKETS_US: &[u64] = &[
     2_500_000, 5_000_000, 10_000_000,
 ];
 const N_BUCKETS: usize = 15; // BUCKETS_US.len() + "+Inf"
-const N_ROUTES: usize = 23;
+const N_ROUTES: usize = 30;
 
 /// Why the supervisor restarted a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

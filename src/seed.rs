@@ -108,7 +108,8 @@ pub async fn seed(
     let hash = passwords.hash(SEED_PASSWORD);
     let mut tx = conn.begin().await?;
     sqlx::query(
-        "truncate attempts, progress, questions, quizzes, users, cohorts, organizations
+        "truncate attempts, progress, questions, quizzes, users, cohorts, organizations,
+                  world, fortune
          restart identity cascade",
     )
     .execute(&mut *tx)
@@ -134,6 +135,8 @@ pub async fn seed(
         &questions_text,
     )
     .await?;
+    copy(&mut tx, "world (id, randomnumber)", &world()).await?;
+    copy(&mut tx, "fortune (id, message)", &fortunes()).await?;
     // Bulk-load the big tables without their foreign keys and secondary
     // indexes, then rebuild them in one pass each (PostgreSQL's "populating
     // a database" advice); all inside this transaction, so it is atomic.
@@ -481,6 +484,26 @@ struct ProgressRow {
     max: i32,
     count: u32,
     last: chrono::DateTime<chrono::Utc>,
+}
+
+/// TechEmpower's `world` table: ids 1..=10000, random numbers 1..=10000.
+fn world() -> String {
+    let mut rng = SplitMix(0x5EED_0003);
+    let rows = crate::routes::techempower::WORLD_ROWS;
+    let mut s = String::with_capacity(rows as usize * 12);
+    for id in 1..=rows {
+        let _ = writeln!(s, "{id}\t{}", rng.below(rows as u64) + 1);
+    }
+    s
+}
+
+/// TechEmpower's 12 fortunes.
+fn fortunes() -> String {
+    let mut s = String::new();
+    for (i, message) in crate::routes::techempower::FORTUNES.iter().enumerate() {
+        let _ = writeln!(s, "{}\t{}", i + 1, esc(message));
+    }
+    s
 }
 
 /// SplitMix64: a tiny deterministic generator (stable across versions,

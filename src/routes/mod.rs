@@ -9,6 +9,7 @@ pub mod pages;
 pub mod progress;
 pub mod quizzes;
 pub mod students;
+pub mod techempower;
 pub mod user;
 
 use axum::body::Bytes;

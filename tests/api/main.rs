@@ -9,3 +9,4 @@ mod ops;
 mod pages;
 mod quizzes;
 mod students;
+mod techempower;

@@ -1,0 +1,75 @@
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+/// The TechEmpower routes answer per the benchmark's rules.
+#[tokio::test]
+async fn techempower_routes() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/json", None).await;
+    assert_eq!(res.headers()["server"], "quizbench");
+    assert!(res.headers().contains_key("date"));
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.text().await.unwrap(), r#"{"message":"Hello, World!"}"#);
+    let res = app.get("/plaintext", None).await;
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.text().await.unwrap(), "Hello, World!");
+
+    let one: Value = app.get("/db", None).await.json().await.unwrap();
+    assert!((1..=10_000).contains(&one["id"].as_i64().unwrap()));
+    assert!(one["randomNumber"].is_i64());
+    for (q, n) in [
+        ("", 1),
+        ("?queries=foo", 1),
+        ("?queries=0", 1),
+        ("?queries=20", 20),
+        ("?queries=600", 500),
+    ] {
+        let rows: Value = app
+            .get(&format!("/queries{q}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), n, "{q}");
+        let rows: Value = app
+            .get(&format!("/updates{q}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), n, "{q}");
+    }
+    let rows: Value = app
+        .get("/cached-queries?count=7", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 7);
+
+    // Updates are persisted.
+    let updated: Value = app
+        .get("/updates?queries=1", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, number) = (
+        updated[0]["id"].as_i64().unwrap(),
+        updated[0]["randomNumber"].as_i64().unwrap(),
+    );
+    assert_eq!(
+        app.count(&format!(
+            "select randomnumber::bigint from world where id = {id}"
+        ))
+        .await,
+        number
+    );
+
+    let html = app.get("/fortunes", None).await.text().await.unwrap();
+    assert!(html.contains("<tr><td>0</td><td>Additional fortune added at request time.</td></tr>"));
+    assert!(html.contains("&lt;script&gt;alert(&quot;This should not be displayed"));
+    assert!(html.contains("フレームワークのベンチマーク"));
+    assert_eq!(html.matches("<tr>").count(), 14);
+}
