@@ -31,6 +31,16 @@ enum Command {
     Serve,
     /// Create the database if needed and apply the migrations.
     Migrate,
+    /// Measure argon2id hashes per second with the configured parameters on
+    /// every usable CPU (the ceiling for login throughput).
+    Hashrate {
+        /// How long to hash.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Hashing threads (default: usable CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Load the reference data set (resets the tables to it).
     Seed {
         /// Only seed when there are no users yet.
@@ -66,6 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => process::run(cfg),
         Command::Migrate => block_on(seed::migrate(&cfg.database_url)),
+        Command::Hashrate { seconds, threads } => hashrate(&cfg, seconds, threads),
         Command::Seed {
             if_empty,
             organizations,
@@ -100,6 +111,18 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
         .enable_all()
         .build()?
         .block_on(f)
+}
+
+fn hashrate(cfg: &Config, seconds: f64, threads: Option<usize>) -> anyhow::Result<()> {
+    let passwords = password::Passwords::new(cfg.argon2)?;
+    let threads = threads.unwrap_or_else(|| quizbench::cpu::usable_cpus().0);
+    let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
+    let rate = password::hashrate(&passwords, threads, duration);
+    println!(
+        "{{\"hashes_per_sec\": {rate:.1}, \"threads\": {threads}, \"memory_kib\": {}, \"iterations\": {}, \"parallelism\": {}}}",
+        cfg.argon2.memory_kib, cfg.argon2.iterations, cfg.argon2.parallelism
+    );
+    Ok(())
 }
 
 fn run_seed(cfg: &Config, size: SeedSize, if_empty: bool) -> anyhow::Result<()> {

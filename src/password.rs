@@ -58,6 +58,30 @@ impl Passwords {
     }
 }
 
+/// Verifications per second on `threads` threads for `duration`: what a
+/// login costs, and so the ceiling of login throughput on this machine.
+pub fn hashrate(passwords: &Passwords, threads: usize, duration: std::time::Duration) -> f64 {
+    let phc = passwords.hash("hashrate probe");
+    let started = std::time::Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let phc = &phc;
+                scope.spawn(move || {
+                    let mut n = 0u64;
+                    while started.elapsed() < duration {
+                        passwords.verify("hashrate probe", phc);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
