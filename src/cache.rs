@@ -156,14 +156,16 @@ impl ContentCache {
                     return Ok((body, Outcome::Hit));
                 }
                 let body = build().await;
-                self.land(key);
-                let body = body?;
                 // Unknown ids are not cached: that would let anyone fill
                 // the worker's memory.
-                if let Some(b) = &body {
+                if let Ok(Some(b)) = &body {
                     self.local_put(key, b.clone());
                 }
-                Ok((body, Outcome::Miss))
+                // Landed only once the entry is in place: a request that
+                // missed just before would otherwise start a second flight
+                // and rebuild again.
+                self.land(key);
+                Ok((body?, Outcome::Miss))
             }
             CacheMode::Redis => {
                 let version = self.version.load(Relaxed);
@@ -178,16 +180,16 @@ impl ContentCache {
                     return Ok((Some(body), Outcome::Hit));
                 }
                 let body = build().await;
-                self.land(key);
-                let body = body?;
                 let outcome = match &body {
-                    Some(b) => match self.redis_put(key, version, b).await {
+                    Ok(Some(b)) => match self.redis_put(key, version, b).await {
                         Ok(()) => Outcome::Miss,
                         Err(_) => Outcome::Bypass,
                     },
-                    None => Outcome::Miss,
+                    _ => Outcome::Miss,
                 };
-                Ok((body, outcome))
+                // Landed only once the value is in Redis (see above).
+                self.land(key);
+                Ok((body?, outcome))
             }
         }
     }

@@ -27,6 +27,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if declared_too_large(&req) {
+            return Err(ApiError::PayloadTooLarge);
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(AppJson(v)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -71,6 +74,9 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if declared_too_large(&req) {
+            return Err(ApiError::PayloadTooLarge);
+        }
         axum::body::Bytes::from_request(req, state)
             .await
             .map(AppBytes)
@@ -82,6 +88,36 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
                 }
             })
     }
+}
+
+/// The body limit of the route, as a request extension next to axum's
+/// `DefaultBodyLimit` (whose value is private): the innermost layer wins, as
+/// it does for `DefaultBodyLimit`. Lets the body extractors refuse a
+/// declared `Content-Length` over the limit at once, instead of waiting for
+/// a body that a slow client may never finish sending.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// axum's body limit and our record of it, as one layer.
+pub fn body_limit(
+    max: usize,
+) -> tower::layer::util::Stack<axum::Extension<BodyLimit>, axum::extract::DefaultBodyLimit> {
+    tower::layer::util::Stack::new(
+        axum::Extension(BodyLimit(max)),
+        axum::extract::DefaultBodyLimit::max(max),
+    )
+}
+
+/// True when the request declares a body longer than its route's limit.
+fn declared_too_large(req: &Request) -> bool {
+    let Some(BodyLimit(limit)) = req.extensions().get::<BodyLimit>() else {
+        return false;
+    };
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > *limit as u64)
 }
 
 /// A positive numeric id from the last `{id}` path segment.

@@ -193,9 +193,9 @@ impl Metrics {
                 |s| s.connections.load(Relaxed),
             ),
             (
-                "quizbench_worker_boot_seconds",
+                "quizbench_worker_boot_milliseconds",
                 "Time from spawn to ready of the current worker (supervised).",
-                |s| s.boot_ms.load(Relaxed) / 1000,
+                |s| s.boot_ms.load(Relaxed),
             ),
             (
                 "quizbench_worker_resident_memory_bytes",

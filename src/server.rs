@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -203,17 +203,17 @@ async fn accept_loop(
         // cap, while every request slot is busy: the kernel backlog queues.
         let permit = tokio::select! {
             p = conn_cap.clone().acquire_owned() => p.expect("never closed"),
-            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+            _ = phase.wait_for(|p| *p != Phase::Running) => break,
         };
         if let Some(sem) = &shared.concurrency {
             tokio::select! {
                 p = sem.acquire() => drop(p),
-                _ = phase.wait_for(|p| *p != Phase::Running) => return,
+                _ = phase.wait_for(|p| *p != Phase::Running) => break,
             }
         }
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = phase.wait_for(|p| *p != Phase::Running) => return,
+            _ = phase.wait_for(|p| *p != Phase::Running) => break,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -234,6 +234,44 @@ async fn accept_loop(
             }
         }
     }
+    sweep_backlog(&listener, &shared, &conn_cap, &done);
+}
+
+/// When the drain starts, connections the kernel has already queued on the
+/// socket would be reset once it closes (when this worker drops it, if no
+/// other process holds it): accept them now and serve them; their
+/// responses carry `Connection: close`. Non-blocking accepts until the
+/// queue is empty (or the connection cap is reached).
+fn sweep_backlog(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    conn_cap: &Arc<Semaphore>,
+    done: &mpsc::Sender<()>,
+) {
+    let socket = socket2::SockRef::from(listener);
+    while let Ok(permit) = conn_cap.clone().try_acquire_owned() {
+        let Ok((conn, peer)) = socket.accept() else {
+            return; // WouldBlock: the queue is empty
+        };
+        let Some(peer) = peer.as_socket() else {
+            continue;
+        };
+        let stream = std::net::TcpStream::from(conn);
+        if stream.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, shared).await;
+            drop(permit);
+            drop(done);
+        });
+    }
 }
 
 /// Where a connection is in its request cycle, for the watchdog.
@@ -251,6 +289,11 @@ pub struct Activity {
     origin: Instant,
     peer: SocketAddr,
     route: AtomicU8,
+    /// The current request's body has been read to its end (or it has none).
+    body_read: AtomicBool,
+    /// The last response was sent before its request body was read: the
+    /// connection closes, with a lingering drain.
+    linger: AtomicBool,
 }
 
 impl Activity {
@@ -262,6 +305,8 @@ impl Activity {
             origin: Instant::now(),
             peer,
             route: AtomicU8::new(0),
+            body_read: AtomicBool::new(true),
+            linger: AtomicBool::new(false),
         }
     }
 
@@ -308,6 +353,49 @@ impl Activity {
 struct TrackedStream {
     inner: TcpStream,
     activity: Arc<Activity>,
+}
+
+/// How long, and how many bytes, a lingering close reads and discards.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+impl Drop for TrackedStream {
+    /// A response sent before its request body was read (413, 415, 401 or
+    /// 503 on an upload, ...) ends the connection with unread bytes in the
+    /// socket; closing it then sends a reset, and a client still writing
+    /// its body may lose the response. Instead, like nginx's lingering
+    /// close: send FIN and keep reading (and discarding) for a bounded
+    /// while on a duplicate of the socket.
+    fn drop(&mut self) {
+        if !self.activity.linger.load(Relaxed) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(fd) = std::os::fd::AsFd::as_fd(&self.inner).try_clone_to_owned() else {
+            return;
+        };
+        let socket = std::net::TcpStream::from(fd);
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+        handle.spawn(async move {
+            // The duplicate shares the original's non-blocking mode.
+            let Ok(mut socket) = TcpStream::from_std(socket) else {
+                return;
+            };
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut total = 0;
+            let _ = tokio::time::timeout(LINGER_TIME, async {
+                while total < LINGER_BYTES {
+                    match tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
+        });
+    }
 }
 
 impl AsyncRead for TrackedStream {
@@ -366,6 +454,37 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that records on its connection when it has been read to
+/// its end, so a response sent before that can close the connection.
+struct WatchedBody {
+    inner: Incoming,
+    activity: Arc<Activity>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(res, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.activity.body_read.store(true, Relaxed);
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -448,13 +567,23 @@ fn is_probe(path: &str) -> bool {
     path == "/healthz" || path == "/readyz"
 }
 
-async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    shared: &Shared,
+    activity: &Arc<Activity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     activity.busy();
     activity.route.store(route_index(None) as u8, Relaxed);
     let started = Instant::now();
     let slot = shared.slot;
     let opts = &shared.opts;
     let probe = is_probe(req.uri().path());
+    let declares_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    activity.body_read.store(!declares_body, Relaxed);
     let method = req.method().clone();
     let path = opts.access_log.then(|| req.uri().path().to_string());
     let in_flight = slot.request_started();
@@ -473,7 +602,12 @@ async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) ->
             (Some(sem), false) => Some(sem.acquire().await.expect("never closed")),
             _ => None,
         };
-        let req = req.map(Body::new);
+        let req = if declares_body {
+            let activity = activity.clone();
+            req.map(|inner| Body::new(WatchedBody { inner, activity }))
+        } else {
+            req.map(Body::new)
+        };
         match tokio::time::timeout(opts.request_timeout, shared.router.clone().oneshot(req)).await {
             Ok(Ok(res)) => res,
             Ok(Err(never)) => match never {},
@@ -491,6 +625,10 @@ async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) ->
         }
     };
     let elapsed = started.elapsed();
+    // Answered before the body was read (a refusal): the connection cannot
+    // carry another request; say so, so that the client does not reuse it.
+    let unread = !activity.body_read.load(Relaxed);
+    activity.linger.store(unread, Relaxed);
     let route = activity.route.load(Relaxed) as usize;
     slot.record(route, res.status().as_u16(), elapsed);
     slot.request_finished();
@@ -505,7 +643,7 @@ async fn handle(shared: &Shared, activity: &Activity, req: Request<Incoming>) ->
         headers.insert(X_WORKER_ID, id.clone());
         headers.insert(X_WORKER_PID, pid.clone());
     }
-    if shared.lifecycle.is_draining() {
+    if unread || shared.lifecycle.is_draining() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     activity.idle();

@@ -1,24 +1,46 @@
-//! One worker: builds its runtime, pools and router after any fork, then
-//! serves its listeners until told to drain.
+//! One worker: builds its runtime, pools and router after any fork or exec,
+//! then serves its listeners until told to drain.
 //!
 //! `THREADS=1` gives a tokio current-thread runtime (one event loop, the
 //! Tornado/Node model); `THREADS=N` a multi-thread runtime with N worker
 //! threads. Thread-per-core runs N current-thread runtimes in one process,
 //! each with its own listener, pools and metrics slot.
+//!
+//! Under a supervisor a worker reports through its notification pipe
+//! ([`super::notify`]): `READY` once every event loop serves, then a
+//! heartbeat per event loop every half second. It leaves its slot's
+//! identity in the shared metrics table (pid, state) to the supervisor,
+//! which promotes a replacement there only once it is ready, so that a
+//! worker still draining never overwrites the figures of the worker that
+//! replaced it.
 
 use std::net::TcpListener as StdListener;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::notify::{self, Notifier};
+use super::EXIT_BOOT_FAILURE;
 use crate::app;
 use crate::cache::ContentCache;
-use crate::config::{CacheMode, Config};
+use crate::config::{BudgetMode, CacheMode, Config};
 use crate::cpu::CpuPool;
 use crate::metrics::{Metrics, WorkerState};
 use crate::password::Passwords;
 use crate::server::{self, Lifecycle, ServeOptions};
 use crate::sessions::SessionStore;
 use crate::state::{AppState, Inner, WorkerInfo};
+
+/// Test hook: a worker panics while booting when the file named by this
+/// variable exists (the process tests use it to check how the supervisor
+/// handles a worker that cannot boot, and a rolling restart onto a broken
+/// build). Not a configuration knob.
+pub const TEST_BOOT_PANIC_FILE: &str = "QUIZBENCH_TEST_BOOT_PANIC_FILE";
+
+/// Set once this process has served (for the exit code: a failure before
+/// it is a boot failure).
+static BOOTED: AtomicBool = AtomicBool::new(false);
 
 /// Builds a worker's state: pools (lazy, so a dependency that is down does
 /// not stop the worker from starting), cache, CPU pool. Must run inside the
@@ -63,24 +85,40 @@ pub fn build_state(
     })))
 }
 
-fn redis_pool(cfg: &Config) -> anyhow::Result<deadpool_redis::Pool> {
-    let t = Some(cfg.redis_timeout);
-    deadpool_redis::Config::from_url(cfg.redis_url.clone())
-        .builder()
-        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?
-        .max_size(cfg.redis_pool_max)
-        .wait_timeout(t)
-        .create_timeout(t)
-        .recycle_timeout(t)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .map_err(|e| anyhow::anyhow!("redis pool: {e}"))
+fn redis_pool(cfg: &Config) -> anyhow::Result<crate::redis_pool::RedisPool> {
+    crate::redis_pool::pool(&cfg.redis_url, cfg.redis_pool_max, cfg.redis_timeout)
 }
 
-/// Background duties of a worker: publish pool gauges and RSS, tick the
-/// heartbeat, poll the content version, and start a drain once the worker
-/// has served its `MAX_REQUESTS` (recycling).
-fn spawn_housekeeping(state: AppState, recycle_after: Option<u64>) {
+/// The link of a supervised worker process to its supervisor.
+pub struct Supervised {
+    pub notifier: Notifier,
+    /// The supervisor's pid: a worker whose parent changes drains and exits.
+    pub parent: nix::unistd::Pid,
+}
+
+/// What one event loop needs besides its state.
+#[derive(Clone)]
+struct LoopContext {
+    supervised: Option<Arc<Supervised>>,
+    /// Index of this event loop in its process (thread-per-core), else 0.
+    runtime: usize,
+    handle_signals: bool,
+    /// Run the connection-budget check with this many pools in the server.
+    budget_pools: Option<usize>,
+}
+
+impl LoopContext {
+    /// True when this process may write the slot's identity fields: always
+    /// without a supervisor; under one, once it has promoted this process.
+    fn owns_slot(&self, state: &AppState) -> bool {
+        self.supervised.is_none() || state.slot.pid() == std::process::id() as u64
+    }
+}
+
+/// Background duties of an event loop: heartbeat (to the supervisor, or in
+/// the shared table), pool gauges and RSS, the content version, and the
+/// parent check.
+fn spawn_housekeeping(state: AppState, ctx: LoopContext) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -88,21 +126,26 @@ fn spawn_housekeeping(state: AppState, recycle_after: Option<u64>) {
         loop {
             tick.tick().await;
             n += 1;
-            state.slot.heartbeat();
+            match &ctx.supervised {
+                Some(sup) => {
+                    let gone = sup.notifier.send(notify::HEARTBEAT, ctx.runtime).is_err()
+                        || nix::unistd::getppid() != sup.parent;
+                    if gone && !state.lifecycle.is_draining() {
+                        tracing::warn!(
+                            pid = std::process::id(),
+                            "the supervisor is gone: draining and exiting"
+                        );
+                        state.lifecycle.drain();
+                    }
+                }
+                None => state.slot.heartbeat(),
+            }
             if n % 2 == 0 {
-                crate::routes::ops::publish_pool_stats(&state);
+                if ctx.owns_slot(&state) {
+                    crate::routes::ops::publish_pool_stats(&state);
+                }
                 if state.cfg.cache_mode != CacheMode::Off {
                     let _ = state.cache.refresh_version().await;
-                }
-            }
-            if let Some(limit) = recycle_after {
-                if state.slot.requests() >= limit && !state.lifecycle.is_draining() {
-                    tracing::info!(
-                        worker = state.worker.index,
-                        requests = state.slot.requests(),
-                        "recycling worker after MAX_REQUESTS"
-                    );
-                    state.lifecycle.drain();
                 }
             }
         }
@@ -133,7 +176,15 @@ pub async fn start(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let slot = state.slot;
     slot.begin(std::process::id());
-    spawn_housekeeping(state.clone(), None);
+    spawn_housekeeping(
+        state.clone(),
+        LoopContext {
+            supervised: None,
+            runtime: 0,
+            handle_signals: false,
+            budget_pools: None,
+        },
+    );
     let _ = state.cache.refresh_version().await;
     slot.set_state(WorkerState::Ready);
     let done = tokio::spawn(server::serve(
@@ -163,18 +214,23 @@ pub fn resolve_cpu_threads(cfg: &Config) -> usize {
 pub struct WorkerPlan {
     pub cfg: Arc<Config>,
     pub metrics: &'static Metrics,
+    /// `info.index` is the metrics slot of the first event loop; with
+    /// thread-per-core, loop `i` uses `info.index + i`.
     pub info: WorkerInfo,
     /// One listener per runtime (thread-per-core) or all of them for one runtime.
     pub listeners: Vec<StdListener>,
-    /// Drain and exit after this many requests (under a supervisor, which
-    /// then starts a fresh worker).
-    pub recycle_after: Option<u64>,
+    /// The supervisor link (None for a bare single process).
+    pub supervised: Option<Arc<Supervised>>,
+    /// Run the connection-budget check, counting this many pools in the
+    /// whole server (worker 0 of the first generation only).
+    pub budget_pools: Option<usize>,
 }
 
 /// Runs a worker to completion on the calling thread (which becomes the
 /// event loop, or the first of the thread-per-core loops). Returns when the
 /// drain is over.
 pub fn run(plan: WorkerPlan) -> anyhow::Result<()> {
+    boot_test_hook();
     if plan.cfg.thread_per_core && plan.cfg.threads > 1 {
         return run_thread_per_core(plan);
     }
@@ -189,70 +245,156 @@ pub fn run(plan: WorkerPlan) -> anyhow::Result<()> {
             lifecycle.clone(),
             cpu_threads,
         )?;
-        serve_state(state, plan.listeners, lifecycle, plan.recycle_after, true).await
+        let ctx = LoopContext {
+            supervised: plan.supervised,
+            runtime: 0,
+            handle_signals: true,
+            budget_pools: plan.budget_pools,
+        };
+        serve_state(state, plan.listeners, lifecycle, ctx).await
     })
+}
+
+/// Runs a supervised worker process and returns its exit code: 0 after a
+/// drain, [`EXIT_BOOT_FAILURE`] when it failed (or panicked) before
+/// serving, [`super::budget::EXIT_BUDGET_REFUSED`] when the strict budget
+/// check refused, 1 for a failure after it served.
+pub fn run_supervised(plan: WorkerPlan) -> i32 {
+    let index = plan.info.index;
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run(plan))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            if let Some(refused) = e.downcast_ref::<super::budget::BudgetRefused>() {
+                tracing::error!(worker = index, "{refused}");
+                return super::budget::EXIT_BUDGET_REFUSED;
+            }
+            let booted = BOOTED.load(Ordering::Relaxed);
+            tracing::error!(
+                worker = index,
+                error = %format!("{e:#}"),
+                "{}",
+                if booted { "worker failed" } else { "worker failed to boot" }
+            );
+            if booted {
+                1
+            } else {
+                EXIT_BOOT_FAILURE
+            }
+        }
+        // The panic hook has printed the message.
+        Err(_) if BOOTED.load(Ordering::Relaxed) => 1,
+        Err(_) => {
+            tracing::error!(worker = index, "worker panicked while booting");
+            EXIT_BOOT_FAILURE
+        }
+    }
+}
+
+fn boot_test_hook() {
+    if let Some(path) = std::env::var_os(TEST_BOOT_PANIC_FILE) {
+        if std::path::Path::new(&path).exists() {
+            panic!(
+                "test hook {TEST_BOOT_PANIC_FILE}: {} exists, panicking at boot",
+                path.to_string_lossy()
+            );
+        }
+    }
 }
 
 async fn serve_state(
     state: AppState,
     listeners: Vec<StdListener>,
     lifecycle: Lifecycle,
-    recycle_after: Option<u64>,
-    handle_signals: bool,
+    ctx: LoopContext,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let slot = state.slot;
-    slot.begin(std::process::id());
+    if ctx.supervised.is_none() {
+        slot.begin(std::process::id());
+    }
     let listeners = listeners
         .into_iter()
         .map(tokio::net::TcpListener::from_std)
         .collect::<std::io::Result<Vec<_>>>()?;
-    if handle_signals {
-        spawn_signal_handlers(lifecycle.clone())?;
+    if ctx.handle_signals {
+        spawn_signal_handlers(lifecycle.clone(), ctx.supervised.is_some())?;
     }
-    spawn_housekeeping(state.clone(), recycle_after);
+    spawn_housekeeping(state.clone(), ctx.clone());
     let _ = state.cache.refresh_version().await;
+    if let Some(pools) = ctx.budget_pools {
+        if state.cfg.connection_budget == BudgetMode::Strict {
+            super::budget::enforce(&state.cfg, pools).await?;
+        } else {
+            let cfg = state.cfg.clone();
+            tokio::spawn(async move {
+                let _ = super::budget::enforce(&cfg, pools).await;
+            });
+        }
+    }
     let router = app::router(state.clone());
     let opts = ServeOptions::from_config(&state.cfg, state.worker.index);
-    slot.set_state(WorkerState::Ready);
+    BOOTED.store(true, Ordering::Relaxed);
+    match &ctx.supervised {
+        Some(sup) => {
+            let _ = sup.notifier.send(notify::READY, ctx.runtime);
+        }
+        None => slot.set_state(WorkerState::Ready),
+    }
     tracing::debug!(
         worker = state.worker.index,
+        pid = std::process::id(),
         ready_ms = started.elapsed().as_millis() as u64,
-        "worker ready"
+        "event loop ready"
     );
     let serving = server::serve(listeners, router, opts, slot, lifecycle.clone());
     tokio::pin!(serving);
     let clean = tokio::select! {
         clean = &mut serving => clean,
         _ = lifecycle.wait_draining() => {
-            slot.set_state(WorkerState::Draining);
+            if ctx.owns_slot(&state) {
+                slot.set_state(WorkerState::Draining);
+            }
             serving.await
         }
     };
     if !clean {
         tracing::warn!(
             worker = state.worker.index,
+            pid = std::process::id(),
             "drain deadline reached; remaining connections closed"
         );
     }
-    slot.set_state(WorkerState::Empty);
+    if ctx.owns_slot(&state) {
+        slot.set_state(WorkerState::Empty);
+    }
     state.db.close().await;
     Ok(())
 }
 
-fn spawn_signal_handlers(lifecycle: Lifecycle) -> anyhow::Result<()> {
+fn spawn_signal_handlers(lifecycle: Lifecycle, supervised: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut quit = signal(SignalKind::quit())?;
+    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!(pid = std::process::id(), "SIGTERM: draining");
-                lifecycle.drain();
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!(pid = std::process::id(), "SIGTERM: draining");
+                    lifecycle.drain();
+                }
+                _ = int.recv() => fast_exit("SIGINT"),
+                _ = quit.recv() => fast_exit("SIGQUIT"),
+                // A worker never restarts itself: the supervisor handles
+                // SIGHUP (a terminal hang-up reaches the whole group).
+                _ = hup.recv() => if !supervised {
+                    tracing::warn!(
+                        "SIGHUP ignored: rolling restarts need a supervisor \
+                         (PROCESSES>1 or SUPERVISOR=true)"
+                    );
+                },
             }
-            _ = int.recv() => fast_exit("SIGINT"),
-            _ = quit.recv() => fast_exit("SIGQUIT"),
         }
     });
     Ok(())
@@ -285,35 +427,53 @@ fn run_thread_per_core(plan: WorkerPlan) -> anyhow::Result<()> {
     let lifecycle = Lifecycle::default();
     let cpu_threads = resolve_cpu_threads(&plan.cfg);
     let n = plan.listeners.len();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut handles = Vec::with_capacity(n);
     for (i, listener) in plan.listeners.into_iter().enumerate() {
         let cfg = plan.cfg.clone();
         let metrics = plan.metrics;
         let mut info = plan.info.clone();
-        info.index = plan.info.index * n + i;
+        info.index = plan.info.index + i;
+        let ctx = LoopContext {
+            supervised: plan.supervised.clone(),
+            runtime: i,
+            handle_signals: i == 0,
+            budget_pools: plan.budget_pools.filter(|_| i == 0),
+        };
         let lifecycle = lifecycle.clone();
-        let recycle_after = plan.recycle_after;
+        let done = done_tx.clone();
+        let event_loop = move || -> anyhow::Result<()> {
+            let rt = runtime(1)?;
+            rt.block_on(async move {
+                // The CPU pool is per runtime here, sized to share the CPUs.
+                let threads = (cpu_threads / n).max(1);
+                let state = build_state(cfg, info, metrics, lifecycle.clone(), threads)?;
+                serve_state(state, vec![listener], lifecycle, ctx).await
+            })
+        };
         handles.push(
             std::thread::Builder::new()
                 .name(format!("event-loop-{i}"))
-                .spawn(move || -> anyhow::Result<()> {
-                    let rt = runtime(1)?;
-                    rt.block_on(async move {
-                        // The CPU pool is per runtime here, sized to share the CPUs.
-                        let threads = (cpu_threads / n).max(1);
-                        let state = build_state(cfg, info, metrics, lifecycle.clone(), threads)?;
-                        serve_state(state, vec![listener], lifecycle, recycle_after, i == 0).await
-                    })
+                .spawn(move || {
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(event_loop))
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("event loop {i} panicked")));
+                    let _ = done.send(result);
                 })?,
         );
     }
+    drop(done_tx);
+    // The first loop that fails stops the others.
     let mut result = Ok(());
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(_) => result = Err(anyhow::anyhow!("an event-loop thread panicked")),
+    for finished in done_rx.iter() {
+        if let Err(e) = finished {
+            lifecycle.drain();
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
+    }
+    for h in handles {
+        let _ = h.join();
     }
     result
 }

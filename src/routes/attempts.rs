@@ -94,6 +94,14 @@ fn validate(answers: &[Answer]) -> Result<(), ApiError> {
                 "a text answer is too long",
             ));
         }
+        // PostgreSQL's JSONB cannot store U+0000: refuse it here (a 422)
+        // instead of failing the insert (a 500).
+        if a.text.as_ref().is_some_and(|t| t.contains('\0')) {
+            return Err(ApiError::invalid(
+                "invalid_answers",
+                "a text answer must not contain NUL characters",
+            ));
+        }
         if a.choice_ids.as_ref().is_some_and(|c| c.len() > MAX_CHOICES) {
             return Err(ApiError::invalid("too_many_choices", "too many choice ids"));
         }

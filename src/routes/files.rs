@@ -26,7 +26,7 @@ pub fn router(max_bytes: usize) -> Router<AppState> {
         get(load)
             .put(save)
             .delete(remove)
-            .layer(axum::extract::DefaultBodyLimit::max(max_bytes)),
+            .layer(crate::extract::body_limit(max_bytes)),
     )
 }
 

@@ -1,0 +1,157 @@
+//! Three distinct timeouts: the supervisor's heartbeat (a worker whose
+//! event loop is blocked is killed and replaced), the request deadline (a
+//! slow request gets 503 while its worker serves on), and the header-read
+//! and keep-alive timeouts of a connection.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::harness::{self, metric_sum, Server};
+
+/// One grading request on its own connection (blocking).
+fn grade(addr: SocketAddr, token: &str) -> std::io::Result<harness::Response> {
+    harness::http_request(
+        addr,
+        "POST",
+        "/api/v1/grade",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "application/json"),
+        ],
+        br#"{"text":"threads share memory and need a mutex"}"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_timeout_kills_a_worker_whose_event_loop_is_blocked() {
+    // Grading inline on a single event loop blocks it for seconds: the
+    // request timeout cannot fire (the loop that would fire it is blocked),
+    // the supervisor's heartbeat does.
+    let server = Server::start(&[
+        ("SUPERVISOR", "true"),
+        ("THREADS", "1"),
+        ("CPU_OFFLOAD", "inline"),
+        ("GRADE_COST", "100000"),
+        ("HEARTBEAT_TIMEOUT_SECS", "1"),
+        ("REQUEST_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let before = server.workers();
+    let token = server.login();
+    let sent = Instant::now();
+    let addr = server.addr;
+    let result = tokio::task::spawn_blocking(move || {
+        let s = grade(addr, &token);
+        (s, sent.elapsed())
+    })
+    .await
+    .unwrap();
+    let (outcome, took) = result;
+    assert!(
+        outcome.is_err(),
+        "the request on the killed worker gets no response: {outcome:?}"
+    );
+    assert!(took < Duration::from_secs(4), "killed after {took:?}");
+    let killed = &server.log.events("stopped ticking")[0];
+    assert!(killed["silent_ms"].as_u64().unwrap() >= 1000);
+    server.wait_workers(1, &before, Duration::from_secs(5));
+    server.wait_healthy(Duration::from_secs(5));
+    assert_eq!(
+        metric_sum(
+            &server.metrics(),
+            "quizbench_worker_restarts_total",
+            "reason=\"heartbeat\""
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_answers_503_and_the_worker_serves_on() {
+    let server = Server::start(&[
+        ("THREADS", "1"),
+        ("CPU_OFFLOAD", "pool"),
+        ("GRADE_COST", "40000"),
+        ("REQUEST_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let token = server.login();
+    let addr = server.addr;
+    let started = Instant::now();
+    let slow = tokio::task::spawn_blocking(move || grade(addr, &token));
+    // Meanwhile the event loop answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let health = harness::http_get(server.addr, "/healthz").unwrap();
+    assert_eq!(health.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the event loop answered while the slow request ran on the pool"
+    );
+    let res = slow.await.unwrap().unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert!(res.body.contains("\"timeout\""), "{}", res.body);
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    assert_eq!(
+        harness::http_get(server.addr, "/runtime").unwrap().status,
+        200
+    );
+    assert!(metric_sum(&server.metrics(), "quizbench_request_timeouts_total", "") >= 1.0);
+}
+
+/// Reads until the peer closes; returns how long that took.
+fn time_until_closed(mut s: TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_read_and_keep_alive_timeouts_close_connections() {
+    let server = Server::start(&[
+        ("HEADER_READ_TIMEOUT_MS", "300"),
+        ("KEEPALIVE_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        // A client that sends half a request head and stops.
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let closed = time_until_closed(slow, Duration::from_secs(5)).expect("closed");
+        assert!(
+            closed >= Duration::from_millis(250) && closed < Duration::from_millis(2000),
+            "slow header closed after {closed:?}"
+        );
+        // A keep-alive connection left idle after a response.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = idle.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let closed = time_until_closed(idle, Duration::from_secs(5)).expect("closed");
+        assert!(
+            closed >= Duration::from_millis(900) && closed < Duration::from_millis(3000),
+            "idle keep-alive closed after {closed:?}"
+        );
+    })
+    .await
+    .unwrap();
+}
