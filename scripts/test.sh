@@ -8,7 +8,9 @@
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo test --workspace [extra arguments]
 # Tests get TEST_DATABASE_URL (a server where they may CREATE DATABASE) and
-# TEST_REDIS_URL. QB_SKIP_LINT=1 skips fmt and clippy.
+# TEST_REDIS_URL. QB_SKIP_LINT=1 skips fmt and clippy. The fault suite needs
+# schemathesis: installed once into ~/.cache/quizbench/venv (QB_SKIP_SCHEMATHESIS=1
+# skips that test).
 #
 #   scripts/test.sh
 #   scripts/test.sh -- --nocapture        # extra arguments go to cargo test
@@ -33,6 +35,18 @@ run() {
 if [[ "${QB_SKIP_LINT:-0}" != 1 ]]; then
 	run cargo fmt --all -- --check
 	run cargo clippy --workspace --all-targets -- -D warnings
+fi
+# The fault suite runs schemathesis against the server's OpenAPI document.
+# It lives in a venv outside the checkout, so CI's fresh clones reuse it.
+if [[ "${QB_SKIP_SCHEMATHESIS:-0}" != 1 ]]; then
+	if [[ -z "${SCHEMATHESIS:-}" ]] && ! command -v schemathesis >/dev/null; then
+		venv="${XDG_CACHE_HOME:-$HOME/.cache}/quizbench/venv"
+		if [[ ! -x "$venv/bin/schemathesis" ]]; then
+			run python3 -m venv "$venv"
+			run "$venv/bin/pip" install --quiet 'schemathesis>=4.32,<5'
+		fi
+		export SCHEMATHESIS="$venv/bin/schemathesis"
+	fi
 fi
 run cargo test --workspace "$@"
 echo "==> all checks passed" >&2

@@ -168,7 +168,6 @@ async fn pg_limits(url: &str) -> anyhow::Result<PgLimits> {
 }
 
 async fn redis_limits(url: &str) -> anyhow::Result<RedisLimits> {
-    use deadpool_redis::redis;
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let info: String = redis::cmd("INFO")

@@ -156,7 +156,12 @@ async fn login(
     throttle.clear_username().await;
     // Rotation: the session the client came with (if any) ends here, so a
     // planted cookie can never become an authenticated one.
-    let parts_token = token_of(&headers).map(|(t, _)| t);
+    // Only a cookie is rotated: it is what a browser (or an attacker who
+    // planted it) carries; a bearer token belongs to another client's
+    // session that this login must not end.
+    let parts_token = token_of(&headers)
+        .filter(|(_, via_cookie)| *via_cookie)
+        .map(|(t, _)| t);
     let session = Session {
         user_id: user.id,
         username: user.username.clone(),

@@ -295,3 +295,21 @@ async fn cross_site_cookie_writes_are_refused() {
         0
     );
 }
+
+/// A login that carries another session's bearer token (a client serving
+/// several users) leaves that session alone: only a cookie is rotated.
+#[tokio::test]
+async fn login_with_a_bearer_token_does_not_end_that_session() {
+    let app = TestApp::spawn().await;
+    let a = app.token("student15").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .bearer_auth(&a)
+        .json(&json!({"username": "student16", "password": "quizbench"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.get("/api/v1/user", Some(&a)).await.status(), 200);
+}

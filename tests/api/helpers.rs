@@ -179,14 +179,14 @@ impl Drop for TestDb {
 pub fn cleanup_redis(prefix: &str) {
     let prefix = prefix.to_string();
     let _ = std::thread::spawn(move || {
-        let client = deadpool_redis::redis::Client::open(redis_url()).unwrap();
+        let client = redis::Client::open(redis_url()).unwrap();
         if let Ok(mut conn) = client.get_connection() {
-            let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+            let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{prefix}*"))
                 .query(&mut conn)
                 .unwrap_or_default();
             if !keys.is_empty() {
-                let _: Result<(), _> = deadpool_redis::redis::cmd("DEL").arg(keys).query(&mut conn);
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
             }
         }
     })

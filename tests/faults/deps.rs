@@ -645,15 +645,15 @@ async fn hot_key_expiry_is_single_flight() {
         "{misses} rebuilds for {expiries} expiries"
     );
     // A corrupt cached value is a miss (rebuilt), never served.
-    let client = deadpool_redis::redis::Client::open(shared_redis_url()).unwrap();
+    let client = redis::Client::open(shared_redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let version: Option<u64> = deadpool_redis::redis::cmd("GET")
+    let version: Option<u64> = redis::cmd("GET")
         .arg(format!("{}content:version", server.prefix))
         .query_async(&mut conn)
         .await
         .unwrap();
     let key = format!("{}content:v{}:quizzes", server.prefix, version.unwrap_or(0));
-    let _: () = deadpool_redis::redis::cmd("SET")
+    let _: () = redis::cmd("SET")
         .arg(&key)
         .arg(b"{\"truncated\": [1, 2".as_slice())
         .arg("EX")

@@ -224,16 +224,16 @@ pub async fn scalar(url: &str, sql: &str) -> i64 {
 pub fn cleanup_redis(url: &str, prefix: &str) {
     let (url, prefix) = (url.to_string(), prefix.to_string());
     let _ = std::thread::spawn(move || {
-        let Ok(client) = deadpool_redis::redis::Client::open(url) else {
+        let Ok(client) = redis::Client::open(url) else {
             return;
         };
         if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-            let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+            let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{prefix}*"))
                 .query(&mut conn)
                 .unwrap_or_default();
             if !keys.is_empty() {
-                let _: Result<(), _> = deadpool_redis::redis::cmd("DEL").arg(keys).query(&mut conn);
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
             }
         }
     })
@@ -816,7 +816,7 @@ impl PrivateRedis {
     }
 
     async fn ping(&self) -> bool {
-        let Ok(client) = deadpool_redis::redis::Client::open(self.url()) else {
+        let Ok(client) = redis::Client::open(self.url()) else {
             return false;
         };
         let Ok(Ok(mut conn)) = tokio::time::timeout(
@@ -830,7 +830,7 @@ impl PrivateRedis {
         matches!(
             tokio::time::timeout(
                 Duration::from_millis(500),
-                deadpool_redis::redis::cmd("PING").query_async::<String>(&mut conn),
+                redis::cmd("PING").query_async::<String>(&mut conn),
             )
             .await,
             Ok(Ok(_))
@@ -839,9 +839,9 @@ impl PrivateRedis {
 
     /// `CLIENT PAUSE ms ALL`: every client's commands hang for `ms`.
     pub async fn pause(&self, ms: u64) {
-        let client = deadpool_redis::redis::Client::open(self.url()).unwrap();
+        let client = redis::Client::open(self.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = deadpool_redis::redis::cmd("CLIENT")
+        let _: () = redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(ms)
             .arg("ALL")

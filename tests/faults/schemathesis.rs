@@ -3,7 +3,7 @@
 //! after a 401), checking `not_a_server_error`: any 500 fails the test.
 //!
 //! schemathesis is a Python tool: `pip install schemathesis` (scripts/test.sh
-//! installs it into .run/venv). It is looked for at `$SCHEMATHESIS`, then
+//! installs it into ~/.cache/quizbench/venv). It is looked for at `$SCHEMATHESIS`, then
 //! `.run/venv/bin/schemathesis`, then on PATH. Without it this test fails,
 //! unless `QB_SKIP_SCHEMATHESIS=1`.
 

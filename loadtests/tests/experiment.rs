@@ -1,0 +1,256 @@
+//! The experiment runner end to end with a stand-in server binary: a shell
+//! script that runs `quizload target` for `serve` and logs `seed`, its
+//! arguments and its environment, so the runner's process handling, CPU
+//! limit, repetitions, summaries, report files and `compare` are exercised
+//! without PostgreSQL. (The real server is driven the same way with
+//! `--server-bin target/release/quizbench`.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn quizload(args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("quizload runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "quizload {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quizload-exp-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn fake_server(dir: &Path) -> PathBuf {
+    let script = dir.join("fake-quizbench");
+    let body = format!(
+        r#"#!/bin/sh
+# stand-in for quizbench: `serve` runs quizload's trivial target on $BIND
+echo "$@" >> "{dir}/args.log"
+for a in "$@"; do
+  case "$a" in
+    serve) echo "PROCESSES=$PROCESSES" >> "{dir}/env.log"; exec "{ql}" target --bind "$BIND" ;;
+    seed) echo seeded >> "{dir}/seed.log"; exit 0 ;;
+  esac
+done
+exit 2
+"#,
+        dir = dir.display(),
+        ql = env!("CARGO_BIN_EXE_quizload")
+    );
+    std::fs::write(&script, body).unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script
+}
+
+const EXPERIMENT: &str = r#"
+id = "t1"
+title = "stand-in"
+document = "seeds/000-tornado-multiprocess.md"
+claim = "two processes are slower"
+argon2 = "not used (healthz)"
+table = "latency"
+baseline = "one"
+trials = 2
+reset = true
+pause = "0s"
+warmup = "200ms"
+
+[cpu]
+cpus = "0"
+
+[load]
+scenarios = ["healthz"]
+concurrency = [2, 4]
+requests_per_user = 25
+
+[[configs]]
+name = "one"
+label = "Single-Process"
+env = { PROCESSES = "1" }
+
+[[configs]]
+name = "two"
+label = "Multi-Process (2)"
+profile = "doc000-multi"
+env = { PROCESSES = "2" }
+"#;
+
+/// Two configurations x two levels x two trials: eight runs, reset before
+/// each server start, env and profile passed, summary with verdicts,
+/// Markdown report and charts written; `compare` works on two folders.
+#[test]
+fn runs_matrix_and_compares() {
+    let dir = workdir("matrix");
+    let server = fake_server(&dir);
+    let file = dir.join("t1.toml");
+    std::fs::write(&file, EXPERIMENT).unwrap();
+    let out_a = dir.join("a");
+    let stdout = quizload(
+        &[
+            "experiment",
+            file.to_str().unwrap(),
+            "--server-bin",
+            server.to_str().unwrap(),
+            "--out",
+            out_a.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+        &dir,
+    );
+    assert!(
+        stdout.contains("| Configuration | Avg Response | Median | Min | Max | 95th % |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("**Difference** (Multi-Process (2))"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Verdicts"), "{stdout}");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_a.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["runs"], 8);
+    assert!(summary["rps"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["cells"].as_array().unwrap().len(), 4);
+    let verdicts = summary["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 2);
+    assert!(verdicts[0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Multi-Process (2):"));
+    for cell in summary["cells"].as_array().unwrap() {
+        assert_eq!(cell["trials"], 2);
+        assert_eq!(cell["mean_ms"]["values"].as_array().unwrap().len(), 2);
+        assert!(
+            cell["server_rss_mb"]["mean"].as_f64().unwrap() > 0.0,
+            "{cell}"
+        );
+    }
+    let runs: Vec<_> = std::fs::read_dir(out_a.join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 8);
+    let one: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_a.join("runs/one-healthz-4-t1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(one["report"]["requests"], 100, "requests_per_user x level");
+    assert!(!one["server"]["processes"].as_array().unwrap().is_empty());
+    let method = one["server"]["limit"]["method"].as_str().unwrap();
+    assert!(["cgroup-v1", "cgroup-v2", "taskset", "none"].contains(&method));
+    for f in ["report.md", "latency-healthz.svg", "throughput-healthz.svg"] {
+        assert!(out_a.join(f).is_file(), "{f}");
+    }
+    let md = std::fs::read_to_string(out_a.join("report.md")).unwrap();
+    assert!(md.contains("Claim tested: two processes are slower"));
+    assert!(md.contains("## Resource cost"));
+
+    let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(
+        log("seed.log").lines().count(),
+        4,
+        "seed before each of 4 starts"
+    );
+    let env = log("env.log");
+    assert_eq!(env.lines().filter(|l| *l == "PROCESSES=1").count(), 2);
+    assert_eq!(env.lines().filter(|l| *l == "PROCESSES=2").count(), 2);
+    assert!(log("args.log").contains("--profile doc000-multi serve"));
+
+    // One configuration against a running server (--target), then compare.
+    let out_b = dir.join("b");
+    let target = Command::new(env!("CARGO_BIN_EXE_quizload"))
+        .args(["target", "--bind", "127.0.0.1:0", "--duration", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut target = KillOnDrop(target);
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .trim_start_matches("quizload target: ")
+        .to_string();
+    quizload(
+        &[
+            "experiment",
+            file.to_str().unwrap(),
+            "--target",
+            &url,
+            "--config",
+            "two",
+            "--out",
+            out_b.to_str().unwrap(),
+            "--trials",
+            "2",
+            "-q",
+        ],
+        &dir,
+    );
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_b.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(b["runs"], 4);
+    assert_eq!(b["server"], url);
+    let cmp_json = dir.join("cmp.json");
+    let stdout = quizload(
+        &[
+            "compare",
+            out_a.to_str().unwrap(),
+            out_b.to_str().unwrap(),
+            "--json",
+            cmp_json.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(stdout.contains("mean latency"), "{stdout}");
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cmp_json).unwrap()).unwrap();
+    assert_eq!(cmp["verdicts"].as_array().unwrap().len(), 2);
+    assert!(cmp["rps"].as_f64().unwrap() > 0.0);
+    drop(target);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The experiment files shipped in loadtests/experiments/ all parse and
+/// validate, one per seed document.
+#[test]
+fn shipped_experiments_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let spec = loadtests::experiment::ExperimentSpec::load(&p)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            ids.push(spec.id.clone());
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, ["000", "001", "002", "003", "004"]);
+}
