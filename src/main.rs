@@ -41,7 +41,7 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Load the reference data set (resets the tables to it).
+    /// Apply the migrations, then load the reference data set (resets the tables to it).
     Seed {
         /// Only seed when there are no users yet.
         #[arg(long)]
@@ -128,6 +128,9 @@ fn hashrate(cfg: &Config, seconds: f64, threads: Option<usize>) -> anyhow::Resul
 fn run_seed(cfg: &Config, size: SeedSize, if_empty: bool) -> anyhow::Result<()> {
     let passwords = password::Passwords::new(cfg.argon2)?;
     block_on(async {
+        // Seeding an unmigrated (or older) schema would fail half-way:
+        // bring it up to date first (a no-op when it is).
+        seed::migrate(&cfg.database_url).await?;
         let report = seed::seed(&cfg.database_url, &passwords, size, if_empty).await?;
         if report.skipped {
             tracing::info!("database already has users; seed skipped (--if-empty)");

@@ -3,6 +3,7 @@
 
 mod attempts;
 mod auth;
+mod cli;
 mod files;
 mod helpers;
 mod ops;
