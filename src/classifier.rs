@@ -158,10 +158,6 @@ impl Classifier {
         model
     }
 
-    pub fn labels(&self) -> &[&'static str] {
-        &self.labels
-    }
-
     pub fn size_bytes(&self) -> usize {
         self.weights.len() * 4
     }

@@ -210,9 +210,28 @@ mod tests {
         assert_eq!(parse_cpu_max("garbage"), None);
     }
 
+    /// Never more than the CPUs the kernel lets this process use, read
+    /// independently from /proc (never the host's cores).
     #[test]
-    fn usable_cpus_is_at_least_one() {
-        assert!(usable_cpus().0 >= 1);
+    fn usable_cpus_stay_within_the_allowed_list() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        let allowed: usize = list
+            .split(',')
+            .map(|range| match range.split_once('-') {
+                Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+                None => 1,
+            })
+            .sum();
+        let (n, why) = usable_cpus();
+        assert!(
+            n >= 1 && n <= allowed,
+            "{n} usable of {allowed} allowed: {why}"
+        );
     }
 
     #[tokio::test]

@@ -103,7 +103,6 @@ pub struct Slot {
     pid: AtomicU64,
     state: AtomicU64,
     started_unix_ms: AtomicU64,
-    heartbeat_unix_ms: AtomicU64,
     requests: AtomicU64,
     in_flight: AtomicU64,
     shed: AtomicU64,
@@ -409,7 +408,6 @@ impl Slot {
     pub fn begin(&self, pid: u32) {
         self.pid.store(pid as u64, Relaxed);
         self.started_unix_ms.store(unix_ms(), Relaxed);
-        self.heartbeat_unix_ms.store(unix_ms(), Relaxed);
         self.set_state(WorkerState::Starting);
     }
 
@@ -423,15 +421,6 @@ impl Slot {
 
     pub fn pid(&self) -> u64 {
         self.pid.load(Relaxed)
-    }
-
-    pub fn heartbeat(&self) {
-        self.heartbeat_unix_ms.store(unix_ms(), Relaxed);
-    }
-
-    /// Milliseconds since the worker's event loop last ticked.
-    pub fn heartbeat_age_ms(&self) -> u64 {
-        unix_ms().saturating_sub(self.heartbeat_unix_ms.load(Relaxed))
     }
 
     pub fn requests(&self) -> u64 {
@@ -465,10 +454,6 @@ impl Slot {
 
     pub fn shed(&self) {
         self.shed.fetch_add(1, Relaxed);
-    }
-
-    pub fn shed_count(&self) -> u64 {
-        self.shed.load(Relaxed)
     }
 
     pub fn timeout(&self) {

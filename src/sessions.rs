@@ -192,20 +192,12 @@ impl SessionStore {
         self.timed(pipe.query_async::<()>(&mut *conn)).await
     }
 
-    pub fn pool(&self) -> &crate::redis_pool::RedisPool {
-        &self.pool
-    }
-
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
-    }
-
-    pub fn idle(&self) -> Duration {
-        self.idle
     }
 }
 

@@ -126,19 +126,16 @@ fn spawn_housekeeping(state: AppState, ctx: LoopContext) {
         loop {
             tick.tick().await;
             n += 1;
-            match &ctx.supervised {
-                Some(sup) => {
-                    let gone = sup.notifier.send(notify::HEARTBEAT, ctx.runtime).is_err()
-                        || nix::unistd::getppid() != sup.parent;
-                    if gone && !state.lifecycle.is_draining() {
-                        tracing::warn!(
-                            pid = std::process::id(),
-                            "the supervisor is gone: draining and exiting"
-                        );
-                        state.lifecycle.drain();
-                    }
+            if let Some(sup) = &ctx.supervised {
+                let gone = sup.notifier.send(notify::HEARTBEAT, ctx.runtime).is_err()
+                    || nix::unistd::getppid() != sup.parent;
+                if gone && !state.lifecycle.is_draining() {
+                    tracing::warn!(
+                        pid = std::process::id(),
+                        "the supervisor is gone: draining and exiting"
+                    );
+                    state.lifecycle.drain();
                 }
-                None => state.slot.heartbeat(),
             }
             if n % 2 == 0 {
                 if ctx.owns_slot(&state) {
