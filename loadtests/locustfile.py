@@ -11,13 +11,17 @@ the login sets. Requests are named by route template so Locust's table has
 one row per endpoint, like quizload's.
 
 Weights (quizload's defaults): user 2, progress 2, quizzes 4, quiz 4,
-attempts 2, submit 1. Think time: 1 to 3 seconds between tasks.
+attempts 2, submit 1. Think time: 1 to 3 seconds between tasks, or
+QUIZLOAD_THINK_MIN to QUIZLOAD_THINK_MAX seconds when these are set (as
+`quizload run --tool locust --think A..B` and `quizload experiment --tool
+locust` set them from the journey's think time).
 
 Note that Locust rounds response times above 100 ms and its open/closed
 model is closed only; quizload's `--rate` runs the open model.
 """
 
 import itertools
+import os
 import random
 import threading
 
@@ -26,6 +30,8 @@ from locust import HttpUser, between, task
 SEEDED_STUDENTS = 10_000
 SEEDED_QUIZZES = 50
 PASSWORD = "quizbench"
+THINK_MIN = float(os.environ.get("QUIZLOAD_THINK_MIN", "1"))
+THINK_MAX = float(os.environ.get("QUIZLOAD_THINK_MAX", "3"))
 
 _counter = itertools.count()
 _counter_lock = threading.Lock()
@@ -54,7 +60,7 @@ def answers_for_quiz(quiz):
 
 
 class Student(HttpUser):
-    wait_time = between(1, 3)
+    wait_time = between(THINK_MIN, THINK_MAX)
 
     def on_start(self):
         self.answers = {}

@@ -84,17 +84,8 @@ pub struct ImportArgs {
     pub json: Option<PathBuf>,
 }
 
-/// Result of `quizload import`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImportReport {
-    pub tool: String,
-    pub source: String,
-    /// The request rate the tool reported (all endpoints).
-    pub rps: f64,
-    pub endpoints: Vec<crate::stats::EndpointSummary>,
-    /// What the tool's figures cannot tell.
-    pub caveat: String,
-}
+/// Result of `quizload import` (also of `run --tool`'s table).
+pub use crate::adapters::ImportReport;
 
 #[derive(Debug, Clone, Args)]
 pub struct ExperimentArgs {
@@ -133,6 +124,8 @@ pub struct ExperimentArgs {
     /// Also write the summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub tool: ToolArgs,
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -252,12 +245,31 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// Which tool sends the load.
+#[derive(Debug, Clone, Args)]
+pub struct ToolArgs {
+    /// Send the load with an external tool instead of quizload's engine and
+    /// read its figures into the same tables: wrk or hey (one request, with
+    /// a session cookie for scenarios that need one) or locust (the journey
+    /// of locustfile.py).
+    #[arg(long, value_enum, default_value = "quizload")]
+    pub tool: crate::adapters::Tool,
+    /// The tool's executable (default: its name on PATH).
+    #[arg(long)]
+    pub tool_bin: Option<PathBuf>,
+    /// Locust's locustfile (default: loadtests/locustfile.py).
+    #[arg(long)]
+    pub locustfile: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
     pub load: LoadArgs,
+    #[command(flatten)]
+    pub tool: ToolArgs,
     /// Virtual users (closed model) or connections (open model).
     #[arg(short = 'c', long, default_value_t = 50)]
     pub concurrency: usize,
@@ -498,7 +510,11 @@ pub fn run_config(
         model,
         timeout: load.timeout,
         seed: load.seed,
-        progress: !load.quiet && std::io::stderr().is_terminal(),
+        progress: if !load.quiet && std::io::stderr().is_terminal() {
+            engine::Progress::Line
+        } else {
+            engine::Progress::Off
+        },
     })
 }
 
@@ -523,11 +539,180 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 
 /// `quizload run`.
 pub fn cmd_run(a: &RunArgs) -> anyhow::Result<RunReport> {
+    if a.tool.tool != crate::adapters::Tool::Quizload {
+        return cmd_run_tool(a);
+    }
     let prepared = prepare(&a.target, a.rate.is_some() || a.load.stages.is_some())?;
     let cfg = run_config(&a.load, prepared.addr, a.concurrency, a.rate)?;
     let report = execute(&cfg, &prepared)?;
     if !a.load.quiet {
         print!("{}", report.render());
+    }
+    if let Some(p) = &a.load.json {
+        write_json(p, &report)?;
+    }
+    Ok(report)
+}
+
+/// What an external tool is to run, from `run`'s target and load options
+/// (`open`: the open model was asked for, which no adapter has).
+pub fn tool_run_from_args(
+    tool: &ToolArgs,
+    target: &TargetArgs,
+    load: &LoadArgs,
+    concurrency: usize,
+    open: bool,
+) -> anyhow::Result<crate::adapters::ToolRun> {
+    use crate::adapters::{
+        default_locustfile, login_session, needs_session, scenario_call, tool_program, FixedCall,
+        Tool, ToolLoad, ToolRun,
+    };
+    if open {
+        bail!(
+            "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too"
+        );
+    }
+    if load.ramp.is_some() {
+        bail!("--ramp runs with quizload only (use --spawn-rate with locust)");
+    }
+    if load.spawn_rate.is_some() && tool.tool != Tool::Locust {
+        bail!(
+            "--spawn-rate applies to locust (and quizload), not to {}",
+            tool.tool.name()
+        );
+    }
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let stop = match (load.requests, load.duration) {
+        (Some(n), _) => crate::engine::Stop::Requests(n),
+        (None, Some(d)) => crate::engine::Stop::Duration(d),
+        (None, None) => crate::engine::Stop::Duration(Duration::from_secs(10)),
+    };
+    let headers = target
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let load_kind = match (tool.tool, target.scenario) {
+        (Tool::Locust, Some(ScenarioKind::Journey)) => {
+            if !headers.is_empty() || target.weights.is_some() {
+                bail!("-H and --weights do not reach locustfile.py; edit it instead");
+            }
+            ToolLoad::Journey {
+                host: target
+                    .base
+                    .clone()
+                    .or_else(|| target.url.clone())
+                    .unwrap_or_else(|| DEFAULT_BASE.to_string()),
+                locustfile: tool
+                    .locustfile
+                    .clone()
+                    .unwrap_or_else(|| default_locustfile(Path::new("."))),
+                think: parse_duration_range(&target.think)?,
+            }
+        }
+        (Tool::Locust, _) => bail!(
+            "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)"
+        ),
+        (_, Some(kind)) => {
+            let base = target
+                .base
+                .clone()
+                .or_else(|| target.url.clone())
+                .unwrap_or_else(|| DEFAULT_BASE.to_string());
+            let session = if needs_session(kind) {
+                let url = HttpUrl::parse(&base)?;
+                Some(login_session(resolve(&url)?, target.student_offset % crate::scenario::SEEDED_STUDENTS + 1)?)
+            } else {
+                None
+            };
+            let mut call = scenario_call(kind, &base, session.as_deref(), target.auth, &target.static_path)?;
+            call.headers.extend(headers);
+            ToolLoad::Fixed(call)
+        }
+        (_, None) => {
+            let Some(url) = &target.url else {
+                bail!("give a URL to load, or --scenario NAME (with --base URL)");
+            };
+            let parsed = HttpUrl::parse(url)?;
+            let body = match (&target.body, &target.body_file) {
+                (Some(b), _) => b.clone().into_bytes(),
+                (None, Some(f)) => std::fs::read(f)
+                    .with_context(|| format!("cannot read body file {}", f.display()))?,
+                _ => Vec::new(),
+            };
+            ToolLoad::Fixed(FixedCall {
+                method: target.method.to_uppercase(),
+                url: url.clone(),
+                headers,
+                body,
+                name: format!("{} {}", target.method.to_uppercase(), parsed.path),
+            })
+        }
+    };
+    Ok(ToolRun {
+        tool: tool.tool,
+        program: tool_program(tool.tool, tool.tool_bin.as_deref()),
+        load: load_kind,
+        concurrency,
+        stop,
+        threads: load.threads.unwrap_or_else(available_cpus).max(1),
+        timeout: load.timeout,
+        spawn_rate: load.spawn_rate,
+    })
+}
+
+/// `quizload run --tool wrk|hey|locust`: the tool's run in the same tables;
+/// the JSON is a run report (`tool` names the tool) like quizload's own.
+fn cmd_run_tool(a: &RunArgs) -> anyhow::Result<RunReport> {
+    let open = a.rate.is_some() || a.load.stages.is_some();
+    let run = tool_run_from_args(&a.tool, &a.target, &a.load, a.concurrency, open)?;
+    let started = SystemTime::now();
+    if !a.load.quiet {
+        eprintln!("running {}", crate::adapters::command_preview(&run)?);
+    }
+    let out = crate::adapters::run_tool(&run)?;
+    let target = match &run.load {
+        crate::adapters::ToolLoad::Fixed(c) => c.url.clone(),
+        crate::adapters::ToolLoad::Journey { host, .. } => host.clone(),
+    };
+    let scenario = a
+        .target
+        .scenario
+        .map(|k| {
+            serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .unwrap_or_else(|| "url".into());
+    let cfg = RunConfig {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        threads: run.threads,
+        concurrency: run.concurrency,
+        stop: run.stop,
+        model: Model::Closed {
+            ramp: Duration::ZERO,
+            spawn_rate: run.spawn_rate,
+        },
+        timeout: run.timeout,
+        seed: a.load.seed,
+        progress: engine::Progress::Off,
+    };
+    let report = RunReport::from_tool(&cfg, &out.report, &target, &scenario, started, out.elapsed);
+    if !a.load.quiet {
+        print_imported(&out.report);
+        let all = &out.report.all;
+        println!(
+            "  all: {} requests, {:.2}% success, {:.2} req/s, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
+            all.requests,
+            all.success_rate,
+            out.report.rps,
+            all.latency_ms.mean,
+            all.latency_ms.p50,
+            all.latency_ms.p99
+        );
     }
     if let Some(p) = &a.load.json {
         write_json(p, &report)?;
@@ -864,6 +1049,9 @@ pub fn cmd_experiment(a: &ExperimentArgs) -> anyhow::Result<crate::experiment::E
     };
     let spec = ExperimentSpec::load(&a.file)?;
     let opts = RunOptions {
+        tool: a.tool.tool,
+        tool_bin: a.tool.tool_bin.clone(),
+        locustfile: a.tool.locustfile.clone(),
         server_bin: a.server_bin.clone(),
         target: a.target.clone(),
         config: a.config.clone(),
@@ -915,188 +1103,33 @@ pub fn cmd_compare(a: &CompareArgs) -> anyhow::Result<crate::experiment::Compare
     Ok(r)
 }
 
-fn imported_endpoint(
-    name: &str,
-    requests: u64,
-    failures: u64,
-    rps: f64,
-    latency: crate::stats::LatencySummary,
-    errors: crate::stats::ErrorSummary,
-    status_codes: std::collections::BTreeMap<u16, u64>,
-) -> crate::stats::EndpointSummary {
-    let successes = requests.saturating_sub(failures);
-    crate::stats::EndpointSummary {
-        name: name.to_string(),
-        requests,
-        responses: requests.saturating_sub(errors.connect + errors.timeout + errors.io),
-        successes,
-        success_rate: if requests == 0 {
-            100.0
-        } else {
-            successes as f64 * 100.0 / requests as f64
-        },
-        rps,
-        success_rps: if requests == 0 {
-            0.0
-        } else {
-            rps * successes as f64 / requests as f64
-        },
-        errors,
-        status_codes,
-        latency_ms: latency,
-        service_time_ms: None,
-        bytes_received: 0,
-        histogram_us: vec![],
-    }
-}
-
 /// `quizload import`.
 pub fn cmd_import(a: &ImportArgs) -> anyhow::Result<ImportReport> {
-    use crate::adapters::{parse_hey, parse_locust_stats, parse_wrk};
-    use crate::stats::{ErrorSummary, LatencySummary};
+    use crate::adapters::{
+        hey_import, locust_import, parse_hey, parse_locust_stats, parse_wrk, wrk_import,
+    };
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("cannot read {}", a.file.display()))?;
+    let source = a.file.display().to_string();
     let report = match a.tool {
-        ImportTool::Wrk => {
-            let w = parse_wrk(&text)?;
-            let [connect, read, write, timeout] = w.socket_errors;
-            let errors = ErrorSummary {
-                total: w.non_2xx + connect + read + write + timeout,
-                connect,
-                timeout,
-                io: read + write,
-                protocol: 0,
-                status: Default::default(),
-            };
-            let pct = |q: f64| {
-                w.percentiles_ms
-                    .iter()
-                    .find(|(p, _)| *p == q)
-                    .map(|(_, v)| *v)
-                    .unwrap_or(0.0)
-            };
-            let latency = LatencySummary {
-                count: w.requests,
-                mean: w.latency_avg_ms.unwrap_or(0.0),
-                stdev: w.latency_stdev_ms.unwrap_or(0.0),
-                max: w.latency_max_ms.unwrap_or(0.0),
-                p50: pct(50.0),
-                p90: pct(90.0),
-                p99: pct(99.0),
-                ..LatencySummary::default()
-            };
-            ImportReport {
-                tool: "wrk".into(),
-                source: a.file.display().to_string(),
-                rps: w.rps,
-                endpoints: vec![imported_endpoint(
-                    &a.name,
-                    w.requests,
-                    errors.total,
-                    w.rps,
-                    latency,
-                    errors,
-                    Default::default(),
-                )],
-                caveat: "wrk is closed-loop only; percentiles only with `wrk --latency` (50/75/90/99); no minimum; non-2xx responses are not broken down by code".into(),
-            }
-        }
-        ImportTool::Hey => {
-            let h = parse_hey(&text)?;
-            let responses: u64 = h.status_codes.values().sum();
-            let failed_status: u64 = h
-                .status_codes
-                .iter()
-                .filter(|(c, _)| !crate::stats::is_success_status(**c))
-                .map(|(_, n)| n)
-                .sum();
-            let errors = ErrorSummary {
-                total: failed_status + h.errors,
-                io: h.errors,
-                status: h
-                    .status_codes
-                    .iter()
-                    .filter(|(c, _)| !crate::stats::is_success_status(**c))
-                    .map(|(c, n)| (*c, *n))
-                    .collect(),
-                ..ErrorSummary::default()
-            };
-            ImportReport {
-                tool: "hey".into(),
-                source: a.file.display().to_string(),
-                rps: h.rps,
-                endpoints: vec![imported_endpoint(
-                    &a.name,
-                    responses + h.errors,
-                    errors.total,
-                    h.rps,
-                    h.latency_ms.clone(),
-                    errors,
-                    h.status_codes.clone(),
-                )],
-                caveat: "hey's percentiles come from its first million results; its errors are not classified (counted as io here); its -q rate limit is per worker".into(),
-            }
-        }
-        ImportTool::Locust => {
-            let rows = parse_locust_stats(&text)?;
-            let rps = rows
-                .iter()
-                .find(|r| r.name == "Aggregated")
-                .map(|r| r.rps)
-                .unwrap_or_else(|| rows.iter().map(|r| r.rps).sum());
-            let endpoints = rows
-                .iter()
-                .filter(|r| r.name != "Aggregated")
-                .map(|r| {
-                    let name = if r.name.starts_with(&r.method) {
-                        r.name.clone()
-                    } else {
-                        format!("{} {}", r.method, r.name)
-                    };
-                    imported_endpoint(
-                        &name,
-                        r.requests,
-                        r.failures,
-                        r.rps,
-                        LatencySummary {
-                            count: r.requests,
-                            mean: r.mean_ms,
-                            min: r.min_ms,
-                            p50: r.median_ms,
-                            p90: r.p90_ms.unwrap_or(0.0),
-                            p95: r.p95_ms.unwrap_or(0.0),
-                            p99: r.p99_ms.unwrap_or(0.0),
-                            p999: r.p999_ms.unwrap_or(0.0),
-                            max: r.max_ms,
-                            stdev: 0.0,
-                        },
-                        ErrorSummary {
-                            total: r.failures,
-                            ..ErrorSummary::default()
-                        },
-                        Default::default(),
-                    )
-                })
-                .collect();
-            ImportReport {
-                tool: "locust".into(),
-                source: a.file.display().to_string(),
-                rps,
-                endpoints,
-                caveat: "Locust rounds response times above 100 ms to two significant digits and runs a closed model only; failures are not broken down by kind".into(),
-            }
-        }
+        ImportTool::Wrk => wrk_import(&parse_wrk(&text)?, &a.name, &source),
+        ImportTool::Hey => hey_import(&parse_hey(&text)?, &a.name, &source),
+        ImportTool::Locust => locust_import(&parse_locust_stats(&text)?, &source),
     };
+    print_imported(&report);
+    if let Some(p) = &a.json {
+        write_json(p, &report)?;
+    }
+    Ok(report)
+}
+
+fn print_imported(report: &ImportReport) {
     println!(
         "{} ({}), {:.2} req/s:",
         report.tool, report.source, report.rps
     );
     print!("{}", crate::report::endpoint_table(&report.endpoints));
     println!("  note: {}", report.caveat);
-    if let Some(p) = &a.json {
-        write_json(p, &report)?;
-    }
-    Ok(report)
 }
 
 /// `quizload target`.

@@ -104,8 +104,44 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Seed of the VUs' random choices (think time, journey tasks, Poisson).
     pub seed: u64,
-    /// Print a progress line to stderr every second.
-    pub progress: bool,
+    /// Where the per-second progress of the measured phase goes.
+    pub progress: Progress,
+}
+
+/// The engine's progress once a second during the measured phase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProgressTick {
+    /// Since the start of the measured phase.
+    pub elapsed: Duration,
+    /// Requests completed so far (all threads).
+    pub requests: u64,
+    /// Requests completed per second over the last tick.
+    pub rate: f64,
+}
+
+/// A callback that receives the engine's progress ticks.
+pub type ProgressHook = Arc<dyn Fn(&ProgressTick) + Send + Sync>;
+
+/// Where the engine's per-second progress goes.
+#[derive(Clone, Default)]
+pub enum Progress {
+    /// Nowhere.
+    #[default]
+    Off,
+    /// The engine's own line on stderr, redrawn with `\r` (`quizload run`).
+    Line,
+    /// A caller's callback, e.g. the experiment runner's progress bar.
+    Hook(ProgressHook),
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Progress::Off => "Off",
+            Progress::Line => "Line",
+            Progress::Hook(_) => "Hook",
+        })
+    }
 }
 
 impl RunConfig {
@@ -212,7 +248,7 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
     sync.start.set(start).expect("start set once");
     sync.go.wait();
 
-    if cfg.progress {
+    if !matches!(cfg.progress, Progress::Off) {
         let mut last = 0u64;
         let mut last_t = start;
         while !handles.iter().all(|h| h.is_finished()) {
@@ -220,18 +256,27 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
             if last_t.elapsed() >= Duration::from_secs(1) {
                 let done: u64 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
                 let now = Instant::now();
-                let rate = (done - last) as f64 / (now - last_t).as_secs_f64();
-                eprint!(
-                    "\r  {:>6.1}s  {:>10} requests  {:>10.0} req/s   ",
-                    (now - start).as_secs_f64(),
-                    done,
-                    rate
-                );
+                let tick = ProgressTick {
+                    elapsed: now - start,
+                    requests: done,
+                    rate: (done - last) as f64 / (now - last_t).as_secs_f64(),
+                };
+                match &cfg.progress {
+                    Progress::Hook(hook) => hook(&tick),
+                    _ => eprint!(
+                        "\r  {:>6.1}s  {:>10} requests  {:>10.0} req/s   ",
+                        tick.elapsed.as_secs_f64(),
+                        tick.requests,
+                        tick.rate
+                    ),
+                }
                 last = done;
                 last_t = now;
             }
         }
-        eprintln!();
+        if matches!(cfg.progress, Progress::Line) {
+            eprintln!();
+        }
     }
 
     let mut results = Vec::with_capacity(threads);

@@ -12,10 +12,14 @@
 //! fresh random order each round, so drift over time does not masquerade as
 //! a difference. With `--target URL` it drives a server it did not start,
 //! for one named configuration; `quizload compare` then sets two result
-//! folders side by side.
+//! folders side by side. With `--tool wrk|hey|locust` each cell's load is
+//! sent by that tool ([`crate::adapters`]) and read into the same records.
+//! On a terminal a progress bar ([`crate::progress`]) shows the cell, the
+//! elapsed time and an ETA.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,9 +30,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::{
+    default_locustfile, login_session, needs_session, run_tool, scenario_call, tool_program, Tool,
+    ToolLoad, ToolRun,
+};
 use crate::charts::{line_chart, share_chart, Series};
 use crate::cli::{execute, prepare, run_config, write_json, LoadArgs, Prepared, TargetArgs};
 use crate::inference::{compare, mean, student_t_quantile, Comparison};
+use crate::progress::ExperimentProgress;
 use crate::report::{markdown_table, RunReport};
 use crate::scenario::{AuthMode, ScenarioKind};
 use crate::schedule::Arrival;
@@ -184,6 +193,11 @@ pub struct ExperimentSpec {
     /// Reset the data set (`SERVER seed`) before each server start.
     #[serde(default)]
     pub reset: bool,
+    /// Extra arguments of that `seed`, e.g. a smaller data set for a quick
+    /// run: `["--students-per-cohort", "5", "--attempts", "100"]` (default:
+    /// the reference data set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_args: Vec<String>,
     /// CPU limit of every configuration.
     #[serde(default)]
     pub cpu: CpuLimit,
@@ -265,6 +279,9 @@ impl ExperimentSpec {
         if self.trials == 0 {
             bail!("trials must be at least 1");
         }
+        if !self.seed_args.is_empty() && !self.reset {
+            bail!("seed_args apply to the reset: set reset = true");
+        }
         Ok(())
     }
 
@@ -284,6 +301,12 @@ impl ExperimentSpec {
 /// Options of `quizload experiment`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// The tool that sends each cell's load (warm-ups are quizload's).
+    pub tool: Tool,
+    /// The tool's executable (default: its name on PATH).
+    pub tool_bin: Option<PathBuf>,
+    /// Locust's locustfile (default: `loadtests/locustfile.py` under `workdir`).
+    pub locustfile: Option<PathBuf>,
     /// Release server binary to start per configuration.
     pub server_bin: Option<PathBuf>,
     /// Drive this already running server instead (one configuration).
@@ -414,6 +437,10 @@ pub struct VerdictRecord {
 pub struct ExperimentSummary {
     pub tool: String,
     pub version: String,
+    /// The tool that sent the cells' load: `quizload`, or `wrk`, `hey`,
+    /// `locust` with `--tool`.
+    #[serde(default = "default_load_tool")]
+    pub load_tool: String,
     /// The highest mean request rate of any cell (each cell has its own).
     pub rps: f64,
     pub experiment: ExperimentSpec,
@@ -425,6 +452,10 @@ pub struct ExperimentSummary {
     pub cells: Vec<CellSummary>,
     pub verdicts: Vec<VerdictRecord>,
     pub runs: usize,
+}
+
+fn default_load_tool() -> String {
+    "quizload".into()
 }
 
 fn now_unix() -> f64 {
@@ -556,17 +587,23 @@ pub fn run_experiment(
         .unwrap_or(Duration::from_secs(1));
     let mut records: Vec<RunRecord> = Vec::with_capacity(total);
     let mut order = 0;
-    if !opts.quiet {
-        eprintln!(
-            "experiment {}: {} configs x {} cells x {} trials = {} runs -> {}",
-            spec.id,
-            configs.len(),
-            cells.len(),
-            trials,
-            total,
-            out.display()
-        );
-    }
+    // A progress bar on a terminal; removed from the screen on any exit.
+    let bar = ExperimentProgress::stderr(
+        total,
+        !opts.quiet && std::io::stderr().is_terminal(),
+        opts.quiet,
+    );
+    let _clear = ClearOnDrop(bar.clone());
+    bar.message(&format!(
+        "experiment {}: {} configs x {} cells x {} trials = {} runs with {} -> {}",
+        spec.id,
+        configs.len(),
+        cells.len(),
+        trials,
+        total,
+        opts.tool.name(),
+        out.display()
+    ));
     for trial in 0..trials {
         let mut config_order = configs.clone();
         config_order.shuffle(&mut rng);
@@ -587,11 +624,15 @@ pub fn run_experiment(
                         workdir: opts.workdir.clone(),
                     };
                     if spec.reset && !opts.no_reset {
-                        ServerProcess::run_once(&sspec, &["seed"])?;
+                        bar.phase(&format!("resetting the data set ({})", cfg.name));
+                        let mut args = vec!["seed"];
+                        args.extend(spec.seed_args.iter().map(String::as_str));
+                        ServerProcess::run_once(&sspec, &args)?;
                     }
+                    bar.phase(&format!("starting the server ({})", cfg.name));
                     let s = ServerProcess::start(&sspec, addr, Duration::from_secs(120))?;
                     if let Some(note) = &s.applied.note {
-                        eprintln!("warning: {note}");
+                        bar.warn(&format!("warning: {note}"));
                     }
                     (Some(s), addr)
                 }
@@ -617,22 +658,37 @@ pub fn run_experiment(
                 let (s, l) = order_cells[0];
                 let args = load_args(spec, opts, l, Some(w))?;
                 let p = &prepared[&scenario_name(s)];
-                let rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
-                if !opts.quiet {
-                    eprintln!("  warm-up {} ({:?})", cfg.name, w);
-                }
+                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                rc.progress = bar.engine_hook();
+                bar.message(&format!("  warm-up {} ({:?})", cfg.name, w));
+                bar.phase(&format!("warm-up ({}, {:?})", cfg.name, w));
                 execute(&rc, p)?;
             }
             for (s, l) in order_cells {
                 order += 1;
                 let args = load_args(spec, opts, l, None)?;
                 let p = &prepared[&scenario_name(s)];
-                let rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                rc.progress = bar.engine_hook();
+                bar.begin_cell(
+                    order,
+                    &format!(
+                        "{} {} @ {}, trial {}/{trials}",
+                        cfg.name,
+                        scenario_name(s),
+                        l,
+                        trial + 1
+                    ),
+                    rc.stop,
+                );
                 let before = server.as_ref().and_then(|_| server::scrape(addr));
                 let sampler = server
                     .as_ref()
                     .map(|sv| Sampler::start(sv.pid, Duration::from_millis(250)));
-                let report = execute(&rc, p)?;
+                let report = match opts.tool {
+                    Tool::Quizload => execute(&rc, p)?,
+                    tool => run_cell_with_tool(spec, opts, tool, s, &base, &rc)?,
+                };
                 let usage = match (&server, sampler) {
                     (Some(sv), Some(sm)) => {
                         let procs = sm.finish(sv.pid);
@@ -661,19 +717,18 @@ pub fn run_experiment(
                     }
                     _ => None,
                 };
-                if !opts.quiet {
-                    eprintln!(
-                        "  [{order}/{total}] {} {} @ {}: {:.0} req/s, mean {:.1} ms, p95 {:.1} ms, {:.1}% ok{}",
-                        cfg.name,
-                        scenario_name(s),
-                        l,
-                        report.rps,
-                        report.latency_ms.mean,
-                        report.latency_ms.p95,
-                        report.success_rate,
-                        if report.generator.saturated { " (generator saturated)" } else { "" }
-                    );
-                }
+                bar.end_cell();
+                bar.message(&format!(
+                    "  [{order}/{total}] {} {} @ {}: {:.0} req/s, mean {:.1} ms, p95 {:.1} ms, {:.1}% ok{}",
+                    cfg.name,
+                    scenario_name(s),
+                    l,
+                    report.rps,
+                    report.latency_ms.mean,
+                    report.latency_ms.p95,
+                    report.success_rate,
+                    if report.generator.saturated { " (generator saturated)" } else { "" }
+                ));
                 let rec = RunRecord {
                     config: cfg.name.clone(),
                     scenario: scenario_name(s),
@@ -694,11 +749,12 @@ pub fn run_experiment(
                 std::thread::sleep(pause);
             }
             if let Some(s) = server.as_mut() {
+                bar.phase(&format!("stopping the server ({})", cfg.name));
                 s.stop(Duration::from_secs(30));
             }
         }
     }
-    let summary = summarize(
+    let mut summary = summarize(
         spec,
         &records,
         started,
@@ -707,8 +763,97 @@ pub fn run_experiment(
             None => "started".into(),
         },
     );
+    summary.load_tool = opts.tool.name().into();
     write_results(&out, &summary)?;
+    bar.finish();
     Ok((summary, out))
+}
+
+/// Takes the progress bar off the screen however the runner returns.
+struct ClearOnDrop(ExperimentProgress);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// One cell run by an external tool (`--tool wrk|hey|locust`), as a run
+/// report in quizload's shape.
+fn run_cell_with_tool(
+    spec: &ExperimentSpec,
+    opts: &RunOptions,
+    tool: Tool,
+    scenario: ScenarioKind,
+    base: &str,
+    rc: &crate::engine::RunConfig,
+) -> anyhow::Result<RunReport> {
+    let t = target_args(spec, scenario, base);
+    let load = match tool {
+        Tool::Locust => {
+            if scenario != ScenarioKind::Journey {
+                bail!("--tool locust runs the journey of locustfile.py; this experiment's scenario is {}", scenario_name(scenario));
+            }
+            ToolLoad::Journey {
+                host: base.to_string(),
+                locustfile: opts
+                    .locustfile
+                    .clone()
+                    .unwrap_or_else(|| default_locustfile(&opts.workdir)),
+                think: crate::units::parse_duration_range(&t.think)?,
+            }
+        }
+        _ => {
+            let session = if needs_session(scenario) {
+                Some(login_session(rc.addr, 1)?)
+            } else {
+                None
+            };
+            ToolLoad::Fixed(scenario_call(
+                scenario,
+                base,
+                session.as_deref(),
+                t.auth,
+                &t.static_path,
+            )?)
+        }
+    };
+    let (spawn_rate, ramp) = match &rc.model {
+        crate::engine::Model::Closed { ramp, spawn_rate } => (*spawn_rate, *ramp),
+        crate::engine::Model::Open { .. } => {
+            bail!(
+                "--tool {}: rates (the open model) run with quizload only",
+                tool.name()
+            )
+        }
+    };
+    if !ramp.is_zero() {
+        bail!("--tool {}: load.ramp runs with quizload only", tool.name());
+    }
+    let run = ToolRun {
+        tool,
+        program: tool_program(tool, opts.tool_bin.as_deref()),
+        load,
+        concurrency: rc.concurrency,
+        stop: rc.stop,
+        threads: rc.effective_threads(),
+        timeout: rc.timeout,
+        spawn_rate: if tool == Tool::Locust {
+            spawn_rate
+        } else {
+            None
+        },
+    };
+    let started = SystemTime::now();
+    let out = run_tool(&run)?;
+    Ok(RunReport::from_tool(
+        rc,
+        &out.report,
+        base,
+        &scenario_name(scenario),
+        started,
+        out.elapsed,
+    ))
 }
 
 fn conc(spec: &ExperimentSpec, level: f64) -> usize {
@@ -866,6 +1011,7 @@ pub fn summarize(
     ExperimentSummary {
         tool: "quizload".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        load_tool: default_load_tool(),
         rps,
         experiment: spec.clone(),
         started_at_unix: started,
@@ -1188,6 +1334,13 @@ pub fn write_results(out: &Path, s: &ExperimentSummary) -> anyhow::Result<()> {
         "- Runs: {} ({} trials per cell, randomised order), server: {}, machine: {} CPUs",
         s.runs, spec.trials, s.server, s.cpus
     );
+    if s.load_tool != "quizload" {
+        let _ = writeln!(
+            md,
+            "- Load sent by {} (`--tool`) and read into these tables: no raw histograms, time series or generator self-check (see each run's `warnings`)",
+            s.load_tool
+        );
+    }
     if let Some(n) = &spec.notes {
         let _ = writeln!(md, "- Notes: {n}");
     }
@@ -1374,11 +1527,19 @@ profile = "doc000-multi"
         let mut bad = s.clone();
         bad.load.duration = Some("5s".into());
         assert!(bad.validate().is_err(), "two stop conditions");
+        let mut bad = s.clone();
+        bad.seed_args = vec!["--attempts".into(), "10".into()];
+        assert!(bad.validate().is_err(), "seed_args without reset");
+        bad.reset = true;
+        bad.validate().unwrap();
         assert!(toml::from_str::<ExperimentSpec>(
             &SPEC.replace("trials = 3", "trials = 3\nbogus = 1")
         )
         .is_err());
         let o = RunOptions {
+            tool: Tool::Quizload,
+            tool_bin: None,
+            locustfile: None,
             server_bin: None,
             target: None,
             config: None,

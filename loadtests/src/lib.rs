@@ -14,8 +14,9 @@
 //! - [`target`]: a trivial in-process HTTP target for `calibrate`;
 //! - [`server`]: the server under test as a process (CPU limits, sampling);
 //! - [`experiment`]: experiment files, the runner, summaries, verdicts;
+//! - [`progress`]: the experiment runner's progress bar and ETA;
 //! - [`charts`]: SVG charts of experiment results;
-//! - [`adapters`]: running and parsing wrk (hey and Locust to come);
+//! - [`adapters`]: running wrk, hey and Locust and parsing their output;
 //! - [`cli`]: the `quizload` command line.
 
 pub mod adapters;
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod experiment;
 pub mod http;
 pub mod inference;
+pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod schedule;

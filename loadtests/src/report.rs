@@ -215,6 +215,71 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 impl RunReport {
+    /// The report of a run made by an external tool (`--tool wrk|hey|locust`):
+    /// the tool's figures in the same shape, with what the tool cannot tell
+    /// left empty (no raw histogram, time series or connection figures) and
+    /// said in `warnings`. The generator's own CPU and lag were not measured.
+    pub fn from_tool(
+        cfg: &RunConfig,
+        imported: &crate::adapters::ImportReport,
+        target: &str,
+        scenario: &str,
+        started: SystemTime,
+        elapsed: std::time::Duration,
+    ) -> Self {
+        let all = &imported.all;
+        Self {
+            tool: imported.tool.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            rps: imported.rps,
+            success_rps: all.success_rps,
+            requests: all.requests,
+            responses: all.responses,
+            successes: all.successes,
+            success_rate: all.success_rate,
+            errors: all.errors.clone(),
+            status_codes: all.status_codes.clone(),
+            latency_ms: all.latency_ms.clone(),
+            service_time_ms: None,
+            elapsed_s: elapsed.as_secs_f64(),
+            bytes_received: 0,
+            target: target.to_string(),
+            scenario: scenario.to_string(),
+            settings: RunSettings::from_config(cfg),
+            started_at_unix: started
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            endpoints: imported.endpoints.clone(),
+            timeseries: vec![],
+            open_model: None,
+            connections: ConnectionReport {
+                opened: 0,
+                stale_retries: 0,
+                connect_ms: LatencySummary::default(),
+            },
+            setup: None,
+            generator: GeneratorReport {
+                threads: cfg.effective_threads(),
+                cpus: crate::sysmon::available_cpus(),
+                cpu_user_s: 0.0,
+                cpu_system_s: 0.0,
+                cpu_cores_used: 0.0,
+                thread_utilization: 0.0,
+                loop_lag_ms: LatencySummary::default(),
+                machine_cpu_busy: None,
+                max_rss_mb: None,
+                saturated: false,
+                saturation_reasons: vec![],
+            },
+            warnings: vec![format!(
+                "measured by {} ({}): {}; its own CPU use and lag were not measured, and there is no raw histogram",
+                imported.tool, imported.source, imported.caveat
+            )],
+            histogram_us: vec![],
+        }
+    }
+
     /// Builds the report of a finished run.
     pub fn new(
         cfg: &RunConfig,
@@ -728,7 +793,7 @@ mod tests {
             },
             timeout: Duration::from_secs(1),
             seed: 1,
-            progress: false,
+            progress: crate::engine::Progress::Off,
         };
         let eps = vec!["GET /".to_string()];
         let mut rec = RunRecorder::new(&eps, 10);

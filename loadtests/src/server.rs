@@ -383,13 +383,33 @@ fn which(cmd: &str) -> bool {
 /// A minimal blocking HTTP/1.1 GET (for readiness and `/metrics`): status
 /// and body. Not used for load.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "GET", path, &[], b"", timeout)
+}
+
+/// A minimal blocking HTTP/1.1 request with extra headers and a body (a
+/// `Content-Length` is added when the body is not empty): status and body.
+/// Not used for load (logins before an external tool's run, readiness).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     // Read until the response is complete (a server may ignore the
     // `Connection: close` and keep the connection open).
     let mut buf = Vec::new();

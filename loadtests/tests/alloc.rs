@@ -50,7 +50,7 @@ fn allocations_for(target: &TrivialTarget, n: u64) -> u64 {
         },
         timeout: Duration::from_secs(10),
         seed: 1,
-        progress: false,
+        progress: loadtests::engine::Progress::Off,
     };
     let builder = RequestBuilder::new(target.addr().to_string(), vec![]);
     let scenario = Arc::new(FixedRequest::new(&builder, "GET", "/", b""));

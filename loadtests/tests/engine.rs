@@ -30,7 +30,7 @@ fn closed(addr: std::net::SocketAddr, c: usize, stop: Stop) -> RunConfig {
         },
         timeout: Duration::from_secs(5),
         seed: 1,
-        progress: false,
+        progress: loadtests::engine::Progress::Off,
     }
 }
 

@@ -66,6 +66,7 @@ table = "latency"
 baseline = "one"
 trials = 2
 reset = true
+seed_args = ["--attempts", "7"]
 pause = "0s"
 warmup = "200ms"
 
@@ -169,6 +170,14 @@ fn runs_matrix_and_compares() {
     assert_eq!(env.lines().filter(|l| *l == "PROCESSES=1").count(), 2);
     assert_eq!(env.lines().filter(|l| *l == "PROCESSES=2").count(), 2);
     assert!(log("args.log").contains("--profile doc000-multi serve"));
+    assert_eq!(
+        log("args.log")
+            .lines()
+            .filter(|l| l.ends_with("seed --attempts 7"))
+            .count(),
+        4,
+        "seed_args reach every reset"
+    );
 
     // One configuration against a running server (--target), then compare.
     let out_b = dir.join("b");
@@ -253,4 +262,81 @@ fn shipped_experiments_validate() {
     }
     ids.sort();
     assert_eq!(ids, ["000", "001", "002", "003", "004"]);
+}
+
+/// `--tool hey`: every cell's load is sent by the tool (here a stand-in
+/// that logs its command line and prints a canned hey report) and read
+/// into the same runs, summary and report; the server is still started,
+/// sampled and stopped by the runner.
+#[test]
+fn cells_run_with_an_external_tool() {
+    let dir = workdir("tool");
+    let server = fake_server(&dir);
+    let hey = dir.join("fake-hey");
+    std::fs::write(
+        &hey,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{log}'\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
+            log = dir.join("hey.log").display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&hey).status().unwrap();
+    let file = dir.join("t1.toml");
+    std::fs::write(&file, EXPERIMENT).unwrap();
+    let out = dir.join("out");
+    let stdout = quizload(
+        &[
+            "experiment",
+            file.to_str().unwrap(),
+            "--server-bin",
+            server.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--trials",
+            "1",
+            "--tool",
+            "hey",
+            "--tool-bin",
+            hey.to_str().unwrap(),
+        ],
+        &dir,
+    );
+    assert!(stdout.contains("Verdicts"), "{stdout}");
+    let log = std::fs::read_to_string(dir.join("hey.log")).unwrap();
+    let calls: Vec<&str> = log.lines().collect();
+    assert_eq!(calls.len(), 4, "2 configs x 2 levels x 1 trial: {log}");
+    // requests_per_user 25 at 2 and 4 users
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("-c 2 -n 50 "))
+            .count(),
+        2
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("-c 4 -n 100 "))
+            .count(),
+        2
+    );
+    assert!(calls.iter().all(|c| c.ends_with("/healthz")), "{log}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["load_tool"], "hey");
+    assert_eq!(summary["runs"], 4);
+    assert_eq!(summary["rps"], 500.0);
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs/two-healthz-4-t0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run["report"]["tool"], "hey");
+    assert_eq!(run["report"]["requests"], 50);
+    assert!(!run["server"]["processes"].as_array().unwrap().is_empty());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Load sent by hey"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
