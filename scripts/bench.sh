@@ -3,24 +3,33 @@
 # side in one run (the machine is shared and absolute numbers drift).
 #
 # Brings up PostgreSQL and Redis (scripts/services.sh), builds the release
-# binary, creates and seeds its own database (`quizbench_bench`, timed: the
-# seed target), starts nginx (2 workers, `return 200`) and quizbench on free
-# ports, then measures with wrk, pgbench and `quizbench hashrate`:
+# binaries (quizbench, quizload), creates and seeds its own database
+# (`quizbench_bench`, timed: the seed target), starts nginx (2 workers,
+# `return 200`) and quizbench on free ports, then measures with wrk, pgbench,
+# quizload and `quizbench hashrate`:
 #
 #   /healthz req/s              vs nginx return 200             >= 0.9x
 #   cached quiz list req/s      vs our /healthz                 >= 0.6x
 #   select-options req/s        vs pgbench, same SQL            >= 0.6x
 #   login req/s                 vs argon2id hashes/s, all CPUs  >= 0.85x
 #   submit attempt req/s        vs pgbench, same statements     >= 0.5x
+#   select-options p99, open loop at 50% of its max rate
+#                               vs pgbench -R at that rate      <= 2x and < 10 ms
 #   idle RSS per worker                                         <= 20 MB
+#   worker ready after fork/exec                                <= 100 ms
 #   seed of the reference set                                   <= 10 s
+#   quizload req/s              vs wrk, nginx, median of 5      >= 0.95x
 #
-# and prints a table with the ratios and PASS/FAIL. Not part of the test run.
+# The two closest pairs (nginx vs /healthz, select-options vs pgbench) are
+# measured TRIALS times alternately and compared by their medians. Prints
+# a table with the ratios and PASS/FAIL; exits 1 if a target is missed.
+# Not part of the test run.
 #
 #   scripts/bench.sh                       # 10 s per measurement, 50 connections
 #   DURATION=5 CONNECTIONS=100 scripts/bench.sh
 #   PROCESSES=1 THREADS=2 scripts/bench.sh # server variables pass through
-#   QUIZBENCH_BIN=target/release/quizbench scripts/bench.sh   # skip the build
+#   QUIZBENCH_BIN=target/release/quizbench QUIZLOAD_BIN=target/release/quizload \
+#     scripts/bench.sh                     # skip the builds
 #
 # Needs wrk, nginx and pgbench (Debian: apt-get install wrk nginx-light postgresql-client).
 
@@ -30,10 +39,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
 WRK_THREADS="${WRK_THREADS:-2}"
+TRIALS="${TRIALS:-3}"
 for tool in wrk nginx pgbench curl python3; do
 	command -v "$tool" >/dev/null || {
 		echo "bench.sh: $tool is missing (Debian: apt-get install wrk nginx-light postgresql-client curl python3)" >&2
@@ -52,17 +64,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# QUIZBENCH_BIN=path benchmarks an existing binary instead of building one.
-BIN="${QUIZBENCH_BIN:-}"
-if [[ -z "$BIN" ]]; then
-	echo "==> cargo build --release -p quizbench" >&2
-	cargo build --release -p quizbench >&2
-	BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/quizbench"
-fi
+BIN="$(qb_release_bin quizbench quizbench QUIZBENCH_BIN)"
+QUIZLOAD="$(qb_release_bin loadtests quizload QUIZLOAD_BIN)"
 
 # The bench's own database, so a run never touches the served one.
 export DATABASE_URL="${DATABASE_URL%/*}/quizbench_bench"
@@ -72,7 +75,7 @@ seed_start=$(date +%s.%N)
 seed_secs=$(python3 -c "import time; print(f'{time.time() - $seed_start:.2f}')")
 
 # nginx: 2 workers answering 200 with an empty body.
-NGINX_PORT="$(free_port)"
+NGINX_PORT="$(qb_free_port)"
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes 2;
 pid $WORK/nginx.pid;
@@ -95,19 +98,26 @@ nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 
 # quizbench: the best model for this box unless the caller says otherwise.
-export PROCESSES="${PROCESSES:-auto}" THREADS="${THREADS:-1}" LOG_LEVEL="${LOG_LEVEL:-warn}"
-QB_PORT="$(free_port)"
-BIND="127.0.0.1:$QB_PORT" "$BIN" serve >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
+# The process module logs at info (JSON) for the workers' ready times.
+export PROCESSES="${PROCESSES:-auto}" THREADS="${THREADS:-1}"
+export LOG_LEVEL="${LOG_LEVEL:-warn,quizbench::process=info}" LOG_FORMAT=json
+QB_PORT="$(qb_free_port)"
 QB="http://127.0.0.1:$QB_PORT"
-for _ in $(seq 1 100); do
-	curl -fsS "$QB/readyz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1 && break
-	sleep 0.1
-done
-curl -fsS "$QB/readyz" >/dev/null || {
-	cat "$WORK/server.log" >&2
-	exit 1
+start_server() {
+	BIND="127.0.0.1:$QB_PORT" "$BIN" serve >>"$WORK/server.log" 2>&1 &
+	PIDS+=($!)
+	qb_wait_ready "$QB/readyz" || {
+		cat "$WORK/server.log" >&2
+		exit 1
+	}
 }
+stop_server() {
+	kill "${PIDS[-1]}"
+	wait "${PIDS[-1]}" 2>/dev/null || true
+	unset 'PIDS[-1]'
+}
+start_server
+qb_wait_ready "http://127.0.0.1:$NGINX_PORT/"
 sleep 1
 idle_rss_mb=$(curl -fsS "$QB/metrics" | awk '/^quizbench_worker_resident_memory_bytes/ { if ($2 > max) max = $2 } END { printf "%.1f", max / 1048576 }')
 
@@ -119,16 +129,7 @@ TOKEN="$(login 1)"
 # 50 students for the submit load, so attempts spread over users and quizzes.
 for i in $(seq 1 50); do printf '%s\n' "$(login "$i")"; done >"$WORK/tokens"
 
-cat >"$WORK/login.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = string.format('{"username":"student%d","password":"quizbench"}', (counter % 10000) + 1)
-  return wrk.format(nil, nil, nil, body)
-end
-LUA
+qb_write_login_lua "$WORK/login.lua"
 cat >"$WORK/submit.lua" <<LUA
 tokens = {}
 for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
@@ -148,18 +149,9 @@ request = function()
 end
 LUA
 
-# wrk_rps URL [wrk args...] -> req/s (and fails on non-2xx answers)
+# wrk_rps [wrk args...] URL -> req/s
 wrk_rps() {
-	local url="$1"
-	shift
-	echo "==> wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s $* $url" >&2
-	local out
-	out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$@" "$url")"
-	if grep -q "Non-2xx" <<<"$out"; then
-		echo "bench.sh: non-2xx answers from $url:" >&2
-		echo "$out" >&2
-	fi
-	awk '/^Requests\/sec:/ {print $2}' <<<"$out"
+	qb_wrk_rps "$(qb_wrk bench.sh "$@")"
 }
 
 # pgbench_tps SCRIPT -> transactions/s, same connection count, prepared statements
@@ -194,30 +186,87 @@ on conflict (user_id, quiz_id) do update
 commit;
 SQL
 
-nginx_rps=$(wrk_rps "http://127.0.0.1:$NGINX_PORT/")
-healthz_rps=$(wrk_rps "$QB/healthz")
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# The closest pairs, alternately, TRIALS times each.
+nginx_all=() healthz_all=() options_all=() options_pg_all=()
+for _ in $(seq 1 "$TRIALS"); do
+	nginx_all+=("$(wrk_rps "http://127.0.0.1:$NGINX_PORT/")")
+	healthz_all+=("$(wrk_rps "$QB/healthz")")
+done
 quizzes_rps=$(wrk_rps "$QB/api/v1/quizzes")
-options_rps=$(wrk_rps "$QB/api/v1/students/select-options" -H "Cookie: qb_session=$TOKEN")
-options_pg=$(pgbench_tps "$WORK/select-options.sql")
-submit_rps=$(wrk_rps "$QB/" -s "$WORK/submit.lua")
+for _ in $(seq 1 "$TRIALS"); do
+	options_all+=("$(wrk_rps -H "Cookie: qb_session=$TOKEN" "$QB/api/v1/students/select-options")")
+	options_pg_all+=("$(pgbench_tps "$WORK/select-options.sql")")
+done
+nginx_rps=$(median "${nginx_all[@]}")
+healthz_rps=$(median "${healthz_all[@]}")
+options_rps=$(median "${options_all[@]}")
+options_pg=$(median "${options_pg_all[@]}")
+
+# Open loop at half of select-options' closed-loop maximum: quizload sends
+# on a fixed schedule and measures from each request's intended send time;
+# pgbench -R does the same (its log has each transaction's time and its
+# schedule lag).
+rate=$(python3 -c "print(int($options_rps * 0.5))")
+echo "==> quizload run --scenario select-options --rate $rate -c $CONNECTIONS -d ${DURATION}s" >&2
+"$QUIZLOAD" run --scenario select-options --base "$QB" --rate "$rate" -c "$CONNECTIONS" \
+	-d "${DURATION}s" --quiet --json "$WORK/open-loop.json" >/dev/null
+options_p99=$(python3 -c "import json; print(json.load(open('$WORK/open-loop.json'))['latency_ms']['p99'])")
+echo "==> pgbench -n -M prepared -c $CONNECTIONS -j 2 -T $DURATION -R $rate --log" >&2
+(cd "$WORK" && pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -R "$rate" \
+	--log --log-prefix=pgbench-open -f "$WORK/select-options.sql" "$DATABASE_URL" >/dev/null 2>&1)
+options_pg_p99=$(cat "$WORK"/pgbench-open.* | python3 -c '
+import sys
+# client tx time_us script epoch epoch_us lag_us: latency from the scheduled start
+v = sorted(int(f[2]) + int(f[6]) for f in (l.split() for l in sys.stdin) if len(f) >= 7)
+print(v[min(len(v) - 1, int(len(v) * 0.99))] / 1000)')
+
+submit_rps=$(wrk_rps -s "$WORK/submit.lua" "$QB/")
 submit_pg=$(pgbench_tps "$WORK/submit.sql")
-kill "${PIDS[-1]}"
-wait "${PIDS[-1]}" 2>/dev/null || true
+stop_server
+
+# Worker start-up, exec (the server above) and fork: from the supervisor's
+# "worker ready" log lines.
+WORKER_SPAWN=fork start_server
+stop_server
+ready_ms=$(python3 - "$WORK/server.log" <<'PY'
+import json, sys
+ms = []
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    f = e.get("fields", e)
+    if f.get("message") == "worker ready":
+        ms.append(int(f["ready_ms"]))
+print(max(ms) if ms else "nan")
+PY
+)
+
 # The server is stopped, so the hash rate gets the same CPUs the server had.
 hashrate=$("$BIN" hashrate --seconds "$DURATION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hashes_per_sec"])')
-BIND="127.0.0.1:$QB_PORT" "$BIN" serve >>"$WORK/server.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -fsS "$QB/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-login_rps=$(wrk_rps "$QB/api/v1/auth/login" -s "$WORK/login.lua")
+start_server
+login_rps=$(wrk_rps -s "$WORK/login.lua" "$QB/api/v1/auth/login")
+stop_server
+
+# The load generator against wrk, same nginx target, alternating trials.
+echo "==> quizload calibrate --url nginx --vs-wrk --trials 5 -c $CONNECTIONS" >&2
+"$QUIZLOAD" calibrate --url "http://127.0.0.1:$NGINX_PORT/" -c "$CONNECTIONS" --threads "$WRK_THREADS" \
+	--vs-wrk --trials 5 -d 3s --quiet --json "$WORK/calibrate.json" >/dev/null
+generator_ratio=$(python3 -c "import json; print(json.load(open('$WORK/calibrate.json'))['vs_wrk']['ratio'])")
 
 echo
-echo "quizbench bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
+echo "quizbench bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s, medians of $TRIALS alternating trials for the first and third rows"
 echo "server: PROCESSES=$PROCESSES THREADS=$THREADS; nginx: 2 workers, return 200"
 python3 - "$nginx_rps" "$healthz_rps" "$quizzes_rps" "$options_rps" "$options_pg" "$login_rps" "$hashrate" \
-	"$submit_rps" "$submit_pg" "$idle_rss_mb" "$seed_secs" <<'PY'
+	"$submit_rps" "$submit_pg" "$idle_rss_mb" "$seed_secs" "$options_p99" "$options_pg_p99" "$rate" \
+	"$ready_ms" "$generator_ratio" <<'PY'
 import sys
-(nginx, healthz, quizzes, options, options_pg, login, hashrate,
- submit, submit_pg, rss, seed) = map(float, sys.argv[1:])
+(nginx, healthz, quizzes, options, options_pg, login, hashrate, submit, submit_pg,
+ rss, seed, p99, pg_p99, rate, ready, generator) = map(float, sys.argv[1:])
 rows = [
     ("/healthz req/s", healthz, "nginx return 200", nginx, ">=", 0.9),
     ("cached quiz list req/s", quizzes, "our /healthz", healthz, ">=", 0.6),
@@ -225,16 +274,23 @@ rows = [
     ("login req/s", login, "argon2id hashes/s", hashrate, ">=", 0.85),
     ("submit attempt req/s", submit, "pgbench same statements", submit_pg, ">=", 0.5),
 ]
-print(f"{'what':<24} {'ours':>10} {'against':<24} {'theirs':>10} {'ratio':>7}  target   result")
+print(f"{'what':<30} {'ours':>10} {'against':<26} {'theirs':>10} {'ratio':>7}  target     result")
 ok = True
+def show(what, ours, against, theirs, ratio, target, good):
+    global ok
+    ok &= good
+    print(f"{what:<30} {ours:>10} {against:<26} {theirs:>10} {ratio:>7}  {target:<9}  {'PASS' if good else 'FAIL'}")
 for what, ours, against, theirs, op, target in rows:
     ratio = ours / theirs if theirs else 0.0
-    good = ratio >= target
-    ok &= good
-    print(f"{what:<24} {ours:>10.1f} {against:<24} {theirs:>10.1f} {ratio:>6.2f}x  {op}{target:<5}  {'PASS' if good else 'FAIL'}")
-for what, value, unit, limit in [("idle RSS per worker", rss, "MB", 20.0), ("seed of the reference set", seed, "s", 10.0)]:
-    good = value <= limit
-    ok &= good
-    print(f"{what:<24} {value:>10.1f} {unit:<24} {'':>10} {'':>7}  <={limit:<5}  {'PASS' if good else 'FAIL'}")
+    show(what, f"{ours:.1f}", against, f"{theirs:.1f}", f"{ratio:.2f}x", f">={target}", ratio >= target)
+ratio = p99 / pg_p99 if pg_p99 else float("inf")
+show(f"select-options p99 ms @{rate:.0f}/s", f"{p99:.2f}", "pgbench -R, p99 ms", f"{pg_p99:.2f}",
+     f"{ratio:.2f}x", "<=2, <10ms", ratio <= 2.0 and p99 < 10.0)
+show("quizload req/s", "", "wrk, nginx, median of 5", "", f"{generator:.2f}x", ">=0.95", generator >= 0.95)
+for what, value, unit, limit in [("idle RSS per worker", rss, "MB", 20.0),
+                                 ("worker ready (exec, fork)", ready, "ms, slowest worker", 100.0),
+                                 ("seed of the reference set", seed, "s", 10.0)]:
+    show(what, f"{value:.1f}", unit, "", "", f"<={limit:g}", value <= limit)
+print("all targets met" if ok else "TARGETS MISSED")
 sys.exit(0 if ok else 1)
 PY

@@ -19,6 +19,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -38,43 +40,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BIN="${QUIZBENCH_BIN:-}"
-if [[ -z "$BIN" ]]; then
-	echo "==> cargo build --release -p quizbench" >&2
-	cargo build --release -p quizbench >&2
-	BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/quizbench"
-fi
+BIN="$(qb_release_bin quizbench quizbench QUIZBENCH_BIN)"
 export DATABASE_URL="${DATABASE_URL%/*}/quizbench_models" LOG_LEVEL="${LOG_LEVEL:-warn}"
 "$BIN" migrate >&2
 "$BIN" seed >&2
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+qb_write_login_lua "$WORK/login.lua"
 
-cat >"$WORK/login.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = string.format('{"username":"student%d","password":"quizbench"}', (counter % 10000) + 1)
-  return wrk.format(nil, nil, nil, body)
-end
-LUA
-
-# measure NAME URL [wrk args] -> "rps p50 p99"
+# measure URL [wrk args] -> "rps p50 p99" (milliseconds)
 measure() {
 	local out
-	out="$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")"
-	if grep -q "Non-2xx" <<<"$out"; then
-		echo "models.sh: non-2xx answers:" >&2
-		echo "$out" >&2
-	fi
-	printf '%s %s %s\n' \
-		"$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")" \
-		"$(awk '$1 == "50%" {print $2}' <<<"$out")" \
-		"$(awk '$1 == "99%" {print $2}' <<<"$out")"
+	out="$(qb_wrk models.sh "$@")"
+	printf '%s %sms %sms\n' "$(qb_wrk_rps "$out")" "$(qb_wrk_p50 "$out")" "$(qb_wrk_p99 "$out")"
 }
 
 # name | variables
@@ -90,15 +67,12 @@ printf '%-26s | %-28s | %-28s\n' "model" "cached quiz list: req/s p50 p99" "logi
 for model in "${MODELS[@]}"; do
 	name="${model%%|*}"
 	vars="${model#*|}"
-	port="$(free_port)"
+	port="$(qb_free_port)"
 	echo "==> $name: $vars" >&2
 	# shellcheck disable=SC2086 # $vars is a list of NAME=VALUE words
 	env $vars BIND="127.0.0.1:$port" "$BIN" serve >"$WORK/server.log" 2>&1 &
 	SERVER=$!
-	for _ in $(seq 1 100); do
-		curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-		sleep 0.1
-	done
+	qb_wait_ready "http://127.0.0.1:$port/readyz"
 	quizzes="$(measure "http://127.0.0.1:$port/api/v1/quizzes")"
 	login="$(measure -s "$WORK/login.lua" "http://127.0.0.1:$port/api/v1/auth/login")"
 	kill "$SERVER"

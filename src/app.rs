@@ -1,18 +1,15 @@
 //! The router: every route module merged, and the middleware applied once.
 
-use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::{error_response, ApiError};
-use crate::metrics::route_index;
 use crate::routes;
-use crate::server::ClientConn;
 use crate::state::AppState;
 
 /// Largest JSON body accepted by any route but file uploads.
@@ -29,7 +26,11 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::students::router())
         .merge(routes::grade::router())
         .merge(routes::files::router(cfg.file_max_bytes))
-        .layer(middleware::from_fn(no_store));
+        // API responses are per user: never stored by shared caches.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     let mut app = Router::new()
         .merge(api)
         .merge(routes::pages::router())
@@ -40,7 +41,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(crate::extract::body_limit(JSON_BODY_LIMIT))
-        .layer(middleware::from_fn(tag_route))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state);
     let c = cfg.compression;
@@ -59,43 +59,44 @@ pub fn router(state: AppState) -> Router {
     app
 }
 
-/// Routes for the fault suite (tests/faults), present only when the
-/// environment has `QUIZBENCH_TEST_HOOKS=1`: `GET /__test/panic` panics in
-/// its handler (the panic must become a JSON 500 and the worker must keep
-/// serving). Never set it in production.
+/// Routes for the fault and process suites, present only when the
+/// environment has `QUIZBENCH_TEST_HOOKS=1` (never set it in production):
+/// - `GET /__test/panic` panics in its handler (the panic must become a JSON
+///   500 and the worker must keep serving);
+/// - `GET /__test/spin?ms=N` keeps a CPU-pool thread busy for N ms (at most
+///   10 s), a CPU-bound request whose length does not depend on the machine.
 fn test_hooks() -> Router<AppState> {
     if std::env::var("QUIZBENCH_TEST_HOOKS").as_deref() != Ok("1") {
         return Router::new();
     }
-    Router::new().route(
-        "/__test/panic",
-        axum::routing::get(|| async {
-            if true {
-                panic!("test hook: /__test/panic");
+    Router::new()
+        .route(
+            "/__test/panic",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("test hook: /__test/panic");
+                }
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route("/__test/spin", axum::routing::get(spin))
+}
+
+async fn spin(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, u64>>,
+) -> Result<StatusCode, ApiError> {
+    let until = std::time::Instant::now()
+        + std::time::Duration::from_millis(q.get("ms").copied().unwrap_or(0).min(10_000));
+    state
+        .cpu
+        .run(move || {
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
             }
-            StatusCode::NO_CONTENT
-        }),
-    )
-}
-
-/// Tells the connection which route template the request matched, for the
-/// per-route metrics.
-async fn tag_route(req: Request, next: Next) -> Response {
-    if let Some(conn) = req.extensions().get::<ClientConn>() {
-        conn.set_route(route_index(
-            req.extensions().get::<MatchedPath>().map(|m| m.as_str()),
-        ));
-    }
-    next.run(req).await
-}
-
-/// API responses are per user: never stored by shared caches.
-async fn no_store(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    res.headers_mut()
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    res
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn not_found() -> ApiError {

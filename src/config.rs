@@ -281,7 +281,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("CONNECTION_BUDGET", "warn"),
     ("WORKER_HEADERS", "true"),
     ("DB_POOL_MIN", "0"),
-    ("DB_POOL_MAX", "16"),
+    ("DB_POOL_MAX", "4"),
     ("DB_ACQUIRE_TIMEOUT_MS", "1000"),
     ("DB_MAX_LIFETIME_SECS", "1800"),
     ("DB_IDLE_TIMEOUT_SECS", "600"),

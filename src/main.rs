@@ -11,6 +11,10 @@ use quizbench::config::Config;
 use quizbench::seed::SeedSize;
 use quizbench::{password, process, seed, telemetry};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "quizbench",

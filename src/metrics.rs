@@ -388,12 +388,23 @@ impl Metrics {
 /// A metric family read from each slot: name, help, getter.
 type Series = (&'static str, &'static str, fn(&Slot) -> u64);
 
-/// Index of a route template in [`ROUTES`] (the last one is `other`).
-pub fn route_index(template: Option<&str>) -> usize {
+/// Index in [`ROUTES`] of the template a request path matches (the last
+/// one, `other`, when none does). One trie lookup, the same matcher the
+/// router uses, so metrics need no router middleware.
+pub fn route_of_path(path: &str) -> usize {
     const _: () = assert!(N_ROUTES < 256, "route indexes fit in a u8");
-    template
-        .and_then(|t| ROUTES.iter().position(|r| *r == t))
-        .unwrap_or(N_ROUTES - 1)
+    static TABLE: std::sync::LazyLock<matchit::Router<u8>> = std::sync::LazyLock::new(|| {
+        let mut table = matchit::Router::new();
+        for (i, template) in ROUTES[..N_ROUTES - 1].iter().enumerate() {
+            table
+                .insert(*template, i as u8)
+                .expect("route templates are valid");
+        }
+        table
+    });
+    TABLE
+        .at(path)
+        .map_or(N_ROUTES - 1, |m| usize::from(*m.value))
 }
 
 fn status_index(status: u16) -> usize {
@@ -611,16 +622,38 @@ mod tests {
     }
 
     #[test]
+    fn paths_map_to_their_route_templates() {
+        let index = |t: &str| ROUTES.iter().position(|r| *r == t).unwrap();
+        assert_eq!(route_of_path("/healthz"), index("/healthz"));
+        assert_eq!(
+            route_of_path("/api/v1/quizzes/17/attempts"),
+            index("/api/v1/quizzes/{id}/attempts")
+        );
+        // Matched by template even when the id will not parse (a 400).
+        assert_eq!(
+            route_of_path("/api/v1/quizzes/x"),
+            index("/api/v1/quizzes/{id}")
+        );
+        assert_eq!(
+            route_of_path("/static/css/app.css"),
+            index("/static/{*path}")
+        );
+        assert_eq!(route_of_path("/"), index("/"));
+        assert_eq!(route_of_path("/api/v1/quizzes/"), N_ROUTES - 1);
+        assert_eq!(route_of_path("/nope"), N_ROUTES - 1);
+    }
+
+    #[test]
     fn records_show_up_in_the_exposition() {
         let m = Metrics::new_shared();
         let slot = m.slot(3);
         slot.begin(4242);
         slot.record(
-            route_index(Some("/api/v1/quizzes")),
+            route_of_path("/api/v1/quizzes"),
             200,
             Duration::from_millis(3),
         );
-        slot.record(route_index(Some("/nope")), 418, Duration::from_secs(20));
+        slot.record(route_of_path("/nope"), 418, Duration::from_secs(20));
         let text = m.render("test");
         assert!(text.contains(
             "quizbench_http_requests_total{worker=\"3\",route=\"/api/v1/quizzes\",status=\"200\"} 1"

@@ -27,17 +27,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::error::error_response;
-use crate::metrics::{route_index, Slot};
+use crate::metrics::{route_of_path, Slot};
 
 /// Connection and request limits of one worker.
 #[derive(Debug, Clone)]
@@ -280,15 +280,13 @@ const READING_HEAD: u8 = 1;
 const BUSY: u8 = 2;
 
 /// One connection's state shared with its requests: the watchdog's phase
-/// and when it began, the peer address, and the route the current request
-/// matched (set by the router's middleware, read back for metrics; this
-/// avoids allocating response extensions on every request).
+/// and when it began, the peer address, and how the current request's body
+/// was consumed.
 pub struct Activity {
     phase: AtomicU8,
     since_ns: AtomicU64,
     origin: Instant,
     peer: SocketAddr,
-    route: AtomicU8,
     /// The current request's body has been read to its end (or it has none).
     body_read: AtomicBool,
     /// The last response was sent before its request body was read: the
@@ -304,7 +302,6 @@ impl Activity {
             since_ns: AtomicU64::new(0),
             origin: Instant::now(),
             peer,
-            route: AtomicU8::new(0),
             body_read: AtomicBool::new(true),
             linger: AtomicBool::new(false),
         }
@@ -488,20 +485,25 @@ impl hyper::body::Body for WatchedBody {
     }
 }
 
-/// The request's connection, available to handlers and middleware as a
-/// request extension.
+/// The connection of the request being handled.
 #[derive(Clone)]
 pub struct ClientConn(Arc<Activity>);
 
+tokio::task_local! {
+    /// Set around each request's handling: a task-local instead of a request
+    /// extension, which would allocate an extension map on every request.
+    static CLIENT: ClientConn;
+}
+
 impl ClientConn {
+    /// The connection of the request this task is handling (None outside one).
+    pub fn current() -> Option<ClientConn> {
+        CLIENT.try_with(ClientConn::clone).ok()
+    }
+
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.0.peer
-    }
-
-    /// Records the matched route (an index into `metrics::ROUTES`).
-    pub fn set_route(&self, index: usize) {
-        self.0.route.store(index as u8, Relaxed);
     }
 }
 
@@ -515,20 +517,23 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let svc = {
         let shared = shared.clone();
         let activity = activity.clone();
-        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
             let activity = activity.clone();
-            req.extensions_mut().insert(ClientConn(activity.clone()));
             async move { Ok::<_, Infallible>(handle(&shared, &activity, req).await) }
         })
     };
     let opts = &shared.opts;
+    // No hyper timer: the watchdog below enforces the header-read and
+    // keep-alive timeouts (hyper's own header timer would cost a boxed
+    // sleep per request).
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // writev(false): hyper copies the body after the head and sends one
+    // buffer; measured faster than a vectored write for the small responses
+    // that dominate (scripts/bench.sh).
     builder
-        .timer(TokioTimer::new())
-        // Backstop only: the watchdog below enforces both timeouts.
-        .header_read_timeout(opts.header_read_timeout + opts.keepalive_timeout)
         .keep_alive(true)
+        .writev(false)
         .max_buf_size(64 * 1024);
     let mut conn = pin!(builder.serve_connection(io, svc));
     let mut phase = shared.lifecycle.subscribe();
@@ -536,6 +541,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     loop {
         let (state, deadline) = activity.deadline(opts.header_read_timeout, opts.keepalive_timeout);
         tokio::select! {
+            biased;
             _ = conn.as_mut() => break,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let (now_state, now_deadline) =
@@ -559,6 +565,22 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     shared.slot.connection_closed();
 }
 
+/// Awaits `fut` until `deadline`. Most requests finish on their first poll
+/// (probes, cached content), so the timer is armed only when the first poll
+/// returns pending: no timer-wheel insert and removal for those.
+async fn run_with_deadline<F: std::future::Future>(
+    fut: F,
+    deadline: Instant,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = pin!(fut);
+    let first =
+        std::future::poll_fn(|cx| Poll::Ready(std::future::Future::poll(fut.as_mut(), cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline.into(), fut).await,
+    }
+}
+
 const X_WORKER_ID: HeaderName = HeaderName::from_static("x-worker-id");
 const X_WORKER_PID: HeaderName = HeaderName::from_static("x-worker-pid");
 
@@ -573,11 +595,13 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     activity.busy();
-    activity.route.store(route_index(None) as u8, Relaxed);
     let started = Instant::now();
     let slot = shared.slot;
     let opts = &shared.opts;
-    let probe = is_probe(req.uri().path());
+    let path = req.uri().path();
+    let probe = is_probe(path);
+    let liveness = path == "/healthz" && req.method() == Method::GET;
+    let route = route_of_path(path);
     let declares_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()
@@ -585,7 +609,7 @@ async fn handle(
             .is_some_and(|v| v.as_bytes() != b"0");
     activity.body_read.store(!declares_body, Relaxed);
     let method = req.method().clone();
-    let path = opts.access_log.then(|| req.uri().path().to_string());
+    let logged_path = opts.access_log.then(|| path.to_string());
     let in_flight = slot.request_started();
     let mut res = if !probe && opts.max_in_flight > 0 && in_flight as usize > opts.max_in_flight {
         slot.shed();
@@ -597,6 +621,12 @@ async fn handle(
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         res
+    } else if liveness {
+        // Liveness is answered here, before the router and its layers, as
+        // nginx answers `return 200`: it shows the serving floor, and it
+        // answers whatever the application's middleware is doing. Same body
+        // as the routed handler (which still serves HEAD and documents it).
+        crate::routes::ops::alive()
     } else {
         let _permit = match (&shared.concurrency, probe) {
             (Some(sem), false) => Some(sem.acquire().await.expect("never closed")),
@@ -608,7 +638,12 @@ async fn handle(
         } else {
             req.map(Body::new)
         };
-        match tokio::time::timeout(opts.request_timeout, shared.router.clone().oneshot(req)).await {
+        let client = ClientConn(activity.clone());
+        let routed = run_with_deadline(
+            shared.router.clone().oneshot(req),
+            started + opts.request_timeout,
+        );
+        match CLIENT.scope(client, routed).await {
             Ok(Ok(res)) => res,
             Ok(Err(never)) => match never {},
             Err(_) => {
@@ -629,13 +664,12 @@ async fn handle(
     // carry another request; say so, so that the client does not reuse it.
     let unread = !activity.body_read.load(Relaxed);
     activity.linger.store(unread, Relaxed);
-    let route = activity.route.load(Relaxed) as usize;
     slot.record(route, res.status().as_u16(), elapsed);
     slot.request_finished();
     if let Some(cause) = res.extensions().get::<crate::error::ErrorCause>() {
         tracing::error!(%method, route = crate::metrics::ROUTES[route], status = res.status().as_u16(), cause = %cause.0, "request failed");
     }
-    if let Some(path) = path {
+    if let Some(path) = logged_path {
         tracing::info!(%method, path, status = res.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
     }
     let headers = res.headers_mut();

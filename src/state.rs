@@ -4,8 +4,6 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use sqlx::PgPool;
-
 use crate::cache::ContentCache;
 use crate::classifier::Classifier;
 use crate::config::Config;
@@ -31,7 +29,7 @@ pub struct WorkerInfo {
 
 pub struct Inner {
     pub cfg: Arc<Config>,
-    pub db: PgPool,
+    pub db: crate::db::DbPool,
     pub redis: crate::redis_pool::RedisPool,
     pub sessions: SessionStore,
     pub cache: ContentCache,

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use sqlx::Connection as _;
 
 use crate::db;
 use crate::db::attempts::{Attempt, NewAttempt};
@@ -190,31 +191,39 @@ async fn submit(
     let score = grading::grade(&keys, &body.answers)
         .map_err(|e| ApiError::invalid("invalid_answers", e.to_string()))?;
 
-    let mut tx = state.db.begin().await?;
-    let inserted = db::attempts::insert(
-        &mut *tx,
-        NewAttempt {
-            user_id,
-            quiz_id,
-            answers: &body.answers,
-            score: score.score,
-            max_score: score.max_score,
-            idempotency_key: key.as_deref(),
-            request_hash: key.as_ref().map(|_| hash.as_slice()),
-        },
-    )
-    .await?;
-    let Some(attempt) = inserted else {
+    let new = NewAttempt {
+        user_id,
+        quiz_id,
+        answers: &body.answers,
+        score: score.score,
+        max_score: score.max_score,
+        idempotency_key: key.as_deref(),
+        request_hash: key.as_ref().map(|_| hash.as_slice()),
+    };
+    let mut conn = state.db.acquire().await?;
+    let outcome = async {
+        let mut tx = conn.begin().await?;
+        let Some(attempt) = db::attempts::insert(&mut *tx, new).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(Some(attempt))
+    }
+    .await;
+    if let Err(e) = &outcome {
+        conn.note(e);
+    }
+    drop(conn);
+    let Some(attempt) = outcome? else {
         // A concurrent request with the same key committed first.
-        tx.rollback().await?;
         let key = key.as_deref().expect("conflicts need a key");
         let stored = db::attempts::by_idempotency_key(&state.db, user_id, key)
             .await?
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent row vanished")))?;
         return replay(stored, &hash);
     };
-    db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
-    tx.commit().await?;
     Ok(created(attempt.into(), false))
 }
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Router;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -109,7 +109,6 @@ pub(crate) struct LoggedIn {
     ))]
 async fn login(
     State(state): State<AppState>,
-    client: Option<Extension<ClientConn>>,
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -120,7 +119,7 @@ async fn login(
             "password must be 1 to 1024 bytes",
         ));
     }
-    let addr = client.map(|Extension(conn)| conn.peer().ip().to_string());
+    let addr = ClientConn::current().map(|conn| conn.peer().ip().to_string());
     let throttle = Throttle::new(&state, &body.username, addr.as_deref());
     throttle.check().await?;
 

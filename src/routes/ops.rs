@@ -22,6 +22,12 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive")))]
 async fn healthz() -> Response {
+    alive()
+}
+
+/// The liveness response (the server answers `GET /healthz` with it before
+/// routing; see `server::handle`).
+pub fn alive() -> Response {
     super::json_bytes(StatusCode::OK, &b"{\"status\":\"ok\"}"[..])
 }
 
@@ -76,11 +82,8 @@ async fn redis_ok(state: &AppState) -> bool {
 
 /// Publishes this worker's pool gauges into its shared slot.
 pub fn publish_pool_stats(state: &AppState) {
-    let db = (
-        state.db.size() as u64,
-        state.db.num_idle() as u64,
-        0, // sqlx does not expose its waiters
-    );
+    let g = state.db.gauges();
+    let db = (g.size as u64, g.idle as u64, g.waiting as u64);
     let r = state.redis.status();
     let redis = (r.size as u64, r.available as u64, r.waiting as u64);
     state.slot.set_pools(db, redis);

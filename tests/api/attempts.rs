@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{answers_for, assert_error, TestApp};
+use crate::helpers::{answers_for, assert_error, HttpApi, TestApp};
 
 async fn quiz(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/api/v1/quizzes/{id}"), None)

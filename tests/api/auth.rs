@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, HttpApi, TestApp};
 
 /// Register, then log in with the new account by bearer token and cookie.
 #[tokio::test]

@@ -1,19 +1,14 @@
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{admin_url, cleanup_redis, db_url, redis_url};
+use crate::common::{cleanup_redis, redis_prefix, redis_url, TestDb, BIN};
 
 /// `quizbench seed` on an empty database applies the migrations itself
 /// (the experiment runner seeds without migrating first).
 #[tokio::test]
 async fn seed_migrates_an_empty_database_first() {
-    let name = format!("qb_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let prefix = format!("qbtest:{}:", uuid::Uuid::new_v4().simple());
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_quizbench"))
+    let db = TestDb::empty().await;
+    let prefix = redis_prefix();
+    let status = std::process::Command::new(BIN)
         .args([
             "seed",
             "--organizations",
@@ -24,7 +19,7 @@ async fn seed_migrates_an_empty_database_first() {
             "3",
         ])
         .args(["--quizzes", "2", "--attempts", "5"])
-        .env("DATABASE_URL", db_url(&name))
+        .env("DATABASE_URL", &db.url)
         .env("REDIS_URL", redis_url())
         .env("REDIS_PREFIX", &prefix)
         .env("ARGON2_MEMORY_KIB", "64")
@@ -32,16 +27,13 @@ async fn seed_migrates_an_empty_database_first() {
         .env("LOG_LEVEL", "warn")
         .status()
         .unwrap();
-    let mut db = PgConnection::connect(&db_url(&name)).await.unwrap();
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
     let students: i64 = sqlx::query_scalar("select count(*) from users where role = 'student'")
-        .fetch_one(&mut db)
+        .fetch_one(&mut conn)
         .await
         .unwrap_or(-1);
-    let _ = db.close().await;
-    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-        .execute(&mut admin)
-        .await;
-    cleanup_redis(&prefix);
+    let _ = conn.close().await;
+    cleanup_redis(&redis_url(), &prefix);
     assert!(status.success(), "seed failed on an empty database");
     assert_eq!(students, 3);
 }

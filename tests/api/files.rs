@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, HttpApi, TestApp};
 
 /// Save, load, list, replace and delete a code file.
 #[tokio::test]

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{HttpApi, TestApp};
 
 /// Liveness, readiness, metrics and the runtime view.
 #[tokio::test]

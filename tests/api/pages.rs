@@ -1,4 +1,4 @@
-use crate::helpers::TestApp;
+use crate::helpers::{HttpApi, TestApp};
 
 /// HTML pages and static assets.
 #[tokio::test]

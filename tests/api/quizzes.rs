@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, HttpApi, TestApp};
 
 /// The list and the detail have the fixed shapes and never the answer keys.
 #[tokio::test]

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, HttpApi, TestApp};
 
 /// select-options lists the caller's organization and cohort only.
 #[tokio::test]

@@ -1,6 +1,6 @@
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{HttpApi, TestApp};
 
 /// The TechEmpower routes answer per the benchmark's rules.
 #[tokio::test]

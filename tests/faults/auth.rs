@@ -13,8 +13,8 @@ use crate::harness::*;
 #[tokio::test]
 async fn concurrent_duplicate_registration_creates_one_user() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let server = Server::start(&db.url, &shared_redis_url(), &[]);
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), &[]);
     let before = scalar(&db.url, "select count(*) from users").await;
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -71,8 +71,8 @@ async fn login(server: &Server, username: &str, password: &str) -> reqwest::Resp
 #[tokio::test]
 async fn dummy_hash_and_throttling_per_username_and_address() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let server = Server::start(&db.url, &shared_redis_url(), &[("LOGIN_MAX_FAILURES", "2")]);
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), &[("LOGIN_MAX_FAILURES", "2")]);
     let dummies = |m: &Metrics| m.count("quizbench_dummy_hash_verifications_total");
 
     let d0 = dummies(&server.metrics().await);
@@ -151,10 +151,10 @@ async fn dummy_hash_and_throttling_per_username_and_address() {
 #[tokio::test]
 async fn planted_tokens_and_absolute_expiry() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("SESSION_ABSOLUTE_SECS", "2"),
             ("SESSION_IDLE_SECS", "60"),

@@ -25,8 +25,8 @@ async fn rows(url: &str) -> (i64, i64, i64) {
 #[tokio::test]
 async fn bad_input_gets_its_4xx_and_changes_nothing() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let server = Server::start(&db.url, &shared_redis_url(), &[]);
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), &[]);
     let token = server.token("student1").await;
     let quiz1: Value = server
         .get("/api/v1/quizzes/1", None)
@@ -671,8 +671,8 @@ fn nul_text_answer(quiz: &Value) -> Value {
 #[tokio::test]
 async fn handler_panic_is_a_json_500_and_the_process_serves_on() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let mut server = Server::start(&db.url, &shared_redis_url(), &[]);
+    let db = TestDb::new().await;
+    let mut server = Server::start(&db.url, &redis_url(), &[]);
     for _ in 0..3 {
         let res = server.get("/__test/panic", None).await;
         let body = assert_error(res, 500, "internal").await;
@@ -689,10 +689,6 @@ async fn handler_panic_is_a_json_500_and_the_process_serves_on() {
     assert_eq!(server.metrics().await.status(500), 3);
 
     // Without QUIZBENCH_TEST_HOOKS=1 the hook does not exist.
-    let plain = Server::start(
-        &db.url,
-        &shared_redis_url(),
-        &[("QUIZBENCH_TEST_HOOKS", "0")],
-    );
+    let plain = Server::start(&db.url, &redis_url(), &[("QUIZBENCH_TEST_HOOKS", "0")]);
     assert_error(plain.get("/__test/panic", None).await, 404, "not_found").await;
 }

@@ -45,11 +45,11 @@ fn via(url: &str, addr: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_postgres_is_a_503_at_the_deadline_then_recovers() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let proxy = Proxy::start(socket_of(&db.url)).await;
     let server = Server::start(
         &via(&db.url, proxy.addr),
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("REQUEST_TIMEOUT_SECS", "2"),
             ("DB_ACQUIRE_TIMEOUT_MS", "500"),
@@ -272,7 +272,7 @@ async fn postgres_down_at_start_and_restarted_under_load() {
 
     let server = Server::start(
         &url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("DB_ACQUIRE_TIMEOUT_MS", "500"),
             ("DB_POOL_MAX", "4"),
@@ -371,8 +371,8 @@ async fn postgres_down_at_start_and_restarted_under_load() {
 #[tokio::test]
 async fn retry_after_a_dropped_response_is_one_row() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let server = Server::start(&db.url, &shared_redis_url(), &[]);
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), &[]);
     let proxy = Proxy::start(server.addr).await;
     let token = server.token("student2").await;
     let quiz: Value = server
@@ -460,7 +460,7 @@ async fn retry_after_a_dropped_response_is_one_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_and_stopped_under_load() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let mut redis = PrivateRedis::start().await;
     let server = Server::start(
         &db.url,
@@ -601,10 +601,10 @@ async fn redis_paused_and_stopped_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_key_expiry_is_single_flight() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("CACHE_MODE", "redis"),
             ("CACHE_TTL_SECS", "1"),
@@ -645,7 +645,7 @@ async fn hot_key_expiry_is_single_flight() {
         "{misses} rebuilds for {expiries} expiries"
     );
     // A corrupt cached value is a miss (rebuilt), never served.
-    let client = redis::Client::open(shared_redis_url()).unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let version: Option<u64> = redis::cmd("GET")
         .arg(format!("{}content:version", server.prefix))

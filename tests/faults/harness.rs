@@ -5,47 +5,28 @@
 //! proxy, raw-socket requests and a Prometheus text reader.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use quizbench::password::Passwords;
-use quizbench::seed::{self, SeedSize};
-use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_quizbench");
-
-/// The small data set: 2 organizations x 2 cohorts x 5 students (student1
-/// .. student20), 3 quizzes of 10 questions, 30 attempts.
-pub const SEED: SeedSize = SeedSize {
-    organizations: 2,
-    cohorts_per_org: 2,
-    students_per_cohort: 5,
-    quizzes: 3,
-    questions_per_quiz: 10,
-    attempts: 30,
+pub use crate::common::{
+    answers_for, assert_error, migrate_and_seed, redis_url, scalar, HttpApi, TestDb,
 };
-
-/// Cheap argon2 for the seeded hash and the servers (cases that need the
-/// real cost set it themselves).
-pub fn cheap_argon2() -> quizbench::config::Argon2Params {
-    quizbench::config::Argon2Params {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    }
-}
+use crate::common::{
+    cleanup_redis, redis_prefix, serve_command, server_env, spawn_logged, unique_name,
+    wait_listening, Log, BIN,
+};
 
 /// Fault cases run one at a time: they measure mechanisms on 2 shared
 /// cores and some of them stop dependencies.
@@ -54,6 +35,8 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// `prefix` and 12 random hex digits (short: a username has at most 32
+/// characters).
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}{}",
@@ -61,186 +44,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-// ---------------------------------------------------------------- shared PG
-
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn shared_redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The URL of database `name` on the server of `admin`.
-pub fn db_url_on(admin: &str, name: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b.to_string(), format!("?{q}")),
-        None => (admin.to_string(), String::new()),
-    };
-    let base = base
-        .rsplit_once('/')
-        .map_or(base.clone(), |(b, _)| b.to_string());
-    format!("{base}/{name}{query}")
-}
-
-/// A connection to the shared server, waiting (bounded) while it has no
-/// free connection slot (another suite's load test may hold them all).
-async fn admin_connection() -> PgConnection {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match PgConnection::connect(&admin_url()).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline && e.to_string().contains("too many clients") => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("admin connection to TEST_DATABASE_URL: {e}"),
-        }
-    }
-}
-
-fn template_name() -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        for b in std::fs::read(f).unwrap() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("qb_tpl_{:012x}_fault1", h & 0xffff_ffff_ffff)
-}
-
-/// Migrates and seeds the small data set into `url` (created if needed).
-pub async fn migrate_and_seed(url: &str) {
-    seed::migrate(url).await.expect("migrate");
-    let passwords = Passwords::new(cheap_argon2()).unwrap();
-    seed::seed(url, &passwords, SEED, false)
-        .await
-        .expect("seed");
-}
-
-async fn ensure_template() -> String {
-    let name = template_name();
-    let mut admin = admin_connection().await;
-    sqlx::query("select pg_advisory_lock(727274)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-    if !exists {
-        let building = format!("{name}_building");
-        sqlx::query(&format!("drop database if exists {building} with (force)"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        migrate_and_seed(&db_url_on(&admin_url(), &building)).await;
-        sqlx::query(&format!("alter database {building} rename to {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
-    sqlx::query("select pg_advisory_unlock(727274)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _ = admin.close().await;
-    name
-}
-
-/// A database on the shared PostgreSQL copied from the seeded template;
-/// dropped with the guard.
-pub struct SharedDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl SharedDb {
-    pub async fn new() -> SharedDb {
-        let template = ensure_template().await;
-        let name = unique("qb_fault_");
-        let mut admin = admin_connection().await;
-        let mut tries = 0;
-        loop {
-            match sqlx::query(&format!("create database {name} template {template}"))
-                .execute(&mut admin)
-                .await
-            {
-                Ok(_) => break,
-                // Another test binary is copying the template right now.
-                Err(_) if tries < 60 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50 + tries * 10)).await;
-                }
-                Err(e) => panic!("create test database: {e}"),
-            }
-        }
-        let _ = admin.close().await;
-        SharedDb {
-            url: db_url_on(&admin_url(), &name),
-            name,
-        }
-    }
-}
-
-impl Drop for SharedDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// One query's single value.
-pub async fn scalar(url: &str, sql: &str) -> i64 {
-    let mut conn = PgConnection::connect(url).await.unwrap();
-    let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
-    let _ = conn.close().await;
-    n
-}
-
-/// Removes the keys of a prefix from the shared Redis.
-pub fn cleanup_redis(url: &str, prefix: &str) {
-    let (url, prefix) = (url.to_string(), prefix.to_string());
-    let _ = std::thread::spawn(move || {
-        let Ok(client) = redis::Client::open(url) else {
-            return;
-        };
-        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        }
-    })
-    .join();
-}
-
 // ------------------------------------------------------------------ server
+
+/// Variables every server of this suite gets: one process, one thread, no
+/// connection budget, a short graceful timeout and the test hooks.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("PROCESSES", "1"),
+    ("THREADS", "1"),
+    ("ARGON2_PARALLELISM", "1"),
+    ("CPU_POOL_THREADS", "1"),
+    ("GRACEFUL_TIMEOUT_SECS", "1"),
+    ("CONNECTION_BUDGET", "off"),
+    ("QUIZBENCH_TEST_HOOKS", "1"),
+];
 
 /// The real binary as a child process. Killed (SIGKILL) when dropped; its
 /// Redis prefix and files directory are removed.
@@ -249,7 +65,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub base: String,
     pub http: reqwest::Client,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Log>,
     /// REDIS_PREFIX of this server.
     pub prefix: String,
     redis_url: String,
@@ -260,78 +76,16 @@ impl Server {
     /// Starts `quizbench serve` on 127.0.0.1:0 with the suite's defaults,
     /// then `vars` (which win). Waits for its "listening on" line.
     pub fn start(database_url: &str, redis_url: &str, vars: &[(&str, &str)]) -> Server {
-        let prefix = unique("qbfault:") + ":";
-        let files_dir = std::env::temp_dir().join(unique("qb-fault-files-"));
-        let a = cheap_argon2();
-        let mut env: Vec<(String, String)> = [
-            ("BIND", "127.0.0.1:0".to_string()),
-            ("DATABASE_URL", database_url.to_string()),
-            ("REDIS_URL", redis_url.to_string()),
-            ("REDIS_PREFIX", prefix.clone()),
-            ("LOG_FORMAT", "json".into()),
-            ("LOG_LEVEL", "info".into()),
-            ("PROCESSES", "1".into()),
-            ("THREADS", "1".into()),
-            ("ARGON2_MEMORY_KIB", a.memory_kib.to_string()),
-            ("ARGON2_ITERATIONS", a.iterations.to_string()),
-            ("ARGON2_PARALLELISM", a.parallelism.to_string()),
-            ("CPU_POOL_THREADS", "1".into()),
-            ("GRADE_MODEL_MB", "1".into()),
-            ("GRACEFUL_TIMEOUT_SECS", "1".into()),
-            ("CONNECTION_BUDGET", "off".into()),
-            ("FILES_DIR", files_dir.display().to_string()),
-            ("QUIZBENCH_TEST_HOOKS", "1".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for (k, v) in vars {
-            env.retain(|(name, _)| name != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn quizbench");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(addr) = listening_addr(&line) {
-                        let _ = tx.send(addr);
-                    }
-                    let mut log = log.lock().unwrap();
-                    // Keep the tail only: a flood case logs a lot.
-                    if log.len() > 20_000 {
-                        log.drain(..10_000);
-                    }
-                    log.push(line);
-                }
-            });
-        }
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "the server did not print its address; log:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
+        let prefix = redis_prefix();
+        let files_dir = std::env::temp_dir().join(unique_name("qb-fault-files-"));
+        let env = server_env(database_url, redis_url, &prefix, &files_dir, DEFAULTS, vars);
+        // Keep the tail only: a flood case logs a lot.
+        let (mut child, log) = spawn_logged(&mut serve_command(BIN.as_ref(), &env), 20_000);
+        let Some(addr) = wait_listening(&mut child, &log, Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the server did not print its address; log:\n{}", log.dump());
         };
         Server {
             child,
@@ -349,65 +103,22 @@ impl Server {
         self.child.id()
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// True while the process has not exited.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.dump()
     }
 
     /// Log lines at ERROR level (JSON log).
     pub fn error_lines(&self) -> Vec<String> {
         self.log
-            .lock()
-            .unwrap()
-            .iter()
+            .lines()
+            .into_iter()
             .filter(|l| l.contains("\"level\":\"ERROR\""))
-            .cloned()
             .collect()
-    }
-
-    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.http.get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
-    }
-
-    pub async fn post_json(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
-    }
-
-    /// Logs in and returns the token.
-    pub async fn token(&self, username: &str) -> String {
-        let res = self
-            .post_json(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": username, "password": seed::SEED_PASSWORD}),
-            )
-            .await;
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        assert_eq!(status, 200, "login of {username}: {text}");
-        let body: Value = serde_json::from_str(&text).unwrap();
-        body["token"].as_str().unwrap().to_string()
     }
 
     /// This server's Prometheus text.
@@ -439,6 +150,16 @@ impl Server {
     }
 }
 
+impl HttpApi for Server {
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -446,15 +167,6 @@ impl Drop for Server {
         cleanup_redis(&self.redis_url, &self.prefix);
         let _ = std::fs::remove_dir_all(&self.files_dir);
     }
-}
-
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("listening on http://").nth(1)?;
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    addr.parse().ok()
 }
 
 /// A client with a bound on every request (a hung case fails, not hangs).
@@ -496,45 +208,6 @@ impl Metrics {
             &[&format!("status=\"{status}\"")],
         ) as u64
     }
-}
-
-/// Asserts a JSON error envelope with this status and code; returns the body.
-pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Value {
-    let got = res.status().as_u16();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "status; body {text}");
-    assert!(
-        ct.starts_with("application/json"),
-        "content type {ct:?} of {text}"
-    );
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    assert_eq!(v["error"]["code"], code, "body {text}");
-    assert!(v["error"]["message"].is_string(), "body {text}");
-    v
-}
-
-/// Answers for a quiz from its public detail (first choice of each choice
-/// question, `select` for text questions).
-pub fn answers_for(quiz: &Value) -> Value {
-    let answers: Vec<Value> = quiz["questions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| {
-            let choices = q["choices"].as_array().unwrap();
-            if choices.is_empty() {
-                json!({"question_id": q["id"], "text": "select"})
-            } else {
-                json!({"question_id": q["id"], "choice_ids": [choices[0]["id"]]})
-            }
-        })
-        .collect();
-    json!({ "answers": answers })
 }
 
 // --------------------------------------------------------------- raw TCP

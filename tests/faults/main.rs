@@ -8,6 +8,17 @@
 //! dependencies a case stops or pauses are private instances it starts.
 //! Cases run one at a time (`harness::serial`).
 
+#[path = "../common/mod.rs"]
+mod common;
+
+/// This binary's databases, template and Redis keys (see `common::Suite`).
+const SUITE: common::Suite = common::Suite {
+    db_prefix: "qb_fault_",
+    redis_prefix: "qbfault:",
+    template_suffix: "fault1",
+    template_lock: 727274,
+};
+
 mod auth;
 mod bad_input;
 mod deps;

@@ -44,10 +44,10 @@ impl TableLock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_in_flight_are_shed() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("MAX_IN_FLIGHT", "8"),
             ("DB_POOL_MAX", "12"),
@@ -117,10 +117,10 @@ async fn requests_beyond_max_in_flight_are_shed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_flood_is_refused_by_the_pool_and_reads_keep_answering() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("ARGON2_MEMORY_KIB", "19456"),
             ("ARGON2_ITERATIONS", "2"),
@@ -187,10 +187,10 @@ async fn login_flood_is_refused_by_the_pool_and_reads_keep_answering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_silent_connections_are_cut_at_the_header_timeout() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("HEADER_READ_TIMEOUT_MS", "1000"),
             ("KEEPALIVE_TIMEOUT_SECS", "1"),
@@ -269,8 +269,8 @@ async fn slow_and_silent_connections_are_cut_at_the_header_timeout() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_in_the_backlog() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
-    let server = Server::start(&db.url, &shared_redis_url(), &[("MAX_CONNECTIONS", "6")]);
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), &[("MAX_CONNECTIONS", "6")]);
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..6 {
@@ -307,10 +307,10 @@ async fn connections_beyond_the_cap_wait_in_the_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_exhaustion_and_request_deadline() {
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     let server = Server::start(
         &db.url,
-        &shared_redis_url(),
+        &redis_url(),
         &[
             ("DB_POOL_MAX", "1"),
             ("DB_ACQUIRE_TIMEOUT_MS", "300"),

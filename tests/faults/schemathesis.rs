@@ -43,10 +43,10 @@ async fn schemathesis_finds_no_server_error() {
         panic!("schemathesis not found: {INSTALL}");
     };
     let _serial = serial().await;
-    let db = SharedDb::new().await;
+    let db = TestDb::new().await;
     // Throttling off: the fuzzer fails many logins from one address, and
     // its own login must keep working (throttling is tested elsewhere).
-    let server = Server::start(&db.url, &shared_redis_url(), &[("LOGIN_MAX_FAILURES", "0")]);
+    let server = Server::start(&db.url, &redis_url(), &[("LOGIN_MAX_FAILURES", "0")]);
     let user = unique("fuzz");
     let password = unique("pw-");
     let res = server

@@ -3,94 +3,22 @@
 //! reads its JSON log, and inspects its processes, threads and sockets
 //! from outside through /proc. The server is killed when the guard drops.
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::process::{Child, Command};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use quizbench::password::Passwords;
-use quizbench::seed::{self, SeedSize};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_quizbench");
-
-/// The small data set: 2 organizations x 2 cohorts x 5 students, 3 quizzes.
-const TEST_SEED: SeedSize = SeedSize {
-    organizations: 2,
-    cohorts_per_org: 2,
-    students_per_cohort: 5,
-    quizzes: 3,
-    questions_per_quiz: 10,
-    attempts: 30,
+pub use crate::common::BIN;
+use crate::common::{
+    cleanup_redis, redis_prefix, redis_url, serve_command, server_env, spawn_logged, unique_name,
+    wait_listening, Log, TestDb,
 };
-
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn db_url(name: &str) -> String {
-    let admin = admin_url();
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b.to_string(), format!("?{q}")),
-        None => (admin.clone(), String::new()),
-    };
-    let base = base
-        .rsplit_once('/')
-        .map_or(base.clone(), |(b, _)| b.to_string());
-    format!("{base}/{name}{query}")
-}
-
-/// Template name: a hash of the migrations (as the API suite does; the
-/// suffix keeps this suite's template independent of that one's seed).
-fn template_name() -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        for b in std::fs::read(f).unwrap() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("qb_tpl_{:012x}_proc1", h & 0xffff_ffff_ffff)
-}
-
-pub const ARGON2_MEMORY_KIB: u32 = 64;
-
-/// A connection to the admin database, waiting a little while the server
-/// has no free connection slot (other suites sharing it may hold them all).
-async fn admin_connect() -> PgConnection {
-    try_admin_connect()
-        .await
-        .unwrap_or_else(|e| panic!("admin connection to TEST_DATABASE_URL: {e}"))
-}
-
-async fn try_admin_connect() -> Result<PgConnection, sqlx::Error> {
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match PgConnection::connect(&admin_url()).await {
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("53300") && std::time::Instant::now() < until =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
-    }
-}
 
 /// A temporary file or directory, removed when the guard drops (also when
 /// the test fails).
@@ -98,7 +26,7 @@ pub struct TempPath(pub std::path::PathBuf);
 
 impl TempPath {
     pub fn new(kind: &str) -> TempPath {
-        TempPath(std::env::temp_dir().join(format!("qb-{kind}-{}", uuid::Uuid::new_v4().simple())))
+        TempPath(std::env::temp_dir().join(unique_name(&format!("qb-{kind}-"))))
     }
 
     pub fn text(&self) -> String {
@@ -113,120 +41,6 @@ impl Drop for TempPath {
     }
 }
 
-async fn ensure_template() -> String {
-    let name = template_name();
-    let mut admin = admin_connect().await;
-    sqlx::query("select pg_advisory_lock(727273)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-    if !exists {
-        let building = format!("{name}_building");
-        sqlx::query(&format!("drop database if exists {building} with (force)"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let url = db_url(&building);
-        seed::migrate(&url).await.expect("migrate template");
-        let passwords = Passwords::new(quizbench::config::Argon2Params {
-            memory_kib: ARGON2_MEMORY_KIB,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap();
-        seed::seed(&url, &passwords, TEST_SEED, false)
-            .await
-            .expect("seed template");
-        sqlx::query(&format!("alter database {building} rename to {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
-    sqlx::query("select pg_advisory_unlock(727273)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let _ = admin.close().await;
-    name
-}
-
-/// A database copied from the template; dropped with the guard.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn new() -> TestDb {
-        let template = ensure_template().await;
-        let name = format!("qb_proc_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = admin_connect().await;
-        let mut tries = 0;
-        loop {
-            match sqlx::query(&format!("create database {name} template {template}"))
-                .execute(&mut admin)
-                .await
-            {
-                Ok(_) => break,
-                // Another test is copying the template at this instant.
-                Err(_) if tries < 60 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50 + tries * 10)).await;
-                }
-                Err(e) => panic!("create test database: {e}"),
-            }
-        }
-        let _ = admin.close().await;
-        TestDb {
-            url: db_url(&name),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = try_admin_connect().await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn cleanup_redis(prefix: &str) {
-    let prefix = prefix.to_string();
-    let _ = std::thread::spawn(move || {
-        let client = redis::Client::open(redis_url()).unwrap();
-        if let Ok(mut conn) = client.get_connection() {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        }
-    })
-    .join();
-}
-
 /// Orphans of the servers (workers whose supervisor was killed) are
 /// re-parented to this test process, which reaps them, instead of to an
 /// init that might not.
@@ -235,81 +49,6 @@ fn become_subreaper() {
     ONCE.call_once(|| {
         let _ = nix::sys::prctl::set_child_subreaper(true);
     });
-}
-
-/// The server's log: every line of stdout and stderr, parsed when JSON.
-#[derive(Default)]
-pub struct Log {
-    lines: Mutex<Vec<String>>,
-    grew: Condvar,
-}
-
-impl Log {
-    fn push(&self, line: String) {
-        self.lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line);
-        self.grew.notify_all();
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// JSON events whose message contains `needle`.
-    pub fn events(&self, needle: &str) -> Vec<Value> {
-        self.lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
-            .collect()
-    }
-
-    pub fn count(&self, needle: &str) -> usize {
-        self.events(needle).len()
-    }
-
-    /// Waits until `count(needle) >= n`; panics with the log after `limit`.
-    pub fn wait_for(&self, needle: &str, n: usize, limit: Duration) -> Vec<Value> {
-        let until = Instant::now() + limit;
-        let mut guard = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let found: Vec<Value> = guard
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            let now = Instant::now();
-            if now >= until {
-                let tail = guard
-                    .iter()
-                    .rev()
-                    .take(60)
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>();
-                drop(guard);
-                panic!(
-                    "no {n} log lines with {needle:?} after {limit:?}; log tail:\n{}",
-                    tail.join("\n")
-                );
-            }
-            guard = self
-                .grew
-                .wait_timeout(guard, until - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// The log text, for failure messages.
-    pub fn dump(&self) -> String {
-        self.lines().join("\n")
-    }
 }
 
 /// A running `quizbench serve` and what it needs.
@@ -323,29 +62,14 @@ pub struct Server {
     _db: Option<TestDb>,
 }
 
-/// Variables every test server gets (cheap argon2, small pools, short
+/// Variables every test server of this suite gets (small pools, a short
 /// graceful timeout); the test's own override them.
-fn base_env(db_url: &str, prefix: &str, files_dir: &std::path::Path) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", db_url.to_string()),
-        ("REDIS_URL", redis_url()),
-        ("REDIS_PREFIX", prefix.to_string()),
-        ("BIND", "127.0.0.1:0".into()),
-        ("LOG_FORMAT", "json".into()),
-        ("LOG_LEVEL", "info".into()),
-        ("ARGON2_MEMORY_KIB", ARGON2_MEMORY_KIB.to_string()),
-        ("ARGON2_ITERATIONS", "1".into()),
-        ("FILES_DIR", files_dir.display().to_string()),
-        ("CPU_POOL_THREADS", "1".into()),
-        ("DB_POOL_MAX", "4".into()),
-        ("REDIS_POOL_MAX", "4".into()),
-        ("GRADE_MODEL_MB", "1".into()),
-        ("GRACEFUL_TIMEOUT_SECS", "5".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
+const DEFAULTS: &[(&str, &str)] = &[
+    ("CPU_POOL_THREADS", "1"),
+    ("DB_POOL_MAX", "4"),
+    ("REDIS_POOL_MAX", "4"),
+    ("GRACEFUL_TIMEOUT_SECS", "5"),
+];
 
 #[derive(Default)]
 pub struct Options<'a> {
@@ -403,68 +127,33 @@ impl Server {
                 (Some(db), url)
             }
         };
-        let prefix = format!("qbproc:{}:", uuid::Uuid::new_v4().simple());
-        let files_dir =
-            std::env::temp_dir().join(format!("qb-proc-files-{}", uuid::Uuid::new_v4().simple()));
-        let mut env: HashMap<String, String> =
-            base_env(&db_url, &prefix, &files_dir).into_iter().collect();
-        for (k, v) in opts.vars {
-            env.insert(k.to_string(), v.to_string());
-        }
-        let mut cmd = Command::new(opts.binary.map_or(BIN.as_ref(), |p| p.as_os_str()));
-        cmd.arg("serve")
-            .env_clear()
-            .envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME"))
-            .envs(&env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let prefix = redis_prefix();
+        let files_dir = std::env::temp_dir().join(unique_name("qb-proc-files-"));
+        let env = server_env(
+            &db_url,
+            &redis_url(),
+            &prefix,
+            &files_dir,
+            DEFAULTS,
+            opts.vars,
+        );
+        let mut cmd = serve_command(opts.binary.map_or(BIN.as_ref(), |p| p.as_os_str()), &env);
         if let Some(cpus) = opts.cpus {
             set_affinity_on_exec(&mut cmd, cpus.to_vec());
         }
-        let mut child = cmd.spawn().expect("start the quizbench binary");
-        let pid = child.id();
-        let log = Arc::new(Log::default());
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    match line {
-                        Ok(l) => log.push(l),
-                        Err(_) => break,
-                    }
-                }
-            });
-        }
-        let mut server = Server {
+        let (mut child, log) = spawn_logged(&mut cmd, usize::MAX);
+        // The address, unless the server exits first.
+        let addr = wait_listening(&mut child, &log, Duration::from_secs(15))
+            .unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
+        Server {
+            pid: child.id(),
             child,
-            pid,
-            addr: "0.0.0.0:0".parse().unwrap(),
+            addr,
             log,
             prefix,
             files_dir,
             _db: db,
-        };
-        // The address, unless the server exits first.
-        let until = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < until {
-            if let Some(ev) = server.log.events("listening on http://").first() {
-                server.addr = ev["addr"].as_str().unwrap().parse().unwrap();
-                break;
-            }
-            if server.exited() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
-        server
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     pub fn wait_healthy(&self, limit: Duration) {
@@ -586,7 +275,7 @@ impl Drop for Server {
                 .collect::<Vec<_>>();
             eprintln!("---- server log tail ----\n{}\n----", tail.join("\n"));
         }
-        cleanup_redis(&self.prefix);
+        cleanup_redis(&redis_url(), &self.prefix);
         let _ = std::fs::remove_dir_all(&self.files_dir);
     }
 }

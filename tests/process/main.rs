@@ -5,6 +5,17 @@
 //! connection budget). Each test has its own database and Redis prefix and
 //! kills its server when it ends.
 
+#[path = "../common/mod.rs"]
+mod common;
+
+/// This binary's databases, template and Redis keys (see `common::Suite`).
+const SUITE: common::Suite = common::Suite {
+    db_prefix: "qb_proc_",
+    redis_prefix: "qbproc:",
+    template_suffix: "proc1",
+    template_lock: 727273,
+};
+
 mod budget;
 mod faults;
 mod harness;

@@ -1,0 +1,71 @@
+# scripts/lib.sh — helpers shared by bench.sh and models.sh (sourced).
+#
+# qb_free_port                       a free TCP port on 127.0.0.1
+# qb_release_bin PACKAGE BIN VAR     path of a release binary: $VAR if set, else built
+# qb_wait_ready URL                  waits (10 s at most) until URL answers 2xx
+# qb_write_login_lua FILE            wrk script: POST login as student1..student10000
+# qb_wrk NAME [wrk args...] URL      runs wrk --latency, warns on non-2xx, prints its report
+# qb_wrk_rps / qb_wrk_p50 / qb_wrk_p99 REPORT   fields of a wrk report (req/s, ms)
+
+qb_free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+qb_release_bin() {
+	local package="$1" bin="$2" var="$3"
+	if [[ -n "${!var:-}" ]]; then
+		echo "${!var}"
+		return
+	fi
+	echo "==> cargo build --release -p $package" >&2
+	cargo build --release -p "$package" >&2
+	echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/$bin"
+}
+
+qb_wait_ready() {
+	for _ in $(seq 1 100); do
+		curl -fsS "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	curl -fsS "$1" >/dev/null
+}
+
+qb_write_login_lua() {
+	cat >"$1" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{"username":"student%d","password":"quizbench"}', (counter % 10000) + 1)
+  return wrk.format(nil, nil, nil, body)
+end
+LUA
+}
+
+qb_wrk() {
+	local name="$1"
+	shift
+	echo "==> wrk -t${WRK_THREADS:-2} -c${CONNECTIONS:-50} -d${DURATION:-10}s $*" >&2
+	local out
+	out="$(wrk -t"${WRK_THREADS:-2}" -c"${CONNECTIONS:-50}" -d"${DURATION:-10}s" --latency "$@")"
+	if grep -q "Non-2xx" <<<"$out"; then
+		echo "$name: non-2xx answers:" >&2
+		echo "$out" >&2
+	fi
+	echo "$out"
+}
+
+# wrk prints latencies with units (us, ms, s); these print milliseconds.
+qb_wrk_ms() {
+	awk -v key="$2" '$1 == key {
+		v = $2
+		if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v) }
+		else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
+		printf "%.3f\n", v
+	}' <<<"$1"
+}
+qb_wrk_rps() { awk '/^Requests\/sec:/ {print $2}' <<<"$1"; }
+qb_wrk_p50() { qb_wrk_ms "$1" "50%"; }
+qb_wrk_p99() { qb_wrk_ms "$1" "99%"; }

@@ -1,0 +1,464 @@
+//! The PostgreSQL connection pool: deadpool over sqlx connections.
+//!
+//! sqlx 0.8's own pool tests every connection when it is released: a Sync
+//! round trip to Postgres per query, in a spawned task ("a band-aid", in
+//! its own comment, for connections left mid-statement). That doubles the
+//! round trips, wake-ups and backend work of every query. Here a connection
+//! goes back to the pool as it is; the cases the ping was for are handled
+//! without it:
+//! - a statement interrupted by a dropped future (request timeout): sqlx
+//!   drains its pending replies before the connection's next statement;
+//! - a transaction dropped without commit: sqlx queues its ROLLBACK in the
+//!   write buffer, and [`DbConn`]'s drop flushes it in the background before
+//!   the connection can be reused, so no lock outlives the request;
+//! - a broken connection (I/O error, server shutdown): every statement run
+//!   through [`DbConn`] or [`DbPool`] is watched, and a connection that failed
+//!   that way is discarded when it comes back.
+//!
+//! `&DbPool` and `&mut DbConn` are sqlx executors, so the `db::*` functions
+//! run on either.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::{
+    ConnectOptions as _, Connection as _, Describe, Either, Execute, Executor, PgConnection,
+    Postgres,
+};
+
+/// Limits of a [`DbPool`] (from `DB_POOL_*` and `DB_*_TIMEOUT*`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max: usize,
+    /// Connections kept open while idle (opened at start, in the background).
+    pub min: usize,
+    /// How long a request waits for a connection (and for one to open).
+    pub acquire_timeout: Duration,
+    /// Connections older than this are replaced when next checked out.
+    pub max_lifetime: Option<Duration>,
+    /// Connections idle longer than this are closed (down to `min`).
+    pub idle_timeout: Option<Duration>,
+}
+
+pub struct PgManager {
+    opts: PgConnectOptions,
+    max_lifetime: Option<Duration>,
+}
+
+/// A pooled connection and whether it failed in a way that leaves it unusable.
+pub struct PooledPg {
+    conn: PgConnection,
+    broken: bool,
+}
+
+impl managed::Manager for PgManager {
+    type Type = PooledPg;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PooledPg, sqlx::Error> {
+        Ok(PooledPg {
+            conn: self.opts.connect().await?,
+            broken: false,
+        })
+    }
+
+    async fn recycle(&self, c: &mut PooledPg, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+        if c.broken {
+            return Err(RecycleError::message(
+                "a statement on this connection failed",
+            ));
+        }
+        if self.max_lifetime.is_some_and(|max| metrics.age() > max) {
+            return Err(RecycleError::message("past DB_MAX_LIFETIME_SECS"));
+        }
+        // Normally flushed by DbConn's drop; covers a runtime that shut
+        // down before that task ran.
+        if c.conn.should_flush() {
+            c.conn.ping().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A worker's PostgreSQL pool (cheap to clone).
+#[derive(Clone)]
+pub struct DbPool {
+    inner: managed::Pool<PgManager>,
+    settings: Arc<PoolSettings>,
+}
+
+impl fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbPool")
+            .field("status", &self.inner.status())
+            .finish()
+    }
+}
+
+/// What the pool's gauges show.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolGauges {
+    pub size: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
+impl DbPool {
+    /// A lazy pool: no connection is opened here, so a worker starts (not
+    /// ready) while Postgres is down. With `min` or `idle_timeout` set it
+    /// spawns its upkeep task, so it must be built inside a runtime.
+    pub fn new(opts: PgConnectOptions, settings: PoolSettings) -> anyhow::Result<DbPool> {
+        let t = Some(settings.acquire_timeout);
+        let inner = managed::Pool::builder(PgManager {
+            opts,
+            max_lifetime: settings.max_lifetime,
+        })
+        .max_size(settings.max)
+        .wait_timeout(t)
+        .create_timeout(t)
+        .recycle_timeout(t)
+        // The most recently used connection first: hot connections stay
+        // hot, the rest go idle and are closed by the idle timeout.
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        let pool = DbPool {
+            inner,
+            settings: Arc::new(settings),
+        };
+        if pool.settings.min > 0 || pool.settings.idle_timeout.is_some() {
+            tokio::spawn(upkeep(pool.inner.weak(), pool.settings.clone()));
+        }
+        Ok(pool)
+    }
+
+    /// A connection, waiting at most the acquire timeout.
+    pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
+        match self.inner.get().await {
+            Ok(obj) => Ok(DbConn(Some(obj))),
+            Err(PoolError::Backend(e)) => Err(e),
+            Err(PoolError::Closed) => Err(sqlx::Error::PoolClosed),
+            Err(PoolError::Timeout(_)) => Err(sqlx::Error::PoolTimedOut),
+            Err(e) => Err(sqlx::Error::Protocol(e.to_string())),
+        }
+    }
+
+    pub fn gauges(&self) -> PoolGauges {
+        let s = self.inner.status();
+        PoolGauges {
+            size: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+
+    /// Closes the pool: waiters fail at once, idle connections are dropped.
+    pub async fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Keeps `min` connections open and closes those idle past the timeout.
+async fn upkeep(pool: managed::WeakPool<PgManager>, settings: Arc<PoolSettings>) {
+    let period = settings.idle_timeout.map_or(Duration::from_secs(30), |t| {
+        (t / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    });
+    loop {
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.is_closed() {
+            return;
+        }
+        if let Some(idle) = settings.idle_timeout {
+            let status = pool.status();
+            let busy = status.size - status.available;
+            let mut kept = 0;
+            pool.retain(|_, m| {
+                let keep = m.last_used() < idle || busy + kept < settings.min;
+                kept += usize::from(keep);
+                keep
+            });
+        }
+        // Top up to `min`: check out that many at once, then return them.
+        let missing = settings.min.saturating_sub(pool.status().size);
+        if missing > 0 {
+            let held: Vec<_> =
+                futures_util::future::join_all((0..missing).map(|_| pool.get())).await;
+            drop(held);
+        }
+        drop(pool);
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// A checked-out connection. Derefs to the sqlx connection (for `begin`);
+/// statements run through `&mut DbConn` mark it broken when they fail in a
+/// way that leaves it unusable.
+pub struct DbConn(Option<Object<PgManager>>);
+
+impl DbConn {
+    fn parts(&mut self) -> (&mut PgConnection, &mut bool) {
+        let pooled = &mut **self.0.as_mut().expect("present until drop");
+        (&mut pooled.conn, &mut pooled.broken)
+    }
+
+    /// Marks the connection broken if `e` says it is (for statements run on
+    /// the bare connection, e.g. inside a transaction).
+    pub fn note(&mut self, e: &sqlx::Error) {
+        if leaves_connection_unusable(e) {
+            *self.parts().1 = true;
+        }
+    }
+}
+
+impl Deref for DbConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.0.as_ref().expect("present until drop").conn
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.parts().0
+    }
+}
+
+impl fmt::Debug for DbConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DbConn")
+    }
+}
+
+impl Drop for DbConn {
+    /// A connection with unsent bytes (a dropped transaction's ROLLBACK, a
+    /// statement cut off mid-write) is flushed before it is returned, so an
+    /// abandoned transaction does not keep its locks while the connection
+    /// sits idle.
+    fn drop(&mut self) {
+        let Some(mut obj) = self.0.take() else { return };
+        if !obj.conn.should_flush() {
+            return; // back to the pool as it is
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if obj.conn.ping().await.is_err() {
+                        obj.broken = true;
+                    }
+                });
+            }
+            Err(_) => obj.broken = true,
+        }
+    }
+}
+
+/// Errors after which a connection must not be reused.
+fn leaves_connection_unusable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions (08xxx), admin/crash shutdown, cannot connect now.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+impl<'c> Executor<'c> for &'c mut DbConn {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let (conn, broken) = self.parts();
+        Box::pin(conn.fetch_many(query).inspect_err(move |e| {
+            if leaves_connection_unusable(e) {
+                *broken = true;
+            }
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move {
+            let (conn, broken) = self.parts();
+            let res = conn.fetch_optional(query).await;
+            if let Err(e) = &res {
+                *broken |= leaves_connection_unusable(e);
+            }
+            res
+        })
+    }
+
+    /// Overridden (the default goes through `fetch_many`) to keep the
+    /// per-row path as short as sqlx's own.
+    fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move {
+            let (conn, broken) = self.parts();
+            let res = conn.fetch_all(query).await;
+            if let Err(e) = &res {
+                *broken |= leaves_connection_unusable(e);
+            }
+            res
+        })
+    }
+
+    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<PgQueryResult, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move {
+            let (conn, broken) = self.parts();
+            let res = conn.execute(query).await;
+            if let Err(e) = &res {
+                *broken |= leaves_connection_unusable(e);
+            }
+            res
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.parts().0.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.parts().0.describe(sql)
+    }
+}
+
+/// Each statement on `&DbPool` checks a connection out and returns it.
+impl<'p> Executor<'p> for &'p DbPool {
+    type Database = Postgres;
+
+    /// Buffers the results (the connection cannot outlive this call
+    /// otherwise); the code base streams no query on the pool.
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        let all = async move {
+            let mut conn = self.acquire().await?;
+            (&mut conn).fetch_many(query).try_collect::<Vec<_>>().await
+        };
+        Box::pin(
+            futures_util::stream::once(all)
+                .map(|res| match res {
+                    Ok(items) => {
+                        futures_util::stream::iter(items.into_iter().map(Ok)).left_stream()
+                    }
+                    Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+                })
+                .flatten(),
+        )
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move { (&mut self.acquire().await?).fetch_optional(query).await })
+    }
+
+    fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<PgRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move { (&mut self.acquire().await?).fetch_all(query).await })
+    }
+
+    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<PgQueryResult, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        Box::pin(async move { (&mut self.acquire().await?).execute(query).await })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [PgTypeInfo],
+    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        Box::pin(async move {
+            (&mut self.acquire().await?)
+                .prepare_with(sql, parameters)
+                .await
+        })
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        Box::pin(async move { (&mut self.acquire().await?).describe(sql).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_and_shutdown_errors_break_a_connection_others_do_not() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(leaves_connection_unusable(&io));
+        assert!(leaves_connection_unusable(&sqlx::Error::Protocol(
+            "x".into()
+        )));
+        assert!(!leaves_connection_unusable(&sqlx::Error::RowNotFound));
+        assert!(!leaves_connection_unusable(&sqlx::Error::PoolTimedOut));
+    }
+}
