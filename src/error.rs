@@ -167,15 +167,20 @@ impl From<sqlx::Error> for ApiError {
                 // statement_timeout
                 ApiError::Timeout
             }
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03")) =>
-            {
-                // admin shutdown, crash shutdown, cannot connect now
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| database_unavailable(&c)) => {
                 ApiError::unavailable("database")
             }
             _ => ApiError::Internal(e.into()),
         }
     }
+}
+
+/// SQLSTATEs that mean "the database cannot serve now", a 503: admin
+/// shutdown, crash shutdown, cannot connect now (57P01-03), and class 53,
+/// insufficient resources: too many connections (53300: more pools than
+/// `max_connections`, document 004's prefork), out of memory or disk.
+fn database_unavailable(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("53")
 }
 
 impl From<crate::redis_pool::RedisPoolError> for ApiError {
@@ -200,6 +205,17 @@ mod tests {
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let cause = res.extensions().get::<ErrorCause>().unwrap();
         assert!(cause.0.contains("SELECT"));
+    }
+
+    #[test]
+    fn refused_connections_and_shutdowns_are_unavailable() {
+        // 53300 (too many connections) was a 500 before.
+        for code in ["53300", "53200", "57P01", "57P03"] {
+            assert!(database_unavailable(code), "{code}");
+        }
+        for code in ["23505", "57014", "42P01"] {
+            assert!(!database_unavailable(code), "{code}");
+        }
     }
 
     #[test]

@@ -691,7 +691,7 @@ pub fn run_experiment(
                 };
                 let usage = match (&server, sampler) {
                     (Some(sv), Some(sm)) => {
-                        let procs = sm.finish(sv.pid);
+                        let sampled = sm.finish(sv.pid);
                         let after = server::scrape(addr);
                         let worker_requests = match (&before, &after) {
                             (Some(b), Some(a)) => a
@@ -707,9 +707,9 @@ pub fn run_experiment(
                             _ => BTreeMap::new(),
                         };
                         Some(ServerUsage {
-                            cpu_cores: procs.iter().map(|p| p.cpu_cores).sum(),
-                            rss_mb: procs.iter().map(|p| p.max_rss_mb).sum(),
-                            processes: procs,
+                            cpu_cores: sampled.cpu_cores,
+                            rss_mb: sampled.peak_rss_mb,
+                            processes: sampled.processes,
                             db_connections: after.and_then(|a| a.db_connections),
                             worker_requests,
                             limit: sv.applied.clone(),
@@ -873,6 +873,17 @@ fn toml_echo(spec: &ExperimentSpec) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(spec)?)
 }
 
+/// Latencies of failed requests (a 401 in 2 ms, a refused connection) are
+/// not the latencies the claim is about: a verdict between cells where more
+/// than 1% of requests failed says so instead of standing alone.
+fn failure_caveat(base_success: f64, cand_success: f64) -> Option<String> {
+    (base_success.min(cand_success) < 99.0).then(|| {
+        format!(
+            " — NOT COMPARABLE: only {cand_success:.1}% (baseline {base_success:.1}%) of requests succeeded"
+        )
+    })
+}
+
 /// Aggregates run records into cells and verdicts.
 pub fn summarize(
     spec: &ExperimentSpec,
@@ -990,12 +1001,23 @@ pub fn summarize(
                 .map(|r| spec.metric.of(&r.report))
                 .collect();
             let comparison = compare(&base, &cand);
-            let text = format!(
+            let base_success = cells
+                .iter()
+                .find(|c| {
+                    c.config == spec.baseline
+                        && c.scenario == cell.scenario
+                        && c.level == cell.level
+                })
+                .map_or(100.0, |c| c.success_rate.mean);
+            let mut text = format!(
                 "{} @ {} {}",
                 comparison.describe(cfg.label(), spec.metric.name()),
                 cell.level,
                 if spec.open() { "req/s" } else { "concurrent" }
             );
+            if let Some(note) = failure_caveat(base_success, cell.success_rate.mean) {
+                text.push_str(&note);
+            }
             verdicts.push(VerdictRecord {
                 scenario: cell.scenario.clone(),
                 level: cell.level,
@@ -1332,7 +1354,15 @@ pub fn write_results(out: &Path, s: &ExperimentSummary) -> anyhow::Result<()> {
     let _ = writeln!(
         md,
         "- Runs: {} ({} trials per cell, randomised order), server: {}, machine: {} CPUs",
-        s.runs, spec.trials, s.server, s.cpus
+        s.runs,
+        // As run (--trials overrides the file's count).
+        s.cells
+            .iter()
+            .map(|c| c.trials)
+            .max()
+            .unwrap_or(spec.trials),
+        s.server,
+        s.cpus
     );
     if s.load_tool != "quizload" {
         let _ = writeln!(
@@ -1511,6 +1541,17 @@ env = { PROCESSES = "1" }
 name = "two"
 profile = "doc000-multi"
 "#;
+
+    #[test]
+    fn verdicts_over_failing_cells_carry_a_caveat() {
+        assert_eq!(failure_caveat(100.0, 99.5), None);
+        let note = failure_caveat(100.0, 0.0).unwrap();
+        assert!(
+            note.contains("NOT COMPARABLE") && note.contains("0.0%"),
+            "{note}"
+        );
+        assert!(failure_caveat(50.0, 100.0).is_some());
+    }
 
     #[test]
     fn parses_and_validates() {

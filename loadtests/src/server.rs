@@ -495,6 +495,9 @@ pub struct ProcStat {
     pub ppid: u32,
     /// utime + stime, clock ticks.
     pub cpu_ticks: u64,
+    /// cutime + cstime: CPU of the children this process has reaped (a
+    /// supervisor's recycled workers), clock ticks.
+    pub child_cpu_ticks: u64,
     pub rss_bytes: u64,
     pub comm: String,
 }
@@ -521,9 +524,12 @@ impl ProcStat {
         let ppid = rest.get(1)?.parse().ok()?;
         let utime: u64 = rest.get(11)?.parse().ok()?;
         let stime: u64 = rest.get(12)?.parse().ok()?;
+        let cutime: u64 = rest.get(13)?.parse().ok()?;
+        let cstime: u64 = rest.get(14)?.parse().ok()?;
         Some(Self {
             ppid,
             cpu_ticks: utime + stime,
+            child_cpu_ticks: cutime + cstime,
             rss_bytes: 0,
             comm,
         })
@@ -570,20 +576,58 @@ struct SamplerState {
     first: BTreeMap<u32, ProcStat>,
     last: BTreeMap<u32, ProcStat>,
     max_rss: BTreeMap<u32, u64>,
+    /// The tree as read by the first and by the latest sample.
+    first_sample: BTreeMap<u32, ProcStat>,
+    latest_sample: BTreeMap<u32, ProcStat>,
+    /// Largest sum of RSS over the processes alive in one sample.
+    peak_total_rss: u64,
 }
 
 impl SamplerState {
     fn sample(&mut self, root: u32) {
+        let mut now = BTreeMap::new();
         for p in process_tree(root) {
             if let Some(st) = ProcStat::read(p) {
                 let rss = st.rss_bytes;
                 self.first.entry(p).or_insert_with(|| st.clone());
                 let m = self.max_rss.entry(p).or_insert(0);
                 *m = (*m).max(rss);
-                self.last.insert(p, st);
+                self.last.insert(p, st.clone());
+                now.insert(p, st);
             }
         }
+        self.peak_total_rss = self
+            .peak_total_rss
+            .max(now.values().map(|s| s.rss_bytes).sum());
+        if self.first_sample.is_empty() {
+            self.first_sample = now.clone();
+        }
+        self.latest_sample = now;
     }
+
+    /// CPU ticks the whole tree used between the first and latest samples,
+    /// including processes that started and ended in between (recycled
+    /// workers): each live process's own and reaped children's time, now
+    /// minus then.
+    fn tree_cpu_ticks(&self) -> u64 {
+        let total = |m: &BTreeMap<u32, ProcStat>| -> u64 {
+            m.values().map(|s| s.cpu_ticks + s.child_cpu_ticks).sum()
+        };
+        total(&self.latest_sample).saturating_sub(total(&self.first_sample))
+    }
+}
+
+/// What a [`Sampler`] measured over a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledUsage {
+    /// Per process seen (processes that came and went included).
+    pub processes: Vec<ProcessUsage>,
+    /// CPU seconds of the whole tree, recycled workers included.
+    pub cpu_s: f64,
+    /// `cpu_s / run seconds`.
+    pub cpu_cores: f64,
+    /// The largest total RSS of the processes alive at one time.
+    pub peak_rss_mb: f64,
 }
 
 impl Sampler {
@@ -607,9 +651,9 @@ impl Sampler {
         }
     }
 
-    /// Stops and returns the usage per process (processes that came and went
-    /// during the run included).
-    pub fn finish(mut self, root: u32) -> Vec<ProcessUsage> {
+    /// Stops and returns the usage of the tree and of each process
+    /// (processes that came and went during the run included).
+    pub fn finish(mut self, root: u32) -> SampledUsage {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -618,7 +662,8 @@ impl Sampler {
         let mut st = self.state.lock().expect("sampler mutex");
         st.sample(root);
         let hz = clock_ticks_per_second();
-        st.last
+        let processes = st
+            .last
             .iter()
             .map(|(pid, last)| {
                 let first = st.first.get(pid).map(|f| f.cpu_ticks).unwrap_or(0);
@@ -631,7 +676,14 @@ impl Sampler {
                     max_rss_mb: st.max_rss.get(pid).copied().unwrap_or(0) as f64 / 1_048_576.0,
                 }
             })
-            .collect()
+            .collect();
+        let cpu_s = st.tree_cpu_ticks() as f64 / hz;
+        SampledUsage {
+            processes,
+            cpu_s,
+            cpu_cores: cpu_s / elapsed,
+            peak_rss_mb: st.peak_total_rss as f64 / 1_048_576.0,
+        }
     }
 }
 
@@ -740,6 +792,46 @@ mod tests {
         let _ = child.wait();
         let usage = s.finish(child.id());
         // the shell's own entry was sampled before it exited
-        assert!(usage.iter().any(|u| u.pid == child.id()));
+        assert!(usage.processes.iter().any(|u| u.pid == child.id()));
+    }
+
+    /// Workers that start and end between two samples (a supervisor
+    /// recycling them) still count: their CPU arrives in the parent's reaped
+    /// children's time, and RSS is the peak of what was alive at once, not a
+    /// sum over every process ever seen.
+    #[test]
+    fn short_lived_children_count_toward_cpu_but_not_twice_toward_rss() {
+        // A parent that runs 20 short CPU-burning children one after another.
+        let script = "for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+             sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'; done";
+        let mut parent = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .unwrap();
+        let s = Sampler::start(parent.id(), Duration::from_millis(500));
+        // Finish while the parent (which reaps the children) is still alive.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && ProcStat::read(parent.id()).is_some_and(|p| p.child_cpu_ticks < 20)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reaped = ProcStat::read(parent.id()).map_or(0, |p| p.child_cpu_ticks) as f64
+            / clock_ticks_per_second();
+        let usage = s.finish(parent.id());
+        let _ = parent.kill();
+        let _ = parent.wait();
+        // Per-process sampling misses the children that lived between two
+        // samples; the tree total does not.
+        let seen: f64 = usage.processes.iter().map(|p| p.cpu_s).sum();
+        assert!(reaped >= 0.2, "the children burnt CPU: {reaped}");
+        assert!(
+            usage.cpu_s >= reaped * 0.9 && usage.cpu_s >= seen,
+            "tree {} s, reaped children {reaped} s, per-process sum {seen} s",
+            usage.cpu_s
+        );
+        let sum_of_maxima: f64 = usage.processes.iter().map(|p| p.max_rss_mb).sum();
+        assert!(usage.peak_rss_mb > 0.0 && usage.peak_rss_mb <= sum_of_maxima + 1e-9);
     }
 }

@@ -106,11 +106,15 @@ pub async fn set_password(db: impl PgExecutor<'_>, id: i64, hash: &str) -> sqlx:
 
 /// Students of one organization and cohort, served by the composite index
 /// `users_organization_cohort_idx`.
-pub async fn select_options(
+/// `[{id, label}]` of the students of an organization and cohort, as JSON
+/// bytes written straight from the rows (no per-row `String` or second
+/// pass: measurable at 100 rows a request).
+pub async fn select_options_json(
     db: impl PgExecutor<'_>,
     organization_id: i64,
     cohort_id: i64,
-) -> sqlx::Result<Vec<SelectOption>> {
+) -> sqlx::Result<Vec<u8>> {
+    use std::io::Write as _;
     let rows = sqlx::query(
         "select id, display_name || ' (' || username || ')' as label
            from users
@@ -122,15 +126,21 @@ pub async fn select_options(
     .bind(cohort_id)
     .fetch_all(db)
     .await?;
-    // Columns by position and without sqlx's per-value type-compatibility
-    // check (the statement above fixes them as bigint and text): both are
-    // measurable at 100 rows a request. Decoding still validates each value.
-    rows.iter()
-        .map(|row| {
-            Ok(SelectOption {
-                id: row.try_get_unchecked(0)?,
-                label: row.try_get_unchecked(1)?,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(2 + rows.len() * 48);
+    out.push(b'[');
+    for (i, row) in rows.iter().enumerate() {
+        // Columns by position and without sqlx's per-value type check (the
+        // statement fixes them as bigint and text); decoding still checks
+        // each value (UTF-8 included).
+        let id: i64 = row.try_get_unchecked(0)?;
+        let label: &str = row.try_get_unchecked(1)?;
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "{{\"id\":{id},\"label\":");
+        serde_json::to_writer(&mut out, label).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(out)
 }

@@ -28,9 +28,9 @@ async fn select_options(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
-    let options = match (user.session.organization_id, user.session.cohort_id) {
-        (Some(org), Some(cohort)) => db::users::select_options(&state.db, org, cohort).await?,
-        _ => Vec::new(),
+    let body = match (user.session.organization_id, user.session.cohort_id) {
+        (Some(org), Some(cohort)) => db::users::select_options_json(&state.db, org, cohort).await?,
+        _ => b"[]".to_vec(),
     };
-    Ok(super::json(StatusCode::OK, &options))
+    Ok(super::json_bytes(StatusCode::OK, body))
 }
