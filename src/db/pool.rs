@@ -260,6 +260,15 @@ impl Drop for DbConn {
     }
 }
 
+/// Marks the connection broken when `res` failed in a way that leaves it
+/// unusable; passes `res` on.
+fn noted<T>(broken: &mut bool, res: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+    if let Err(e) = &res {
+        *broken |= leaves_connection_unusable(e);
+    }
+    res
+}
+
 /// Errors after which a connection must not be reused.
 fn leaves_connection_unusable(e: &sqlx::Error) -> bool {
     match e {
@@ -303,10 +312,7 @@ impl<'c> Executor<'c> for &'c mut DbConn {
         Box::pin(async move {
             let (conn, broken) = self.parts();
             let res = conn.fetch_optional(query).await;
-            if let Err(e) = &res {
-                *broken |= leaves_connection_unusable(e);
-            }
-            res
+            noted(broken, res)
         })
     }
 
@@ -320,10 +326,7 @@ impl<'c> Executor<'c> for &'c mut DbConn {
         Box::pin(async move {
             let (conn, broken) = self.parts();
             let res = conn.fetch_all(query).await;
-            if let Err(e) = &res {
-                *broken |= leaves_connection_unusable(e);
-            }
-            res
+            noted(broken, res)
         })
     }
 
@@ -335,10 +338,7 @@ impl<'c> Executor<'c> for &'c mut DbConn {
         Box::pin(async move {
             let (conn, broken) = self.parts();
             let res = conn.execute(query).await;
-            if let Err(e) = &res {
-                *broken |= leaves_connection_unusable(e);
-            }
-            res
+            noted(broken, res)
         })
     }
 
