@@ -59,6 +59,27 @@ pub fn router(state: AppState) -> Router {
     app
 }
 
+/// What the server may answer before the router (see `server::Shortcut`):
+/// `GET /api/v1/quizzes` while the `local` cache holds a current copy, unless
+/// the response might be compressed (compression on and the client sent
+/// `Accept-Encoding`), which only the router's layer does.
+pub fn shortcut(state: &AppState) -> Option<crate::server::Shortcut> {
+    if state.cfg.cache_mode != crate::config::CacheMode::Local {
+        return None;
+    }
+    let compressing = state.cfg.compression.enabled();
+    let state = state.clone();
+    Some(std::sync::Arc::new(move |req| {
+        if req.method() != axum::http::Method::GET
+            || req.uri().path() != "/api/v1/quizzes"
+            || (compressing && req.headers().contains_key(header::ACCEPT_ENCODING))
+        {
+            return None;
+        }
+        routes::quizzes::cached_list(&state)
+    }))
+}
+
 /// Routes for the fault and process suites, present only when the
 /// environment has `QUIZBENCH_TEST_HOOKS=1` (never set it in production):
 /// - `GET /__test/panic` panics in its handler (the panic must become a JSON

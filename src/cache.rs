@@ -194,6 +194,16 @@ impl ContentCache {
         }
     }
 
+    /// The cached body for `key` when the mode is `local` and the entry is
+    /// current: no await, no I/O (the server answers such hits before the
+    /// router).
+    pub fn fresh_local(&self, key: Key) -> Option<Bytes> {
+        if self.mode != CacheMode::Local {
+            return None;
+        }
+        self.local_get(key).flatten()
+    }
+
     fn flight(&self, key: Key) -> Arc<tokio::sync::Mutex<()>> {
         let mut flights = self.flights.lock().expect("flight lock");
         flights.entry(key).or_default().clone()

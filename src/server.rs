@@ -39,6 +39,12 @@ use tower::ServiceExt;
 use crate::error::error_response;
 use crate::metrics::{route_of_path, Slot};
 
+/// Answers a request before the router when it can without I/O (a current
+/// cached copy); `None` sends it through the router. Such answers skip the
+/// router and the concurrency cap, like `/healthz`, but are counted, shed
+/// and timed like every request.
+pub type Shortcut = Arc<dyn Fn(&Request<Incoming>) -> Option<Response<Body>> + Send + Sync>;
+
 /// Connection and request limits of one worker.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -139,6 +145,7 @@ impl Lifecycle {
 /// What one worker's `serve` shares with all its connections.
 struct Shared {
     router: Router,
+    shortcut: Option<Shortcut>,
     opts: ServeOptions,
     slot: &'static Slot,
     lifecycle: Lifecycle,
@@ -151,6 +158,7 @@ struct Shared {
 pub async fn serve(
     listeners: Vec<TcpListener>,
     router: Router,
+    shortcut: Option<Shortcut>,
     opts: ServeOptions,
     slot: &'static Slot,
     lifecycle: Lifecycle,
@@ -159,6 +167,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         concurrency: (opts.concurrency_cap > 0).then(|| Semaphore::new(opts.concurrency_cap)),
         router,
+        shortcut,
         opts,
         slot,
         lifecycle: lifecycle.clone(),
@@ -627,6 +636,8 @@ async fn handle(
         // answers whatever the application's middleware is doing. Same body
         // as the routed handler (which still serves HEAD and documents it).
         crate::routes::ops::alive()
+    } else if let Some(res) = shared.shortcut.as_ref().and_then(|answer| answer(&req)) {
+        res
     } else {
         let _permit = match (&shared.concurrency, probe) {
             (Some(sem), false) => Some(sem.acquire().await.expect("never closed")),

@@ -187,6 +187,7 @@ pub async fn start(
     let done = tokio::spawn(server::serve(
         vec![listener],
         router,
+        app::shortcut(&state),
         opts,
         slot,
         lifecycle.clone(),
@@ -343,7 +344,14 @@ async fn serve_state(
         ready_ms = started.elapsed().as_millis() as u64,
         "event loop ready"
     );
-    let serving = server::serve(listeners, router, opts, slot, lifecycle.clone());
+    let serving = server::serve(
+        listeners,
+        router,
+        app::shortcut(&state),
+        opts,
+        slot,
+        lifecycle.clone(),
+    );
     tokio::pin!(serving);
     let clean = tokio::select! {
         clean = &mut serving => clean,

@@ -52,6 +52,20 @@ fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
     res
 }
 
+/// The quiz list response when it is a current `local` cache hit, built
+/// without an await: the server answers `GET /api/v1/quizzes` with it before
+/// the router (see `app::shortcut`). Same bytes and headers as [`list`].
+pub fn cached_list(state: &AppState) -> Option<Response> {
+    let body = state.cache.fresh_local(Key::QuizList)?;
+    count(state, Outcome::Hit);
+    let mut res = with_cache_header(super::json_bytes(StatusCode::OK, body), Outcome::Hit);
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Some(res)
+}
+
 /// All quizzes (content common to all students, cached per CACHE_MODE).
 #[utoipa::path(get, path = "/api/v1/quizzes", tag = "quizzes",
     responses((status = 200, description = "Quiz list", body = Vec<db::quizzes::QuizSummary>)))]

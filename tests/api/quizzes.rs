@@ -91,3 +91,75 @@ async fn cache_modes_give_identical_bodies() {
         assert_eq!(one, &bodies[0].2, "{mode}");
     }
 }
+
+/// In `local` mode a current hit is answered before the router: same body
+/// and headers as the routed answer, counted as a hit, compressed when the
+/// client asks and compression is on (the router's layer does it), and a
+/// content-version bump in Redis (a re-seed) reaches it within the poll.
+#[tokio::test]
+async fn local_hits_answer_like_the_router_and_follow_the_version() {
+    let app = TestApp::spawn_with(&[
+        ("CACHE_MODE", "local"),
+        ("COMPRESSION", "gzip"),
+        ("COMPRESSION_MIN_BYTES", "0"),
+    ])
+    .await;
+    let miss = app.get("/api/v1/quizzes", None).await;
+    assert_eq!(miss.headers()["x-cache"], "miss");
+    let miss_headers = miss.headers().clone();
+    let miss_body = miss.bytes().await.unwrap();
+    let hit = app.get("/api/v1/quizzes", None).await;
+    assert_eq!(hit.status(), 200);
+    assert_eq!(hit.headers()["x-cache"], "hit");
+    for name in ["content-type", "cache-control"] {
+        assert_eq!(hit.headers()[name], miss_headers[name], "{name}");
+    }
+    assert!(hit.headers().get("content-encoding").is_none());
+    assert_eq!(hit.bytes().await.unwrap(), miss_body);
+
+    let gz = app
+        .http
+        .get(app.url("/api/v1/quizzes"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["x-cache"], "hit");
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let hits: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("quizbench_cache_hits_total"))
+        .and_then(|rest| rest.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cache hit counter in\n{metrics}"));
+    assert_eq!(hits, 2.0, "the shortcut's hit and the compressed one");
+
+    // A change in Postgres plus a version bump (what a re-seed does) is
+    // served within the version poll, through the shortcut too.
+    sqlx::query("update quizzes set title = 'Renamed by the test' where id = 1")
+        .execute(
+            &mut <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let client = redis::Client::open(crate::common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: u64 = redis::cmd("INCR")
+        .arg(format!("{}content:version", app.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let body = app.get("/api/v1/quizzes", None).await.text().await.unwrap();
+        if body.contains("Renamed by the test") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stale list: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
