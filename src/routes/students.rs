@@ -29,12 +29,7 @@ async fn select_options(
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
     let body = match (user.session.organization_id, user.session.cohort_id) {
-        (Some(org), Some(cohort)) => {
-            // A connection of our own: on the pool the rows would be
-            // buffered before the JSON is written (see `DbPool`'s executor).
-            let mut conn = state.db.acquire().await?;
-            db::users::select_options_json(&mut conn, org, cohort).await?
-        }
+        (Some(org), Some(cohort)) => db::users::select_options_json(&state.db, org, cohort).await?,
         _ => b"[]".to_vec(),
     };
     Ok(super::json_bytes(StatusCode::OK, body))
