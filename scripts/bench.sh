@@ -20,11 +20,14 @@
 #   seed of the reference set                                   <= 10 s
 #   quizload req/s              vs wrk, nginx, median of 5      >= 0.95x
 #
-# The three pairs measured by wrk on both sides (nginx vs /healthz, /healthz
-# vs the quiz list, pgbench vs select-options) are run TRIALS times (5)
-# alternately, the order swapped every trial; each is judged by the median of
-# its per-trial ratios; the open-loop p99 pair likewise, OPEN_LOOP_TRIALS (3)
-# times. The freshly seeded database is vacuumed and checkpointed first.
+# Every pair is run in alternating trials, the order swapped every trial,
+# and judged by the median of its per-trial ratios (each compares two runs
+# made back to back, so the shared machine's drift hits both sides alike):
+# the three pairs measured by wrk on both sides (nginx vs /healthz, /healthz
+# vs the quiz list, pgbench vs select-options) TRIALS times (5), the
+# open-loop p99 pair OPEN_LOOP_TRIALS times (3), submit vs pgbench and login
+# vs the hash rate SLOW_TRIALS times (3), quizload vs wrk 5 times.
+# The freshly seeded database is vacuumed and checkpointed first.
 # Prints a table with the ratios and PASS/FAIL; exits 1 if a target is missed.
 # Not part of the test run.
 #
@@ -50,6 +53,7 @@ CONNECTIONS="${CONNECTIONS:-50}"
 WRK_THREADS="${WRK_THREADS:-2}"
 TRIALS="${TRIALS:-5}"
 OPEN_LOOP_TRIALS="${OPEN_LOOP_TRIALS:-3}"
+SLOW_TRIALS="${SLOW_TRIALS:-3}"
 for tool in wrk nginx pgbench curl python3; do
 	command -v "$tool" >/dev/null || {
 		echo "bench.sh: $tool is missing (Debian: apt-get install wrk nginx-light postgresql-client curl python3)" >&2
@@ -130,13 +134,13 @@ qb_wait_ready "http://127.0.0.1:$NGINX_PORT/"
 sleep 1
 idle_rss_mb=$(curl -fsS "$QB/metrics" | awk '/^quizbench_worker_resident_memory_bytes/ { if ($2 > max) max = $2 } END { printf "%.1f", max / 1048576 }')
 
-login() {
+token_of() {
 	curl -fsS -X POST "$QB/api/v1/auth/login" -H 'content-type: application/json' \
 		-d "{\"username\":\"student$1\",\"password\":\"quizbench\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'
 }
-TOKEN="$(login 1)"
+TOKEN="$(token_of 1)"
 # 50 students for the submit load, so attempts spread over users and quizzes.
-for i in $(seq 1 50); do printf '%s\n' "$(login "$i")"; done >"$WORK/tokens"
+for i in $(seq 1 50); do printf '%s\n' "$(token_of "$i")"; done >"$WORK/tokens"
 
 qb_write_login_lua "$WORK/login.lua"
 cat >"$WORK/submit.lua" <<LUA
@@ -253,8 +257,18 @@ print(v[min(len(v) - 1, int(len(v) * 0.99))] / 1000)'
 }
 read -r options_p99 options_pg_p99 options_p99_ratio < <(TRIALS=$OPEN_LOOP_TRIALS alternate open_loop_ours open_loop_pgbench)
 
-submit_rps=$(wrk_rps -s "$WORK/submit.lua" "$QB/")
-submit_pg=$(pgbench_tps "$WORK/submit.sql")
+# Submit against pgbench running the same statements, and login against the
+# argon2id hash rate on all CPUs (measured while the server sits idle: it
+# takes no CPU then): alternating trials as above, SLOW_TRIALS (3) of each.
+submit() { wrk_rps -s "$WORK/submit.lua" "$QB/"; }
+pgbench_submit() { pgbench_tps "$WORK/submit.sql"; }
+read -r submit_rps submit_pg submit_ratio < <(TRIALS=$SLOW_TRIALS alternate submit pgbench_submit)
+login() { wrk_rps -s "$WORK/login.lua" "$QB/api/v1/auth/login"; }
+hashrate() {
+	echo "==> quizbench hashrate --seconds $DURATION" >&2
+	"$BIN" hashrate --seconds "$DURATION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hashes_per_sec"])'
+}
+read -r login_rps hashrate_hps login_ratio < <(TRIALS=$SLOW_TRIALS alternate login hashrate)
 stop_server
 
 # Worker start-up, exec (the server above) and fork: from the supervisor's
@@ -276,35 +290,36 @@ print(max(ms) if ms else "nan")
 PY
 )
 
-# The server is stopped, so the hash rate gets the same CPUs the server had.
-hashrate=$("$BIN" hashrate --seconds "$DURATION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hashes_per_sec"])')
-start_server
-login_rps=$(wrk_rps -s "$WORK/login.lua" "$QB/api/v1/auth/login")
-stop_server
-
 # The load generator against wrk, same nginx target, alternating trials.
 echo "==> quizload calibrate --url nginx --vs-wrk --trials 5 -c $CONNECTIONS" >&2
 "$QUIZLOAD" calibrate --url "http://127.0.0.1:$NGINX_PORT/" -c "$CONNECTIONS" --threads "$WRK_THREADS" \
 	--vs-wrk --trials 5 -d 5s --quiet --json "$WORK/calibrate.json" >/dev/null
-generator_ratio=$(python3 -c "import json; print(json.load(open('$WORK/calibrate.json'))['vs_wrk']['ratio'])")
+generator_ratio=$(python3 - "$WORK/calibrate.json" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))["vs_wrk"]
+for i, (w, q) in enumerate(zip(v["wrk_rps"], v["quizload_rps"]), 1):
+    print(f"==> trial {i}: quizload {q:.0f}, wrk {w:.0f}, ratio {q / w:.3f}", file=sys.stderr)
+print(v["ratio"])
+PY
+)
 
 echo
 echo "quizbench bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s; first three rows: medians of $TRIALS alternating trials, p99 row: of $OPEN_LOOP_TRIALS; ratio = median of the per-trial ratios"
 echo "server: PROCESSES=$PROCESSES THREADS=$THREADS; nginx: 2 workers, return 200"
 python3 - "$nginx_rps" "$healthz_rps" "$healthz_ratio" "$quizzes_rps" "$healthz2_rps" "$quizzes_ratio" \
-	"$options_rps" "$options_pg" "$options_ratio" "$login_rps" "$hashrate" \
-	"$submit_rps" "$submit_pg" "$idle_rss_mb" "$seed_secs" "$options_p99" "$options_pg_p99" "$options_p99_ratio" "$rate" \
+	"$options_rps" "$options_pg" "$options_ratio" "$login_rps" "$hashrate_hps" "$login_ratio" \
+	"$submit_rps" "$submit_pg" "$submit_ratio" "$idle_rss_mb" "$seed_secs" "$options_p99" "$options_pg_p99" "$options_p99_ratio" "$rate" \
 	"$ready_ms" "$generator_ratio" <<'PY'
 import sys
 (nginx, healthz, healthz_ratio, quizzes, healthz2, quizzes_ratio, options, options_pg, options_ratio,
- login, hashrate, submit, submit_pg, rss, seed, p99, pg_p99, p99_ratio, rate, ready, generator) = map(float, sys.argv[1:])
-# (what, ours, against, theirs, ratio, target); ratio None: ours / theirs
+ login, hashrate, login_ratio, submit, submit_pg, submit_ratio, rss, seed, p99, pg_p99, p99_ratio, rate, ready, generator) = map(float, sys.argv[1:])
+# (what, ours, against, theirs, ratio, target)
 rows = [
     ("/healthz req/s", healthz, "nginx return 200", nginx, healthz_ratio, 0.9),
     ("cached quiz list req/s", quizzes, "our /healthz", healthz2, quizzes_ratio, 0.6),
     ("select-options req/s", options, "pgbench same SQL", options_pg, options_ratio, 0.6),
-    ("login req/s", login, "argon2id hashes/s", hashrate, None, 0.85),
-    ("submit attempt req/s", submit, "pgbench same statements", submit_pg, None, 0.5),
+    ("login req/s", login, "argon2id hashes/s", hashrate, login_ratio, 0.85),
+    ("submit attempt req/s", submit, "pgbench same statements", submit_pg, submit_ratio, 0.5),
 ]
 print(f"{'what':<30} {'ours':>10} {'against':<26} {'theirs':>10} {'ratio':>7}  target     result")
 ok = True
@@ -313,13 +328,11 @@ def show(what, ours, against, theirs, ratio, target, good):
     ok &= good
     print(f"{what:<30} {ours:>10} {against:<26} {theirs:>10} {ratio:>7}  {target:<9}  {'PASS' if good else 'FAIL'}")
 for what, ours, against, theirs, ratio, target in rows:
-    if ratio is None:
-        ratio = ours / theirs if theirs else 0.0
-    show(what, f"{ours:.1f}", against, f"{theirs:.1f}", f"{ratio:.2f}x", f">={target}", ratio >= target)
+    show(what, f"{ours:.1f}", against, f"{theirs:.1f}", f"{ratio:.3f}x", f">={target}", ratio >= target)
 ratio = p99_ratio
 show(f"select-options p99 ms @{rate:.0f}/s", f"{p99:.2f}", "pgbench -R, p99 ms", f"{pg_p99:.2f}",
-     f"{ratio:.2f}x", "<=2, <10ms", ratio <= 2.0 and p99 < 10.0)
-show("quizload req/s", "", "wrk, nginx, median of 5", "", f"{generator:.2f}x", ">=0.95", generator >= 0.95)
+     f"{ratio:.3f}x", "<=2, <10ms", ratio <= 2.0 and p99 < 10.0)
+show("quizload req/s", "", "wrk, nginx, median of 5", "", f"{generator:.3f}x", ">=0.95", generator >= 0.95)
 for what, value, unit, limit in [("idle RSS per worker", rss, "MB", 20.0),
                                  ("worker ready (exec, fork)", ready, "ms, slowest worker", 100.0),
                                  ("seed of the reference set", seed, "s", 10.0)]:
