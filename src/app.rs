@@ -8,6 +8,7 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeA
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::cache::Key;
 use crate::error::{error_response, ApiError};
 use crate::routes;
 use crate::state::AppState;
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What the server may answer before the router (see `server::Shortcut`):
-/// `GET /api/v1/quizzes` while the `local` cache holds a current copy, unless
+/// `GET /api/v1/quizzes` and `GET /api/v1/quizzes/{id}` while the `local`
+/// cache holds a current copy, unless
 /// the response might be compressed (compression on and the client sent
 /// `Accept-Encoding`), which only the router's layer does.
 pub fn shortcut(state: &AppState) -> Option<crate::server::Shortcut> {
@@ -71,12 +73,20 @@ pub fn shortcut(state: &AppState) -> Option<crate::server::Shortcut> {
     let state = state.clone();
     Some(std::sync::Arc::new(move |req| {
         if req.method() != axum::http::Method::GET
-            || req.uri().path() != "/api/v1/quizzes"
             || (compressing && req.headers().contains_key(header::ACCEPT_ENCODING))
         {
             return None;
         }
-        routes::quizzes::cached_list(&state)
+        let key = match req.uri().path() {
+            "/api/v1/quizzes" => Key::QuizList,
+            path => {
+                // Digits only, so the segment reads the same before and
+                // after the router's percent-decoding.
+                let id = path.strip_prefix("/api/v1/quizzes/")?;
+                Key::Quiz(crate::domain::validation::id(id)?)
+            }
+        };
+        routes::quizzes::cached(&state, key)
     }))
 }
 

@@ -52,11 +52,13 @@ fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
     res
 }
 
-/// The quiz list response when it is a current `local` cache hit, built
-/// without an await: the server answers `GET /api/v1/quizzes` with it before
-/// the router (see `app::shortcut`). Same bytes and headers as [`list`].
-pub fn cached_list(state: &AppState) -> Option<Response> {
-    let body = state.cache.fresh_local(Key::QuizList)?;
+/// The quiz list's or one quiz's response (`key`) when it is a current
+/// `local` cache hit, built without an await: the server answers
+/// `GET /api/v1/quizzes` and `GET /api/v1/quizzes/{id}` with it before the
+/// router (see `app::shortcut`). Same bytes and headers as [`list`] and
+/// [`one`]; a cached "no such quiz" is left to the router.
+pub fn cached(state: &AppState, key: Key) -> Option<Response> {
+    let body = state.cache.fresh_local(key)?;
     count(state, Outcome::Hit);
     let mut res = with_cache_header(super::json_bytes(StatusCode::OK, body), Outcome::Hit);
     res.headers_mut().insert(

@@ -136,6 +136,30 @@ async fn local_hits_answer_like_the_router_and_follow_the_version() {
         .unwrap_or_else(|| panic!("no cache hit counter in\n{metrics}"));
     assert_eq!(hits, 2.0, "the shortcut's hit and the compressed one");
 
+    // One quiz likewise; unknown and malformed ids stay the router's.
+    let miss = app.get("/api/v1/quizzes/1", None).await;
+    assert_eq!(miss.headers()["x-cache"], "miss");
+    let miss_headers = miss.headers().clone();
+    let miss_body = miss.bytes().await.unwrap();
+    let hit = app.get("/api/v1/quizzes/1", None).await;
+    assert_eq!(hit.status(), 200);
+    assert_eq!(hit.headers()["x-cache"], "hit");
+    for name in ["content-type", "cache-control"] {
+        assert_eq!(hit.headers()[name], miss_headers[name], "{name}");
+    }
+    assert_eq!(hit.bytes().await.unwrap(), miss_body);
+    for _ in 0..2 {
+        assert_error(app.get("/api/v1/quizzes/999", None).await, 404, "not_found").await;
+    }
+    for bad in ["0", "01x", "1/", "1%2F"] {
+        let res = app.get(&format!("/api/v1/quizzes/{bad}"), None).await;
+        assert_ne!(res.status(), 200, "{bad}");
+    }
+    // A percent-encoded id is the router's to decode: the same quiz.
+    let encoded = app.get("/api/v1/quizzes/%31", None).await;
+    assert_eq!(encoded.status(), 200);
+    assert_eq!(encoded.bytes().await.unwrap(), miss_body);
+
     // A change in Postgres plus a version bump (what a re-seed does) is
     // served within the version poll, through the shortcut too.
     sqlx::query("update quizzes set title = 'Renamed by the test' where id = 1")
@@ -154,12 +178,14 @@ async fn local_hits_answer_like_the_router_and_follow_the_version() {
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let body = app.get("/api/v1/quizzes", None).await.text().await.unwrap();
-        if body.contains("Renamed by the test") {
-            break;
+    for path in ["/api/v1/quizzes", "/api/v1/quizzes/1"] {
+        loop {
+            let body = app.get(path, None).await.text().await.unwrap();
+            if body.contains("Renamed by the test") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "stale {path}: {body}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert!(std::time::Instant::now() < deadline, "stale list: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
