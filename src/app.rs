@@ -62,9 +62,9 @@ pub fn router(state: AppState) -> Router {
 
 /// What the server may answer before the router (see `server::Shortcut`):
 /// `GET /api/v1/quizzes` and `GET /api/v1/quizzes/{id}` while the `local`
-/// cache holds a current copy, unless
-/// the response might be compressed (compression on and the client sent
-/// `Accept-Encoding`), which only the router's layer does.
+/// cache holds a current copy, unless the response might be compressed
+/// (compression on and the client sent `Accept-Encoding`), which only the
+/// router's layer does.
 pub fn shortcut(state: &AppState) -> Option<crate::server::Shortcut> {
     if state.cfg.cache_mode != crate::config::CacheMode::Local {
         return None;
