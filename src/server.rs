@@ -617,10 +617,10 @@ async fn handle(
     activity.busy();
     let slot = shared.slot;
     let opts = &shared.opts;
-    // Answers made without waiting (liveness, shortcut hits, sheds) take
-    // about a microsecond: they are recorded as 0 µs, the unit of the
-    // latency sum, without reading the clock (unless the access log wants
-    // their time).
+    // Answers made without waiting (liveness, shortcut hits, sheds) only
+    // build a response: they are recorded as 0 µs without reading the clock
+    // (unless the access log wants their time), so the latency sum leaves
+    // out their build time.
     let mut started = opts.access_log.then(Instant::now);
     let path = req.uri().path();
     let probe = is_probe(path);

@@ -92,6 +92,28 @@ async fn cache_modes_give_identical_bodies() {
     }
 }
 
+/// Requests `path` twice on a fresh cache: the first is a routed miss, the
+/// second a hit with the miss's status, content headers and bytes. Returns
+/// the hit's headers and the body.
+async fn hit_answers_like_its_miss(
+    app: &TestApp,
+    path: &str,
+) -> (reqwest::header::HeaderMap, bytes::Bytes) {
+    let miss = app.get(path, None).await;
+    assert_eq!(miss.headers()["x-cache"], "miss", "{path}");
+    let miss_headers = miss.headers().clone();
+    let miss_body = miss.bytes().await.unwrap();
+    let hit = app.get(path, None).await;
+    assert_eq!(hit.status(), 200, "{path}");
+    assert_eq!(hit.headers()["x-cache"], "hit", "{path}");
+    for name in ["content-type", "cache-control"] {
+        assert_eq!(hit.headers()[name], miss_headers[name], "{path} {name}");
+    }
+    let hit_headers = hit.headers().clone();
+    assert_eq!(hit.bytes().await.unwrap(), miss_body, "{path}");
+    (hit_headers, miss_body)
+}
+
 /// In `local` mode a current hit is answered before the router: same body
 /// and headers as the routed answer, counted as a hit, compressed when the
 /// client asks and compression is on (the router's layer does it), and a
@@ -104,18 +126,8 @@ async fn local_hits_answer_like_the_router_and_follow_the_version() {
         ("COMPRESSION_MIN_BYTES", "0"),
     ])
     .await;
-    let miss = app.get("/api/v1/quizzes", None).await;
-    assert_eq!(miss.headers()["x-cache"], "miss");
-    let miss_headers = miss.headers().clone();
-    let miss_body = miss.bytes().await.unwrap();
-    let hit = app.get("/api/v1/quizzes", None).await;
-    assert_eq!(hit.status(), 200);
-    assert_eq!(hit.headers()["x-cache"], "hit");
-    for name in ["content-type", "cache-control"] {
-        assert_eq!(hit.headers()[name], miss_headers[name], "{name}");
-    }
-    assert!(hit.headers().get("content-encoding").is_none());
-    assert_eq!(hit.bytes().await.unwrap(), miss_body);
+    let (hit_headers, _) = hit_answers_like_its_miss(&app, "/api/v1/quizzes").await;
+    assert!(hit_headers.get("content-encoding").is_none());
 
     let gz = app
         .http
@@ -137,17 +149,7 @@ async fn local_hits_answer_like_the_router_and_follow_the_version() {
     assert_eq!(hits, 2.0, "the shortcut's hit and the compressed one");
 
     // One quiz likewise; unknown and malformed ids stay the router's.
-    let miss = app.get("/api/v1/quizzes/1", None).await;
-    assert_eq!(miss.headers()["x-cache"], "miss");
-    let miss_headers = miss.headers().clone();
-    let miss_body = miss.bytes().await.unwrap();
-    let hit = app.get("/api/v1/quizzes/1", None).await;
-    assert_eq!(hit.status(), 200);
-    assert_eq!(hit.headers()["x-cache"], "hit");
-    for name in ["content-type", "cache-control"] {
-        assert_eq!(hit.headers()[name], miss_headers[name], "{name}");
-    }
-    assert_eq!(hit.bytes().await.unwrap(), miss_body);
+    let (_, miss_body) = hit_answers_like_its_miss(&app, "/api/v1/quizzes/1").await;
     for _ in 0..2 {
         assert_error(app.get("/api/v1/quizzes/999", None).await, 404, "not_found").await;
     }
