@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Stop;
-use crate::scenario::{AuthMode, ScenarioKind, SEEDED_PASSWORD, SESSION_COOKIE};
+use crate::generator::engine::Stop;
+use crate::generator::scenarios::{AuthMode, ScenarioKind, SEEDED_PASSWORD, SESSION_COOKIE};
 use crate::stats::{EndpointSummary, ErrorSummary, LatencySummary};
 
 /// What wrk's default report says.
@@ -997,7 +997,7 @@ pub fn default_locustfile(root: &Path) -> PathBuf {
 /// cookie's value).
 pub fn login_session(addr: std::net::SocketAddr, student: usize) -> anyhow::Result<String> {
     let body = format!(r#"{{"username":"student{student}","password":"{SEEDED_PASSWORD}"}}"#);
-    let (status, text) = crate::server::http_request(
+    let (status, text) = crate::generator::http::blocking::http_request(
         addr,
         "POST",
         "/api/v1/auth/login",

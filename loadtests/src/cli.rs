@@ -16,15 +16,15 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, Model, RunConfig, Stop};
-use crate::http::{HttpUrl, RequestBuilder};
-use crate::report::{text_table, RunReport, SweepReport, SweepRow};
-use crate::scenario::{
+use crate::generator::engine::{self, Model, RunConfig, Stop};
+use crate::generator::http::{HttpUrl, RequestBuilder};
+use crate::generator::scenarios::{
     AuthMode, FixedRequest, JourneyWeights, Quizbench, QuizbenchOptions, ScenarioFactory,
     ScenarioKind,
 };
-use crate::schedule::{parse_stages, Arrival, Stage};
-use crate::sysmon::available_cpus;
+use crate::generator::schedule::{parse_stages, Arrival, Stage};
+use crate::generator::sysmon::available_cpus;
+use crate::report::{text_table, RunReport, SweepReport, SweepRow};
 use crate::target::TrivialTarget;
 use crate::units::{parse_duration, parse_duration_range};
 
@@ -585,9 +585,9 @@ pub fn tool_run_from_args(
         bail!("--concurrency must be at least 1");
     }
     let stop = match (load.requests, load.duration) {
-        (Some(n), _) => crate::engine::Stop::Requests(n),
-        (None, Some(d)) => crate::engine::Stop::Duration(d),
-        (None, None) => crate::engine::Stop::Duration(Duration::from_secs(10)),
+        (Some(n), _) => crate::generator::engine::Stop::Requests(n),
+        (None, Some(d)) => crate::generator::engine::Stop::Duration(d),
+        (None, None) => crate::generator::engine::Stop::Duration(Duration::from_secs(10)),
     };
     let headers = target
         .headers
@@ -623,7 +623,7 @@ pub fn tool_run_from_args(
                 .unwrap_or_else(|| DEFAULT_BASE.to_string());
             let session = if needs_session(kind) {
                 let url = HttpUrl::parse(&base)?;
-                Some(login_session(resolve(&url)?, target.student_offset % crate::scenario::SEEDED_STUDENTS + 1)?)
+                Some(login_session(resolve(&url)?, target.student_offset % crate::generator::scenarios::SEEDED_STUDENTS + 1)?)
             } else {
                 None
             };

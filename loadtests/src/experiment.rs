@@ -36,11 +36,11 @@ use crate::adapters::{
 };
 use crate::charts::{line_chart, share_chart, Series};
 use crate::cli::{execute, prepare, run_config, write_json, LoadArgs, Prepared, TargetArgs};
+use crate::generator::scenarios::{AuthMode, ScenarioKind};
+use crate::generator::schedule::Arrival;
 use crate::inference::{compare, mean, student_t_quantile, Comparison};
 use crate::progress::ExperimentProgress;
 use crate::report::{markdown_table, RunReport};
-use crate::scenario::{AuthMode, ScenarioKind};
-use crate::schedule::Arrival;
 use crate::server::{
     self, AppliedLimit, CpuLimit, ProcessUsage, Sampler, ServerProcess, ServerSpec,
 };
@@ -637,8 +637,9 @@ pub fn run_experiment(
                     (Some(s), addr)
                 }
                 None => {
-                    let url =
-                        crate::http::HttpUrl::parse(opts.target.as_deref().expect("target mode"))?;
+                    let url = crate::generator::http::HttpUrl::parse(
+                        opts.target.as_deref().expect("target mode"),
+                    )?;
                     (None, url.resolve_blocking()?)
                 }
             };
@@ -786,7 +787,7 @@ fn run_cell_with_tool(
     tool: Tool,
     scenario: ScenarioKind,
     base: &str,
-    rc: &crate::engine::RunConfig,
+    rc: &crate::generator::engine::RunConfig,
 ) -> anyhow::Result<RunReport> {
     let t = target_args(spec, scenario, base);
     let load = match tool {
@@ -819,8 +820,8 @@ fn run_cell_with_tool(
         }
     };
     let (spawn_rate, ramp) = match &rc.model {
-        crate::engine::Model::Closed { ramp, spawn_rate } => (*spawn_rate, *ramp),
-        crate::engine::Model::Open { .. } => {
+        crate::generator::engine::Model::Closed { ramp, spawn_rate } => (*spawn_rate, *ramp),
+        crate::generator::engine::Model::Open { .. } => {
             bail!(
                 "--tool {}: rates (the open model) run with quizload only",
                 tool.name()
@@ -1039,7 +1040,7 @@ pub fn summarize(
         started_at_unix: started,
         finished_at_unix: now_unix(),
         server,
-        cpus: crate::sysmon::available_cpus(),
+        cpus: crate::generator::sysmon::available_cpus(),
         runs: records.len(),
         cells,
         verdicts,

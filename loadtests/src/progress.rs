@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Progress, ProgressTick, Stop};
+use crate::generator::engine::{Progress, ProgressTick, Stop};
 
 /// `MM:SS` under an hour, `H:MM:SS` from an hour.
 pub fn format_clock(d: Duration) -> String {

@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Model, RunConfig, RunOutcome, Stop, LATE_THRESHOLD};
-use crate::schedule::{Arrival, Stage};
+use crate::generator::engine::{Model, RunConfig, RunOutcome, Stop, LATE_THRESHOLD};
+use crate::generator::schedule::{Arrival, Stage};
 use crate::stats::{
     histogram_buckets, EndpointSummary, ErrorSummary, LatencySummary, SecondSummary,
 };
@@ -261,7 +261,7 @@ impl RunReport {
             setup: None,
             generator: GeneratorReport {
                 threads: cfg.effective_threads(),
-                cpus: crate::sysmon::available_cpus(),
+                cpus: crate::generator::sysmon::available_cpus(),
                 cpu_user_s: 0.0,
                 cpu_system_s: 0.0,
                 cpu_cores_used: 0.0,
@@ -343,7 +343,7 @@ impl RunReport {
             lag_notes.push(format!(
                 "event loops lagged (p99 {:.1} ms over a {} ms timer)",
                 loop_lag.p99,
-                crate::engine::LAG_PROBE_PERIOD.as_millis()
+                crate::generator::engine::LAG_PROBE_PERIOD.as_millis()
             ));
         }
         if let Some(o) = &open_model {
@@ -435,7 +435,7 @@ impl RunReport {
             setup,
             generator: GeneratorReport {
                 threads,
-                cpus: crate::sysmon::available_cpus(),
+                cpus: crate::generator::sysmon::available_cpus(),
                 cpu_user_s: outcome.cpu_user.as_secs_f64(),
                 cpu_system_s: outcome.cpu_system.as_secs_f64(),
                 cpu_cores_used: cores_used,
@@ -777,7 +777,7 @@ impl SweepReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::RunOutcome;
+    use crate::generator::engine::RunOutcome;
     use crate::stats::{new_histogram, RunRecorder};
     use std::time::Duration;
 
@@ -793,7 +793,7 @@ mod tests {
             },
             timeout: Duration::from_secs(1),
             seed: 1,
-            progress: crate::engine::Progress::Off,
+            progress: crate::generator::engine::Progress::Off,
         };
         let eps = vec!["GET /".to_string()];
         let mut rec = RunRecorder::new(&eps, 10);

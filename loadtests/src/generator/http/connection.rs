@@ -1,21 +1,17 @@
-//! The lean HTTP/1.1 client path: request serialisation, one keep-alive
-//! connection, and response parsing.
+//! One keep-alive HTTP/1.1 connection ([`Connection`]) and the parsing of
+//! its responses.
 //!
-//! Requests are serialised once into bytes ([`RequestBuilder`]) and written
-//! as they are; responses are parsed in place with `httparse` from a buffer
-//! owned by the connection and reused for every exchange, so the hot path
-//! allocates nothing. Bodies framed by `Content-Length`, `chunked` transfer
-//! coding, or the end of the connection are all handled; a `Connection:
-//! close` (or an HTTP/1.0 response without keep-alive) marks the connection
-//! as finished so the caller reconnects.
-//!
-//! Plain `http://` only: no TLS, no HTTP/2, no pipelining. Timeouts,
-//! reconnects and retries are the caller's business ([`crate::client`]).
+//! Responses are parsed in place with `httparse` from a buffer owned by the
+//! connection and reused for every exchange, so the hot path allocates
+//! nothing. Bodies framed by `Content-Length`, `chunked` transfer coding, or
+//! the end of the connection are all handled; a `Connection: close` (or an
+//! HTTP/1.0 response without keep-alive) marks the connection as finished
+//! so the caller reconnects. It must not time out, reconnect or retry (the
+//! caller does) nor record anything.
 
 use std::io;
 use std::net::SocketAddr;
 
-use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,185 +21,6 @@ const READ_BUF: usize = 16 * 1024;
 const MAX_HEAD: usize = 256 * 1024;
 /// Headers parsed per response.
 const MAX_HEADERS: usize = 64;
-
-/// A parsed `http://` URL: where to connect and what to put on the request line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpUrl {
-    pub host: String,
-    pub port: u16,
-    /// Path and query, at least `/`.
-    pub path: String,
-    /// The `Host` header value (host, plus `:port` when not 80).
-    pub host_header: String,
-}
-
-impl HttpUrl {
-    /// Parses an `http://` URL. `https` is rejected: this client speaks
-    /// plain HTTP/1.1 only.
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
-        let u = url::Url::parse(s).with_context(|| format!("invalid URL {s:?}"))?;
-        if u.scheme() != "http" {
-            bail!(
-                "unsupported scheme {:?} in {s:?}: quizload speaks plain http:// only",
-                u.scheme()
-            );
-        }
-        let host = match u.host() {
-            Some(url::Host::Domain(d)) => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
-            None => bail!("URL {s:?} has no host"),
-        };
-        let port = u.port_or_known_default().unwrap_or(80);
-        let mut path = u.path().to_string();
-        if path.is_empty() {
-            path.push('/');
-        }
-        if let Some(q) = u.query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        let host_header = if port == 80 {
-            host.clone()
-        } else {
-            format!("{host}:{port}")
-        };
-        Ok(Self {
-            host,
-            port,
-            path,
-            host_header,
-        })
-    }
-
-    /// Resolves the host to a socket address (the first one returned).
-    pub async fn resolve(&self) -> anyhow::Result<SocketAddr> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let mut addrs = tokio::net::lookup_host((host, self.port))
-            .await
-            .with_context(|| format!("cannot resolve {}", self.host))?;
-        addrs
-            .next()
-            .with_context(|| format!("{} resolved to no address", self.host))
-    }
-
-    /// Resolves the host to a socket address without a runtime.
-    pub fn resolve_blocking(&self) -> anyhow::Result<SocketAddr> {
-        use std::net::ToSocketAddrs;
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        (host, self.port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {}", self.host))?
-            .next()
-            .with_context(|| format!("{} resolved to no address", self.host))
-    }
-
-    /// The same server with another path (and query).
-    pub fn with_path(&self, path: &str) -> Self {
-        Self {
-            path: path.to_string(),
-            ..self.clone()
-        }
-    }
-}
-
-/// Serialises HTTP/1.1 requests into a byte buffer.
-///
-/// Every request carries `Host`, `User-Agent: quizload`, `Accept: */*`, the
-/// extra headers in order, and `Content-Length` when there is a body (or the
-/// method is POST/PUT/PATCH).
-#[derive(Clone, Debug)]
-pub struct RequestBuilder {
-    host_header: String,
-    headers: Vec<(String, String)>,
-}
-
-impl RequestBuilder {
-    /// A builder for requests to `host_header` with `headers` on each.
-    pub fn new(host_header: impl Into<String>, headers: Vec<(String, String)>) -> Self {
-        Self {
-            host_header: host_header.into(),
-            headers,
-        }
-    }
-
-    /// Appends one complete request to `out` (which is not cleared).
-    /// `extra` headers follow the builder's own.
-    pub fn write(
-        &self,
-        out: &mut Vec<u8>,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) {
-        out.extend_from_slice(method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(self.host_header.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let has = |name: &str| {
-            self.headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case(name))
-                || extra.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
-        };
-        if !has("user-agent") {
-            out.extend_from_slice(b"User-Agent: quizload/0.1\r\n");
-        }
-        if !has("accept") {
-            out.extend_from_slice(b"Accept: */*\r\n");
-        }
-        for (k, v) in &self.headers {
-            header(out, k, v);
-        }
-        for (k, v) in extra {
-            header(out, k, v);
-        }
-        let needs_length = !body.is_empty()
-            || matches!(
-                method.to_ascii_uppercase().as_str(),
-                "POST" | "PUT" | "PATCH"
-            );
-        if needs_length && !has("content-length") {
-            out.extend_from_slice(b"Content-Length: ");
-            push_decimal(out, body.len() as u64);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
-    }
-
-    /// One request as a fresh byte vector.
-    pub fn build(&self, method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + body.len());
-        self.write(&mut out, method, path, extra, body);
-        out
-    }
-}
-
-fn header(out: &mut Vec<u8>, k: &str, v: &str) {
-    out.extend_from_slice(k.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(v.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the decimal form of `n` without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
 
 /// What the caller wants kept from a response besides its status.
 #[derive(Debug, Default)]
@@ -595,40 +412,8 @@ fn cookie_value(header: &[u8], name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generator::http::RequestBuilder;
     use tokio::net::TcpListener;
-
-    #[test]
-    fn parses_urls() {
-        let u = HttpUrl::parse("http://127.0.0.1:8080/a/b?x=1").unwrap();
-        assert_eq!(u.host, "127.0.0.1");
-        assert_eq!(u.port, 8080);
-        assert_eq!(u.path, "/a/b?x=1");
-        assert_eq!(u.host_header, "127.0.0.1:8080");
-        let u = HttpUrl::parse("http://localhost").unwrap();
-        assert_eq!(
-            (u.port, u.path.as_str(), u.host_header.as_str()),
-            (80, "/", "localhost")
-        );
-        assert!(HttpUrl::parse("https://x").is_err());
-        assert!(HttpUrl::parse("not a url").is_err());
-    }
-
-    #[test]
-    fn serialises_requests() {
-        let b = RequestBuilder::new("h:1", vec![("X-A".into(), "1".into())]);
-        let r = b.build("POST", "/p", &[("Cookie", "c=d")], b"{}");
-        assert_eq!(
-            String::from_utf8(r).unwrap(),
-            "POST /p HTTP/1.1\r\nHost: h:1\r\nUser-Agent: quizload/0.1\r\nAccept: */*\r\n\
-             X-A: 1\r\nCookie: c=d\r\nContent-Length: 2\r\n\r\n{}"
-        );
-        let r = b.build("GET", "/", &[], b"");
-        assert!(!String::from_utf8(r).unwrap().contains("Content-Length"));
-        let mut v = Vec::new();
-        push_decimal(&mut v, 0);
-        push_decimal(&mut v, 1234567890);
-        assert_eq!(v, b"01234567890");
-    }
 
     #[test]
     fn cookie_values() {

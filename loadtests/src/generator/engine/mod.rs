@@ -4,7 +4,7 @@
 //! Architecture (wrk's): `threads` OS threads, each with its own tokio
 //! current-thread runtime and a `LocalSet`, and the virtual users spread
 //! round-robin over them. A VU never leaves its thread, so each thread's
-//! [`RunRecorder`] is a plain `RefCell` shared by its VUs: recording a
+//! [`RunRecorder`](crate::stats::RunRecorder) is a plain `RefCell` shared by its VUs: recording a
 //! request is a few increments in memory the thread owns, with no lock,
 //! atomic or channel on the hot path. The recorders are merged exactly when
 //! the threads finish.
@@ -29,9 +29,16 @@
 //!
 //! Each thread also measures its own CPU time and runs an event-loop lag
 //! probe, so the report can tell when the generator itself was saturated.
+//!
+//! This module owns the threads and the phase change ([`run`]); the run's
+//! parameters and raw result are in `config`, a VU's loops in `vu`. It must
+//! not judge or format results (the analysis layer does): it
+//! hands back a [`RunOutcome`] of merged recorders.
+
+mod config;
+mod vu;
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
@@ -41,141 +48,20 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 use tokio::task::LocalSet;
 
-use crate::client::{Outcome, VuClient, Watchdog};
-use crate::http::Capture;
-use crate::scenario::{ScenarioFactory, Script, SESSION_COOKIE};
-use crate::schedule::{Arrival, Schedule, Stage};
-use crate::stats::{duration_us, new_histogram, RunRecorder};
-use crate::sysmon;
+pub use config::{
+    Model, Progress, ProgressHook, ProgressTick, RunConfig, RunOutcome, Stop, LAG_PROBE_PERIOD,
+    LATE_THRESHOLD, SETUP_CONCURRENCY_PER_THREAD,
+};
 
-/// A request sent more than this after its intended time counts as late.
-pub const LATE_THRESHOLD: Duration = Duration::from_millis(5);
-/// Period of the per-thread event-loop lag probe.
-pub const LAG_PROBE_PERIOD: Duration = Duration::from_millis(20);
-/// Setup requests (logins) in flight at once per thread.
-pub const SETUP_CONCURRENCY_PER_THREAD: usize = 32;
-
-/// When the measured phase ends.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stop {
-    /// Stop starting requests after this long (in-flight ones finish).
-    Duration(Duration),
-    /// Send exactly this many requests in total.
-    Requests(u64),
-}
-
-/// The load model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Model {
-    /// Each VU sends when its previous request is answered.
-    Closed {
-        /// Spread VU starts evenly over this long.
-        ramp: Duration,
-        /// Or start this many VUs per second (Locust's spawn rate).
-        spawn_rate: Option<f64>,
-    },
-    /// Requests are sent on a schedule, whatever the answers do.
-    Open {
-        /// Rate stages (one stage for a fixed rate). With a duration stop
-        /// the last stage is cut at the duration.
-        stages: Vec<Stage>,
-        arrival: Arrival,
-        /// Requests later than this when a connection frees up are dropped.
-        max_lag: Duration,
-    },
-}
-
-/// Everything a run needs besides the scenario.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    pub addr: SocketAddr,
-    /// Worker threads (at most one per VU).
-    pub threads: usize,
-    /// Virtual users, each with its own keep-alive connection.
-    pub concurrency: usize,
-    pub stop: Stop,
-    pub model: Model,
-    /// Per-request timeout (connect, send and full response).
-    pub timeout: Duration,
-    /// Seed of the VUs' random choices (think time, journey tasks, Poisson).
-    pub seed: u64,
-    /// Where the per-second progress of the measured phase goes.
-    pub progress: Progress,
-}
-
-/// The engine's progress once a second during the measured phase.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ProgressTick {
-    /// Since the start of the measured phase.
-    pub elapsed: Duration,
-    /// Requests completed so far (all threads).
-    pub requests: u64,
-    /// Requests completed per second over the last tick.
-    pub rate: f64,
-}
-
-/// A callback that receives the engine's progress ticks.
-pub type ProgressHook = Arc<dyn Fn(&ProgressTick) + Send + Sync>;
-
-/// Where the engine's per-second progress goes.
-#[derive(Clone, Default)]
-pub enum Progress {
-    /// Nowhere.
-    #[default]
-    Off,
-    /// The engine's own line on stderr, redrawn with `\r` (`quizload run`).
-    Line,
-    /// A caller's callback, e.g. the experiment runner's progress bar.
-    Hook(ProgressHook),
-}
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Progress::Off => "Off",
-            Progress::Line => "Line",
-            Progress::Hook(_) => "Hook",
-        })
-    }
-}
-
-impl RunConfig {
-    /// Threads actually used: at least 1, at most one per VU.
-    pub fn effective_threads(&self) -> usize {
-        self.threads.clamp(1, self.concurrency.max(1))
-    }
-}
-
-/// Raw result of a run, before it is turned into a report.
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// Endpoint names in index order.
-    pub endpoints: Vec<String>,
-    /// Measured phase, merged over threads.
-    pub recorder: RunRecorder,
-    /// Setup phase (logins), merged over threads.
-    pub setup: RunRecorder,
-    pub setup_elapsed: Duration,
-    /// From the start of the measured phase to the last thread's end.
-    pub elapsed: Duration,
-    pub threads: usize,
-    pub concurrency: usize,
-    /// CPU time of the worker threads during the measured phase.
-    pub cpu_user: Duration,
-    pub cpu_system: Duration,
-    /// Event-loop lag probe, all threads, µs.
-    pub loop_lag: Histogram<u64>,
-    /// Fraction of the machine's CPUs busy during the measured phase.
-    pub machine_busy: Option<f64>,
-    pub max_rss_bytes: Option<u64>,
-    /// VUs that still had setup requests failing when setup gave up.
-    pub setup_failures: u64,
-}
+use super::client::{VuClient, Watchdog};
+use super::http::Capture;
+use super::scenarios::{ScenarioFactory, Script, SESSION_COOKIE};
+use super::schedule::{Schedule, Stage};
+use super::sysmon;
+use crate::stats::{new_histogram, RunRecorder};
+use vu::{closed_vu, lag_probe, open_vu, run_setup};
 
 /// Per-thread state shared by that thread's VUs.
 struct ThreadCtx {
@@ -551,231 +437,6 @@ fn start_offset(cfg: &RunConfig, vu: usize) -> Duration {
             ramp.mul_f64(vu as f64 / cfg.concurrency.max(1) as f64)
         }
         _ => Duration::ZERO,
-    }
-}
-
-/// Connects the VU (when `connect` is set; the connect is recorded in
-/// `connects_into`) and runs its setup requests (recorded as setup).
-async fn run_setup(
-    ctx: &ThreadCtx,
-    vu: &mut Vu,
-    connect: bool,
-    connects_into: &RefCell<RunRecorder>,
-) {
-    if connect {
-        let _ = vu.client.ensure_connected().await;
-        vu.client.drain_into(&mut connects_into.borrow_mut());
-    }
-    let mut last_failed = false;
-    loop {
-        let (endpoint, outcome, latency) = {
-            let Some(p) = vu.script.setup() else { break };
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let t0 = Instant::now();
-            let outcome = vu.client.request(t0, p.bytes, head, &mut vu.capture).await;
-            (endpoint, outcome, t0.elapsed())
-        };
-        let status = {
-            let mut rec = ctx.setup_rec.borrow_mut();
-            vu.client.drain_into(&mut rec);
-            record(&mut rec, endpoint, 0, outcome, latency, None)
-        };
-        last_failed = !matches!(status, Some(s) if crate::stats::is_success_status(s));
-        vu.script
-            .on_response(endpoint, status, &vu.capture, &mut vu.rng);
-    }
-    if last_failed {
-        ctx.setup_failures.set(ctx.setup_failures.get() + 1);
-    }
-}
-
-/// Opens the VU's connection when the measured phase starts, unless its
-/// setup already did. Connecting here rather than before the clock lets the
-/// first requests flow as connections come up, as wrk does: a server whose
-/// processes share one listening socket then spreads the connections over
-/// its processes as it would in use, instead of one idle process accepting
-/// a whole burst. The connect is recorded in the measured phase but not in
-/// any request's latency.
-async fn connect_at_start(ctx: &ThreadCtx, vu: &mut Vu) {
-    if !vu.client.is_connected() {
-        // A failure is left to the first request, which records it.
-        let _ = vu.client.ensure_connected().await;
-        vu.client.drain_into(&mut ctx.rec.borrow_mut());
-    }
-}
-
-/// Records an outcome; returns the status if there was a response.
-#[inline]
-fn record(
-    rec: &mut RunRecorder,
-    endpoint: usize,
-    second: usize,
-    outcome: Outcome,
-    latency: Duration,
-    service: Option<Duration>,
-) -> Option<u16> {
-    match outcome {
-        Outcome::Response(info) => {
-            rec.record_response(
-                endpoint,
-                second,
-                info.status,
-                duration_us(latency),
-                service.map(duration_us),
-                info.wire_bytes,
-            );
-            Some(info.status)
-        }
-        Outcome::Failed(kind) => {
-            rec.record_error(endpoint, second, kind);
-            None
-        }
-    }
-}
-
-/// A closed-model VU: request, wait for the answer, think, repeat.
-async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ramped: bool) {
-    let start = ctx.start.get();
-    if ramped {
-        // A ramped VU connects (and logs in) when it starts: the connect
-        // belongs to the measured phase, its setup requests to the setup.
-        let at = start + offset;
-        if ctx.deadline.get().is_some_and(|d| at >= d) {
-            return;
-        }
-        tokio::time::sleep_until(at.into()).await;
-        run_setup(ctx, &mut vu, true, &ctx.rec).await;
-    }
-    connect_at_start(ctx, &mut vu).await;
-    // The clock reading of the previous response's end serves the deadline
-    // check (two clock reads per request, not three).
-    let mut now = Instant::now();
-    loop {
-        if ctx.deadline.get().is_some_and(|d| now >= d) {
-            break;
-        }
-        if let Some(b) = ctx.budget.get() {
-            if b == 0 {
-                break;
-            }
-            ctx.budget.set(Some(b - 1));
-        }
-        let (endpoint, outcome, t0, t1) = {
-            let p = vu.script.next(&mut vu.rng);
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let t0 = Instant::now();
-            let outcome = vu.client.request(t0, p.bytes, head, &mut vu.capture).await;
-            (endpoint, outcome, t0, Instant::now())
-        };
-        let status = {
-            let mut rec = ctx.rec.borrow_mut();
-            vu.client.drain_into(&mut rec);
-            let second = (t1 - start).as_secs() as usize;
-            record(&mut rec, endpoint, second, outcome, t1 - t0, None)
-        };
-        ctx.completed.set(ctx.completed.get() + 1);
-        vu.script
-            .on_response(endpoint, status, &vu.capture, &mut vu.rng);
-        now = t1;
-        if let Some(think) = vu.script.think(&mut vu.rng) {
-            let mut until = Instant::now() + think;
-            if let Some(d) = ctx.deadline.get() {
-                until = until.min(d);
-            }
-            tokio::time::sleep_until(until.into()).await;
-            now = Instant::now();
-        }
-    }
-}
-
-/// An open-model VU: take the next intended send time, wait for it, send;
-/// latency counts from the intended time.
-async fn open_vu(ctx: &ThreadCtx, mut vu: Vu) {
-    let start = ctx.start.get();
-    connect_at_start(ctx, &mut vu).await;
-    loop {
-        let Some(offset) = ctx
-            .schedule
-            .borrow_mut()
-            .as_mut()
-            .and_then(|s| s.next_offset())
-        else {
-            break;
-        };
-        let intended = start + offset;
-        let now = Instant::now();
-        if intended > now {
-            tokio::time::sleep_until(intended.into()).await;
-            let woke = Instant::now();
-            let mut rec = ctx.rec.borrow_mut();
-            rec.schedule.intended += 1;
-            rec.schedule
-                .wake_lag
-                .saturating_record(duration_us(woke.saturating_duration_since(intended)));
-        } else {
-            let mut rec = ctx.rec.borrow_mut();
-            rec.schedule.intended += 1;
-            if now - intended > ctx.max_lag {
-                rec.schedule.dropped += 1;
-                continue;
-            }
-        }
-        let (endpoint, outcome, sent, done) = {
-            let p = vu.script.next(&mut vu.rng);
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let sent = Instant::now();
-            {
-                let lag = sent.saturating_duration_since(intended);
-                let mut rec = ctx.rec.borrow_mut();
-                rec.schedule.sent += 1;
-                rec.schedule.send_lag.saturating_record(duration_us(lag));
-                if lag > LATE_THRESHOLD {
-                    rec.schedule.late += 1;
-                }
-            }
-            let outcome = vu
-                .client
-                .request(sent, p.bytes, head, &mut vu.capture)
-                .await;
-            (endpoint, outcome, sent, Instant::now())
-        };
-        let status = {
-            let mut rec = ctx.rec.borrow_mut();
-            vu.client.drain_into(&mut rec);
-            let second = (done - start).as_secs() as usize;
-            record(
-                &mut rec,
-                endpoint,
-                second,
-                outcome,
-                done - intended,
-                Some(done - sent),
-            )
-        };
-        ctx.completed.set(ctx.completed.get() + 1);
-        vu.script
-            .on_response(endpoint, status, &vu.capture, &mut vu.rng);
-    }
-}
-
-/// Measures how late the thread's event loop wakes a timer, every
-/// [`LAG_PROBE_PERIOD`], and publishes the thread's completed count.
-async fn lag_probe(ctx: Rc<ThreadCtx>, counter: Arc<AtomicU64>) {
-    let mut next = Instant::now() + LAG_PROBE_PERIOD;
-    loop {
-        tokio::time::sleep_until(next.into()).await;
-        let now = Instant::now();
-        ctx.lag
-            .borrow_mut()
-            .saturating_record(duration_us(now.saturating_duration_since(next)));
-        counter.store(ctx.completed.get(), Ordering::Relaxed);
-        next = now + LAG_PROBE_PERIOD;
     }
 }
 

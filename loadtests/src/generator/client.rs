@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::http::{Capture, Connection, ExchangeError, ResponseInfo};
+use super::http::{Capture, Connection, ExchangeError, ResponseInfo};
 use crate::stats::{RunRecorder, TransportError};
 
 /// Result of one request as seen by a virtual user.
