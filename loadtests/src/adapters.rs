@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
 use crate::generator::scenarios::{AuthMode, ScenarioKind, SEEDED_PASSWORD, SESSION_COOKIE};
 use crate::stats::{EndpointSummary, ErrorSummary, LatencySummary};
@@ -328,23 +329,6 @@ pub fn parse_locust_stats(text: &str) -> anyhow::Result<Vec<LocustRow>> {
         });
     }
     Ok(rows)
-}
-
-/// Figures of one run by an external tool (or read from its report), in
-/// quizload's per-endpoint shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImportReport {
-    pub tool: String,
-    /// The file read, or the command line run.
-    pub source: String,
-    /// The request rate the tool reported (all endpoints).
-    pub rps: f64,
-    /// All requests together (wrk, hey: the one endpoint; Locust: its
-    /// `Aggregated` row).
-    pub all: EndpointSummary,
-    pub endpoints: Vec<EndpointSummary>,
-    /// What the tool's figures cannot tell.
-    pub caveat: String,
 }
 
 /// An endpoint row from a tool's figures.

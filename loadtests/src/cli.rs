@@ -16,6 +16,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::report::{RunReport, SweepReport, SweepRow};
+use crate::analysis::tables::text_table;
 use crate::generator::engine::{self, Model, RunConfig, Stop};
 use crate::generator::http::{HttpUrl, RequestBuilder};
 use crate::generator::scenarios::{
@@ -24,7 +26,6 @@ use crate::generator::scenarios::{
 };
 use crate::generator::schedule::{parse_stages, Arrival, Stage};
 use crate::generator::sysmon::available_cpus;
-use crate::report::{text_table, RunReport, SweepReport, SweepRow};
 use crate::target::TrivialTarget;
 use crate::units::{parse_duration, parse_duration_range};
 
@@ -85,7 +86,7 @@ pub struct ImportArgs {
 }
 
 /// Result of `quizload import` (also of `run --tool`'s table).
-pub use crate::adapters::ImportReport;
+pub use crate::analysis::report::ImportReport;
 
 #[derive(Debug, Clone, Args)]
 pub struct ExperimentArgs {
@@ -702,17 +703,8 @@ fn cmd_run_tool(a: &RunArgs) -> anyhow::Result<RunReport> {
     };
     let report = RunReport::from_tool(&cfg, &out.report, &target, &scenario, started, out.elapsed);
     if !a.load.quiet {
-        print_imported(&out.report);
-        let all = &out.report.all;
-        println!(
-            "  all: {} requests, {:.2}% success, {:.2} req/s, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms",
-            all.requests,
-            all.success_rate,
-            out.report.rps,
-            all.latency_ms.mean,
-            all.latency_ms.p50,
-            all.latency_ms.p99
-        );
+        print!("{}", out.report.render());
+        print!("{}", out.report.totals_line());
     }
     if let Some(p) = &a.load.json {
         write_json(p, &report)?;
@@ -1129,20 +1121,11 @@ pub fn cmd_import(a: &ImportArgs) -> anyhow::Result<ImportReport> {
         ImportTool::Hey => hey_import(&parse_hey(&text)?, &a.name, &source),
         ImportTool::Locust => locust_import(&parse_locust_stats(&text)?, &source),
     };
-    print_imported(&report);
+    print!("{}", report.render());
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }
     Ok(report)
-}
-
-fn print_imported(report: &ImportReport) {
-    println!(
-        "{} ({}), {:.2} req/s:",
-        report.tool, report.source, report.rps
-    );
-    print!("{}", crate::report::endpoint_table(&report.endpoints));
-    println!("  note: {}", report.caveat);
 }
 
 /// `quizload target`.

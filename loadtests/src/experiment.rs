@@ -34,13 +34,14 @@ use crate::adapters::{
     default_locustfile, login_session, needs_session, run_tool, scenario_call, tool_program, Tool,
     ToolLoad, ToolRun,
 };
-use crate::charts::{line_chart, share_chart, Series};
+use crate::analysis::charts::{line_chart, share_chart, Series};
+use crate::analysis::inference::{compare, mean, student_t_quantile, Comparison};
+use crate::analysis::report::RunReport;
+use crate::analysis::tables::markdown_table;
 use crate::cli::{execute, prepare, run_config, write_json, LoadArgs, Prepared, TargetArgs};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
-use crate::inference::{compare, mean, student_t_quantile, Comparison};
 use crate::progress::ExperimentProgress;
-use crate::report::{markdown_table, RunReport};
 use crate::server::{
     self, AppliedLimit, CpuLimit, ProcessUsage, Sampler, ServerProcess, ServerSpec,
 };
@@ -368,7 +369,7 @@ impl Estimate {
     fn of(values: Vec<f64>) -> Self {
         let m = mean(&values);
         let ci95 = if values.len() >= 2 {
-            let sd = crate::inference::sample_variance(&values).sqrt();
+            let sd = crate::analysis::inference::sample_variance(&values).sqrt();
             student_t_quantile(0.975, (values.len() - 1) as f64) * sd / (values.len() as f64).sqrt()
         } else {
             0.0

@@ -20,13 +20,11 @@
 //! - [`cli`]: the `quizload` command line.
 
 pub mod adapters;
-pub mod charts;
+pub mod analysis;
 pub mod cli;
 pub mod experiment;
 pub mod generator;
-pub mod inference;
 pub mod progress;
-pub mod report;
 pub mod server;
 pub mod stats;
 pub mod target;

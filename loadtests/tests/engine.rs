@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::{Framing, Reply, Stall, TestServer};
+use loadtests::analysis::report::RunReport;
 use loadtests::generator::engine::{self, Model, RunConfig, Stop};
 use loadtests::generator::http::{HttpUrl, RequestBuilder};
 use loadtests::generator::scenarios::{
@@ -16,7 +17,6 @@ use loadtests::generator::scenarios::{
     ScenarioKind,
 };
 use loadtests::generator::schedule::{Arrival, Stage};
-use loadtests::report::RunReport;
 
 fn closed(addr: std::net::SocketAddr, c: usize, stop: Stop) -> RunConfig {
     RunConfig {

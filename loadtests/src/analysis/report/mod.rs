@@ -8,14 +8,28 @@
 //! busy, its event loop or send schedule lagging) and says so in the report
 //! and on the terminal, next to warnings about a busy machine, late or
 //! dropped open-model requests and failed logins.
+//!
+//! This file holds the report of one run and the judgement; `text` renders
+//! it for the terminal, `imported` holds an external tool's figures and
+//! their run report, `sweep` the report of a sweep. Nothing here sends,
+//! prints or writes.
 
-use std::fmt::Write as _;
+mod imported;
+mod sweep;
+mod text;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::generator::engine::{Model, RunConfig, RunOutcome, Stop, LATE_THRESHOLD};
+pub use imported::ImportReport;
+pub use sweep::{SweepReport, SweepRow};
+
+use crate::generator::engine::{
+    Model, RunConfig, RunOutcome, Stop, LAG_PROBE_PERIOD, LATE_THRESHOLD,
+};
 use crate::generator::schedule::{Arrival, Stage};
+use crate::generator::sysmon::available_cpus;
 use crate::stats::{
     histogram_buckets, EndpointSummary, ErrorSummary, LatencySummary, SecondSummary,
 };
@@ -215,71 +229,6 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 impl RunReport {
-    /// The report of a run made by an external tool (`--tool wrk|hey|locust`):
-    /// the tool's figures in the same shape, with what the tool cannot tell
-    /// left empty (no raw histogram, time series or connection figures) and
-    /// said in `warnings`. The generator's own CPU and lag were not measured.
-    pub fn from_tool(
-        cfg: &RunConfig,
-        imported: &crate::adapters::ImportReport,
-        target: &str,
-        scenario: &str,
-        started: SystemTime,
-        elapsed: std::time::Duration,
-    ) -> Self {
-        let all = &imported.all;
-        Self {
-            tool: imported.tool.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            rps: imported.rps,
-            success_rps: all.success_rps,
-            requests: all.requests,
-            responses: all.responses,
-            successes: all.successes,
-            success_rate: all.success_rate,
-            errors: all.errors.clone(),
-            status_codes: all.status_codes.clone(),
-            latency_ms: all.latency_ms.clone(),
-            service_time_ms: None,
-            elapsed_s: elapsed.as_secs_f64(),
-            bytes_received: 0,
-            target: target.to_string(),
-            scenario: scenario.to_string(),
-            settings: RunSettings::from_config(cfg),
-            started_at_unix: started
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            endpoints: imported.endpoints.clone(),
-            timeseries: vec![],
-            open_model: None,
-            connections: ConnectionReport {
-                opened: 0,
-                stale_retries: 0,
-                connect_ms: LatencySummary::default(),
-            },
-            setup: None,
-            generator: GeneratorReport {
-                threads: cfg.effective_threads(),
-                cpus: crate::generator::sysmon::available_cpus(),
-                cpu_user_s: 0.0,
-                cpu_system_s: 0.0,
-                cpu_cores_used: 0.0,
-                thread_utilization: 0.0,
-                loop_lag_ms: LatencySummary::default(),
-                machine_cpu_busy: None,
-                max_rss_mb: None,
-                saturated: false,
-                saturation_reasons: vec![],
-            },
-            warnings: vec![format!(
-                "measured by {} ({}): {}; its own CPU use and lag were not measured, and there is no raw histogram",
-                imported.tool, imported.source, imported.caveat
-            )],
-            histogram_us: vec![],
-        }
-    }
-
     /// Builds the report of a finished run.
     pub fn new(
         cfg: &RunConfig,
@@ -343,7 +292,7 @@ impl RunReport {
             lag_notes.push(format!(
                 "event loops lagged (p99 {:.1} ms over a {} ms timer)",
                 loop_lag.p99,
-                crate::generator::engine::LAG_PROBE_PERIOD.as_millis()
+                LAG_PROBE_PERIOD.as_millis()
             ));
         }
         if let Some(o) = &open_model {
@@ -435,7 +384,7 @@ impl RunReport {
             setup,
             generator: GeneratorReport {
                 threads,
-                cpus: crate::generator::sysmon::available_cpus(),
+                cpus: available_cpus(),
                 cpu_user_s: outcome.cpu_user.as_secs_f64(),
                 cpu_system_s: outcome.cpu_system.as_secs_f64(),
                 cpu_cores_used: cores_used,
@@ -450,334 +399,11 @@ impl RunReport {
             histogram_us: histogram_buckets(&total.latency),
         }
     }
-
-    /// A hey/wrk-style human summary.
-    pub fn render(&self) -> String {
-        let mut o = String::new();
-        let s = &self.settings;
-        let load = match s.model.as_str() {
-            "open" => match (s.rate, &s.stages) {
-                (Some(r), _) => format!(
-                    "open model, {r} req/s {}, {} connections",
-                    arrival_name(s.arrival),
-                    s.concurrency
-                ),
-                _ => format!(
-                    "open model, staged rate {}, {} connections",
-                    arrival_name(s.arrival),
-                    s.concurrency
-                ),
-            },
-            _ => format!("closed model, {} virtual users", s.concurrency),
-        };
-        let _ = writeln!(o, "\nSummary:");
-        let _ = writeln!(o, "  Target:        {}  [{}]", self.target, self.scenario);
-        let _ = writeln!(o, "  Load:          {load}, {} threads", s.threads);
-        let _ = writeln!(o, "  Total:         {:.4} secs", self.elapsed_s);
-        let _ = writeln!(
-            o,
-            "  Requests:      {} ({} ok, {} failed; {:.2}% success)",
-            self.requests, self.successes, self.errors.total, self.success_rate
-        );
-        let _ = writeln!(o, "  Requests/sec:  {:.2}", self.rps);
-        let _ = writeln!(
-            o,
-            "  Transfer/sec:  {}",
-            human_bytes(if self.elapsed_s > 0.0 {
-                self.bytes_received as f64 / self.elapsed_s
-            } else {
-                0.0
-            })
-        );
-        let l = &self.latency_ms;
-        let title = if s.model == "open" {
-            "Latency from intended send time (ms, coordinated-omission corrected):"
-        } else {
-            "Latency (ms):"
-        };
-        let _ = writeln!(o, "\n{title}");
-        write_latency(&mut o, l);
-        if let Some(st) = &self.service_time_ms {
-            let _ = writeln!(o, "Service time from actual send (ms):");
-            write_latency(&mut o, st);
-        }
-        if !self.status_codes.is_empty() {
-            let _ = writeln!(o, "\nStatus code distribution:");
-            for (code, n) in &self.status_codes {
-                let _ = writeln!(o, "  [{code}]\t{n} responses");
-            }
-        }
-        let e = &self.errors;
-        if e.connect + e.timeout + e.io + e.protocol > 0 {
-            let _ = writeln!(o, "\nErrors without a response:");
-            for (name, n) in [
-                ("connect", e.connect),
-                ("timeout", e.timeout),
-                ("reset/io", e.io),
-                ("protocol", e.protocol),
-            ] {
-                if n > 0 {
-                    let _ = writeln!(o, "  {name:<10}{n}");
-                }
-            }
-        }
-        if self.endpoints.len() > 1 || self.scenario != "url" {
-            let _ = writeln!(o, "\nPer endpoint:");
-            o.push_str(&endpoint_table(&self.endpoints));
-        }
-        if let Some(setup) = &self.setup {
-            if !setup.endpoints.is_empty() {
-                let _ = writeln!(
-                    o,
-                    "\nSetup (before the clock, {:.2} s, {} connections):",
-                    setup.elapsed_s, setup.connections_opened
-                );
-                o.push_str(&endpoint_table(&setup.endpoints));
-            }
-        }
-        if let Some(m) = &self.open_model {
-            let _ = writeln!(
-                o,
-                "\nSchedule: {} intended, {} sent, {} late (> {} ms), {} dropped; send lag p50 {:.2} ms, p99 {:.2} ms; wake-up lag p99 {:.2} ms",
-                m.intended,
-                m.sent,
-                m.late,
-                m.late_threshold_ms,
-                m.dropped,
-                m.send_lag_ms.p50,
-                m.send_lag_ms.p99,
-                m.wake_lag_ms.p99
-            );
-        }
-        let g = &self.generator;
-        let _ = writeln!(
-            o,
-            "\nGenerator: {} threads on {} CPUs, {:.2} cores used ({:.0}% of its threads), loop lag p99 {:.2} ms{}{}",
-            g.threads,
-            g.cpus,
-            g.cpu_cores_used,
-            g.thread_utilization * 100.0,
-            g.loop_lag_ms.p99,
-            g.machine_cpu_busy
-                .map(|b| format!(", machine {:.0}% busy", b * 100.0))
-                .unwrap_or_default(),
-            g.max_rss_mb
-                .map(|m| format!(", {m:.0} MB RSS"))
-                .unwrap_or_default(),
-        );
-        if g.saturated {
-            let _ = writeln!(
-                o,
-                "  GENERATOR SATURATED: {}; the figures may measure the generator, not the target.",
-                g.saturation_reasons.join("; ")
-            );
-        } else {
-            let _ = writeln!(o, "  generator not saturated");
-        }
-        for w in &self.warnings {
-            let _ = writeln!(o, "  warning: {w}");
-        }
-        o
-    }
-}
-
-fn arrival_name(a: Option<Arrival>) -> &'static str {
-    match a {
-        Some(Arrival::Poisson) => "Poisson",
-        _ => "uniform",
-    }
-}
-
-fn write_latency(o: &mut String, l: &LatencySummary) {
-    let _ = writeln!(
-        o,
-        "  avg {:.3}  stdev {:.3}  min {:.3}  max {:.3}",
-        l.mean, l.stdev, l.min, l.max
-    );
-    let _ = writeln!(
-        o,
-        "  p50 {:.3}  p90 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}",
-        l.p50, l.p90, l.p95, l.p99, l.p999
-    );
-}
-
-fn human_bytes(b: f64) -> String {
-    if b >= 1_048_576.0 {
-        format!("{:.2} MB", b / 1_048_576.0)
-    } else if b >= 1024.0 {
-        format!("{:.2} KB", b / 1024.0)
-    } else {
-        format!("{b:.0} B")
-    }
-}
-
-/// A plain-text table of endpoints (Locust's columns plus percentiles).
-pub fn endpoint_table(eps: &[EndpointSummary]) -> String {
-    let mut rows = vec![[
-        "Endpoint", "Requests", "Fails", "req/s", "avg ms", "p50", "p95", "p99", "max",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for e in eps {
-        rows.push(vec![
-            e.name.clone(),
-            e.requests.to_string(),
-            format!("{} ({:.1}%)", e.errors.total, 100.0 - e.success_rate),
-            format!("{:.1}", e.rps),
-            format!("{:.2}", e.latency_ms.mean),
-            format!("{:.2}", e.latency_ms.p50),
-            format!("{:.2}", e.latency_ms.p95),
-            format!("{:.2}", e.latency_ms.p99),
-            format!("{:.2}", e.latency_ms.max),
-        ]);
-    }
-    text_table(&rows)
-}
-
-/// Aligns rows of cells into columns (first column left-aligned).
-pub fn text_table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut o = String::new();
-    for r in rows {
-        o.push_str("  ");
-        for (c, cell) in r.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            if c == 0 {
-                o.push_str(cell);
-                o.push_str(&" ".repeat(pad));
-            } else {
-                o.push_str("  ");
-                o.push_str(&" ".repeat(pad));
-                o.push_str(cell);
-            }
-        }
-        o.push('\n');
-    }
-    o
-}
-
-/// A Markdown table (header row, separator, rows).
-pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "| {} |", header.join(" | "));
-    let _ = writeln!(
-        o,
-        "|{}|",
-        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
-    );
-    for r in rows {
-        let _ = writeln!(o, "| {} |", r.join(" | "));
-    }
-    o
-}
-
-/// One row of a sweep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepRow {
-    /// Concurrency (closed sweep) or target rate (open sweep).
-    pub level: f64,
-    pub rps: f64,
-    pub success_rate: f64,
-    pub latency_ms: LatencySummary,
-    pub generator_saturated: bool,
-    /// The full report of the row.
-    pub report: RunReport,
-}
-
-/// The JSON report of a sweep.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepReport {
-    pub tool: String,
-    pub version: String,
-    /// `concurrency` or `rate`.
-    pub over: String,
-    /// The highest request rate of any row (each row has its own `rps`).
-    pub rps: f64,
-    /// The level at which `rps` was reached.
-    pub peak_level: f64,
-    pub target: String,
-    pub scenario: String,
-    pub rows: Vec<SweepRow>,
-}
-
-impl SweepReport {
-    /// The sweep table: document 004's columns for a concurrency sweep,
-    /// with the schedule's late/dropped counts for a rate sweep.
-    pub fn table_rows(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let closed = self.over == "concurrency";
-        let header = if closed {
-            vec![
-                "Concurrent Connections",
-                "Requests/Second",
-                "Avg Response Time",
-                "p99",
-                "Success Rate",
-            ]
-        } else {
-            vec![
-                "Target Rate",
-                "Requests/Second",
-                "Avg Response Time",
-                "p99",
-                "Success Rate",
-                "Late",
-                "Dropped",
-            ]
-        };
-        let rows = self
-            .rows
-            .iter()
-            .map(|r| {
-                let mut v = vec![
-                    if closed {
-                        format!("{}", r.level as u64)
-                    } else {
-                        format!("{}", r.level)
-                    },
-                    format!("{:.0}", r.rps),
-                    format!("{:.1}ms", r.latency_ms.mean),
-                    format!("{:.1}ms", r.latency_ms.p99),
-                    format!("{:.1}%", r.success_rate),
-                ];
-                if !closed {
-                    let (late, dropped) = r
-                        .report
-                        .open_model
-                        .as_ref()
-                        .map(|m| (m.late, m.dropped))
-                        .unwrap_or((0, 0));
-                    v.push(late.to_string());
-                    v.push(dropped.to_string());
-                }
-                if r.generator_saturated {
-                    v[1].push_str(" (generator saturated)");
-                }
-                v
-            })
-            .collect();
-        (header, rows)
-    }
-
-    /// The sweep as a Markdown table.
-    pub fn render(&self) -> String {
-        let (header, rows) = self.table_rows();
-        markdown_table(&header, &rows)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::engine::RunOutcome;
     use crate::stats::{new_histogram, RunRecorder};
     use std::time::Duration;
 
@@ -853,16 +479,5 @@ mod tests {
         assert!(text.contains("generator not saturated"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["rps"], 100.0);
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = text_table(&[
-            vec!["a".into(), "1".into()],
-            vec!["long".into(), "22".into()],
-        ]);
-        assert_eq!(t, "  a      1\n  long  22\n");
-        let m = markdown_table(&["A", "B"], &[vec!["1".into(), "2".into()]]);
-        assert_eq!(m, "| A | B |\n|---|---|\n| 1 | 2 |\n");
     }
 }
