@@ -63,13 +63,7 @@ pub enum Command {
     Import(ImportArgs),
 }
 
-/// A tool whose output `quizload import` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ImportTool {
-    Wrk,
-    Hey,
-    Locust,
-}
+pub use crate::tools::ImportTool;
 
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
@@ -254,7 +248,7 @@ pub struct ToolArgs {
     /// a session cookie for scenarios that need one) or locust (the journey
     /// of locustfile.py).
     #[arg(long, value_enum, default_value = "quizload")]
-    pub tool: crate::adapters::Tool,
+    pub tool: crate::tools::Tool,
     /// The tool's executable (default: its name on PATH).
     #[arg(long)]
     pub tool_bin: Option<PathBuf>,
@@ -540,7 +534,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 
 /// `quizload run`.
 pub fn cmd_run(a: &RunArgs) -> anyhow::Result<RunReport> {
-    if a.tool.tool != crate::adapters::Tool::Quizload {
+    if a.tool.tool != crate::tools::Tool::Quizload {
         return cmd_run_tool(a);
     }
     let prepared = prepare(&a.target, a.rate.is_some() || a.load.stages.is_some())?;
@@ -563,11 +557,10 @@ pub fn tool_run_from_args(
     load: &LoadArgs,
     concurrency: usize,
     open: bool,
-) -> anyhow::Result<crate::adapters::ToolRun> {
-    use crate::adapters::{
-        default_locustfile, login_session, needs_session, scenario_call, tool_program, FixedCall,
-        Tool, ToolLoad, ToolRun,
-    };
+) -> anyhow::Result<crate::tools::ToolRun> {
+    use crate::tools::locust::default_locustfile;
+    use crate::tools::quizbench::{login_session, scenario_call};
+    use crate::tools::{tool_program, FixedCall, Tool, ToolLoad, ToolRun};
     if open {
         bail!(
             "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too"
@@ -622,7 +615,7 @@ pub fn tool_run_from_args(
                 .clone()
                 .or_else(|| target.url.clone())
                 .unwrap_or_else(|| DEFAULT_BASE.to_string());
-            let session = if needs_session(kind) {
+            let session = if kind.needs_session() {
                 let url = HttpUrl::parse(&base)?;
                 Some(login_session(resolve(&url)?, target.student_offset % crate::generator::scenarios::SEEDED_STUDENTS + 1)?)
             } else {
@@ -671,12 +664,12 @@ fn cmd_run_tool(a: &RunArgs) -> anyhow::Result<RunReport> {
     let run = tool_run_from_args(&a.tool, &a.target, &a.load, a.concurrency, open)?;
     let started = SystemTime::now();
     if !a.load.quiet {
-        eprintln!("running {}", crate::adapters::command_preview(&run)?);
+        eprintln!("running {}", crate::tools::command_preview(&run)?);
     }
-    let out = crate::adapters::run_tool(&run)?;
+    let out = crate::tools::run_tool(&run)?;
     let target = match &run.load {
-        crate::adapters::ToolLoad::Fixed(c) => c.url.clone(),
-        crate::adapters::ToolLoad::Journey { host, .. } => host.clone(),
+        crate::tools::ToolLoad::Fixed(c) => c.url.clone(),
+        crate::tools::ToolLoad::Journey { host, .. } => host.clone(),
     };
     let scenario = a
         .target
@@ -951,7 +944,7 @@ pub fn cmd_calibrate(a: &CalibrateArgs) -> anyhow::Result<CalibrationReport> {
             // alternate which tool goes first
             for tool in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
                 if tool == 0 {
-                    w.push(crate::adapters::run_wrk(&url, c, threads, a.duration)?.rps);
+                    w.push(crate::tools::wrk::run_wrk(&url, c, threads, a.duration)?.rps);
                 } else {
                     q.push(execute(&cfg, &prepared)?.rps);
                 }
@@ -1110,17 +1103,7 @@ pub fn cmd_compare(a: &CompareArgs) -> anyhow::Result<crate::experiment::Compare
 
 /// `quizload import`.
 pub fn cmd_import(a: &ImportArgs) -> anyhow::Result<ImportReport> {
-    use crate::adapters::{
-        hey_import, locust_import, parse_hey, parse_locust_stats, parse_wrk, wrk_import,
-    };
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("cannot read {}", a.file.display()))?;
-    let source = a.file.display().to_string();
-    let report = match a.tool {
-        ImportTool::Wrk => wrk_import(&parse_wrk(&text)?, &a.name, &source),
-        ImportTool::Hey => hey_import(&parse_hey(&text)?, &a.name, &source),
-        ImportTool::Locust => locust_import(&parse_locust_stats(&text)?, &source),
-    };
+    let report = crate::tools::import_file(a.tool, &a.file, &a.name)?;
     print!("{}", report.render());
     if let Some(p) = &a.json {
         write_json(p, &report)?;

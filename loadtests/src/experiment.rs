@@ -13,7 +13,7 @@
 //! a difference. With `--target URL` it drives a server it did not start,
 //! for one named configuration; `quizload compare` then sets two result
 //! folders side by side. With `--tool wrk|hey|locust` each cell's load is
-//! sent by that tool ([`crate::adapters`]) and read into the same records.
+//! sent by that tool ([`crate::tools`]) and read into the same records.
 //! On a terminal a progress bar ([`crate::progress`]) shows the cell, the
 //! elapsed time and an ETA.
 
@@ -30,10 +30,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{
-    default_locustfile, login_session, needs_session, run_tool, scenario_call, tool_program, Tool,
-    ToolLoad, ToolRun,
-};
 use crate::analysis::charts::{line_chart, share_chart, Series};
 use crate::analysis::inference::{compare, mean, student_t_quantile, Comparison};
 use crate::analysis::report::RunReport;
@@ -45,6 +41,9 @@ use crate::progress::ExperimentProgress;
 use crate::server::{
     self, AppliedLimit, CpuLimit, ProcessUsage, Sampler, ServerProcess, ServerSpec,
 };
+use crate::tools::locust::default_locustfile;
+use crate::tools::quizbench::{login_session, scenario_call};
+use crate::tools::{run_tool, tool_program, Tool, ToolLoad, ToolRun};
 use crate::units::parse_duration;
 
 /// Table shape of the terminal and Markdown report, after the documents.
@@ -806,7 +805,7 @@ fn run_cell_with_tool(
             }
         }
         _ => {
-            let session = if needs_session(scenario) {
+            let session = if scenario.needs_session() {
                 Some(login_session(rc.addr, 1)?)
             } else {
                 None

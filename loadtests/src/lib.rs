@@ -19,7 +19,6 @@
 //! - [`adapters`]: running wrk, hey and Locust and parsing their output;
 //! - [`cli`]: the `quizload` command line.
 
-pub mod adapters;
 pub mod analysis;
 pub mod cli;
 pub mod experiment;
@@ -28,4 +27,5 @@ pub mod progress;
 pub mod server;
 pub mod stats;
 pub mod target;
+pub mod tools;
 pub mod units;

@@ -262,7 +262,7 @@ fn short_experiment_against_the_real_server() {
     std::fs::write(&file, experiment_toml(&db, &prefix.0, &files)).unwrap();
     let spec = ExperimentSpec::load(&file).expect("experiment file");
     let opts = RunOptions {
-        tool: loadtests::adapters::Tool::Quizload,
+        tool: loadtests::tools::Tool::Quizload,
         tool_bin: None,
         locustfile: None,
         server_bin: Some(server.clone()),
