@@ -34,9 +34,10 @@ use crate::analysis::charts::{line_chart, share_chart, Series};
 use crate::analysis::inference::{compare, mean, student_t_quantile, Comparison};
 use crate::analysis::report::RunReport;
 use crate::analysis::tables::markdown_table;
-use crate::cli::{execute, prepare, run_config, write_json, LoadArgs, Prepared, TargetArgs};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
+use crate::load::{execute, prepare, run_config, LoadArgs, Prepared, TargetArgs};
+use crate::output::write_json;
 use crate::progress::ExperimentProgress;
 use crate::server::{
     self, AppliedLimit, CpuLimit, ProcessUsage, Sampler, ServerProcess, ServerSpec,

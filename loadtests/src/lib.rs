@@ -20,12 +20,14 @@
 //! - [`cli`]: the `quizload` command line.
 
 pub mod analysis;
+pub mod calibrate;
 pub mod cli;
 pub mod experiment;
 pub mod generator;
+pub mod load;
+pub mod output;
 pub mod progress;
 pub mod server;
 pub mod stats;
-pub mod target;
 pub mod tools;
 pub mod units;

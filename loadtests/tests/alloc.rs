@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use loadtests::calibrate::target::TrivialTarget;
 use loadtests::generator::engine::{self, Model, RunConfig, Stop};
 use loadtests::generator::http::RequestBuilder;
 use loadtests::generator::scenarios::FixedRequest;
-use loadtests::target::TrivialTarget;
 
 struct Counting;
 

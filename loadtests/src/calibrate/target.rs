@@ -1,14 +1,15 @@
-//! A trivial in-process HTTP/1.1 target for `quizload calibrate`: it answers
-//! every request with a fixed `200 OK` (`ok`, keep-alive) and does nothing
-//! else, so a run against it measures the generator's own ceiling on this
-//! machine. It listens on 127.0.0.1 only, runs on its own threads and runtime
-//! (so its CPU time is not charged to the generator's threads), and stops
-//! when dropped.
+//! A trivial in-process HTTP/1.1 target for `quizload calibrate` (and
+//! `quizload target`): it answers every request with a fixed `200 OK`
+//! (`ok`, keep-alive) and does nothing else, so a run against it measures
+//! the generator's own ceiling on this machine. It listens on loopback
+//! addresses only, runs on its own threads and runtime (so its CPU time is
+//! not charged to the generator's threads), and stops when dropped.
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -30,8 +31,12 @@ impl TrivialTarget {
         Self::start_on(([127, 0, 0, 1], 0).into(), threads)
     }
 
-    /// Starts the target on `addr` with `threads` threads.
+    /// Starts the target on `addr` (a loopback address) with `threads`
+    /// threads.
     pub fn start_on(addr: SocketAddr, threads: usize) -> anyhow::Result<Self> {
+        if !addr.ip().is_loopback() {
+            bail!("the trivial target listens on loopback addresses only");
+        }
         let std_listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("cannot bind the target to {addr}"))?;
         std_listener.set_nonblocking(true)?;
@@ -68,6 +73,16 @@ impl TrivialTarget {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves for `duration`, or until the process is killed, then stops.
+    pub fn serve_for(self, duration: Option<Duration>) {
+        match duration {
+            Some(d) => std::thread::sleep(d),
+            None => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+        }
     }
 }
 
