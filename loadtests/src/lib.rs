@@ -26,8 +26,6 @@ pub mod experiment;
 pub mod generator;
 pub mod load;
 pub mod output;
-pub mod progress;
-pub mod server;
 pub mod stats;
 pub mod tools;
 pub mod units;

@@ -244,7 +244,7 @@ fn is_server(pid: u32, server: &Path) -> bool {
 
 /// This process's descendants (from `/proc/*/stat`).
 fn descendants() -> Vec<u32> {
-    loadtests::server::process_tree(std::process::id())
+    loadtests::experiment::sampler::process_tree(std::process::id())
         .into_iter()
         .filter(|p| *p != std::process::id())
         .collect()

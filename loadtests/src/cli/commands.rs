@@ -10,8 +10,8 @@ use crate::analysis::report::{ImportReport, RunReport, SweepReport};
 use crate::calibrate::target::TrivialTarget;
 use crate::calibrate::{CalibrateArgs, CalibrationReport};
 use crate::experiment::{
-    compare_folders, render_resources, render_tables, run_experiment, CompareReport,
-    ExperimentSpec, ExperimentSummary, RunOptions,
+    compare_folders, run_experiment, terminal_summary, CompareReport, ExperimentSpec,
+    ExperimentSummary, RunOptions,
 };
 use crate::output::write_json;
 use crate::tools::Tool;
@@ -96,23 +96,10 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary
     };
     let (summary, out) = run_experiment(&spec, &opts)?;
     if !a.quiet {
-        println!(
-            "\n# {} {}\n\nClaim: {}\nargon2: {}",
-            spec.id, spec.title, spec.claim, spec.argon2
+        print!(
+            "{}",
+            terminal_summary(&summary, opts.trials.unwrap_or(spec.trials), &out)
         );
-        print!("{}", render_tables(&summary));
-        println!(
-            "\nVerdicts (95% CI over {} trials per cell):",
-            opts.trials.unwrap_or(spec.trials)
-        );
-        if summary.verdicts.is_empty() {
-            println!("  (one configuration: nothing to compare; use `quizload compare`)");
-        }
-        for v in &summary.verdicts {
-            println!("  {} [{}]", v.text, v.scenario);
-        }
-        println!("\nResource cost:\n{}", render_resources(&summary));
-        println!("Results: {}", out.display());
     }
     if let Some(p) = &a.json {
         write_json(p, &summary)?;
@@ -123,10 +110,7 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary
 /// `quizload compare`.
 pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<CompareReport> {
     let r = compare_folders(&a.a, &a.b, a.metric)?;
-    println!("{} vs {} ({}):", a.b.display(), a.a.display(), r.metric);
-    for v in &r.verdicts {
-        println!("  {}", v.text);
-    }
+    print!("{}", r.render());
     if let Some(p) = &a.json {
         write_json(p, &r)?;
     }
