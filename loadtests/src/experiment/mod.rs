@@ -44,13 +44,11 @@ pub mod spec;
 pub mod summary;
 
 pub use compare::{compare_folders, CompareReport};
-pub use render::{render_resources, render_tables, terminal_summary};
-pub use results::{load_runs, load_summary, write_results};
-pub use run::{run_experiment, RunOptions, RunRecord, ServerUsage};
-pub use spec::{ConfigSpec, ExperimentSpec, LoadSpec, Metric, TableShape};
-pub use summary::{
-    summarize, CellSummary, EndpointCell, Estimate, ExperimentSummary, VerdictRecord,
-};
+pub use render::terminal_summary;
+pub use results::load_runs;
+pub use run::{run_experiment, RunOptions, RunRecord};
+pub use spec::{ExperimentSpec, Metric};
+pub use summary::ExperimentSummary;
 
 /// A small experiment file the tests share.
 #[cfg(test)]

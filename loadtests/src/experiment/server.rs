@@ -38,7 +38,6 @@ pub struct ServerSpec {
 pub struct ServerProcess {
     child: Child,
     pub pid: u32,
-    pub addr: SocketAddr,
     pub applied: AppliedLimit,
     _cgroup: Option<Cgroup>,
 }
@@ -111,7 +110,6 @@ impl ServerProcess {
         let mut server = Self {
             child,
             pid,
-            addr,
             applied,
             _cgroup: cgroup,
         };
@@ -138,11 +136,6 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// The server and the processes it forked (its workers).
-    pub fn pids(&self) -> Vec<u32> {
-        process_tree(self.pid)
     }
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit.

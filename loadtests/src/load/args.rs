@@ -17,7 +17,7 @@ use crate::tools::Tool;
 use crate::units::parse_duration;
 
 /// Default server address of quizbench (`BIND`'s default).
-pub const DEFAULT_BASE: &str = "http://127.0.0.1:8000";
+const DEFAULT_BASE: &str = "http://127.0.0.1:8000";
 
 /// What to send.
 #[derive(Debug, Clone, Args)]

@@ -19,8 +19,8 @@ mod prepare;
 mod run;
 mod tool;
 
-pub use args::{parse_header, LoadArgs, TargetArgs, ToolArgs, DEFAULT_BASE};
+pub use args::{parse_header, LoadArgs, TargetArgs, ToolArgs};
 pub use config::run_config;
 pub use prepare::{prepare, Prepared};
 pub use run::{execute, run, sweep};
-pub use tool::{run_with_tool, tool_run_from_args};
+pub use tool::run_with_tool;

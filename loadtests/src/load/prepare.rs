@@ -10,7 +10,7 @@ use anyhow::bail;
 use super::TargetArgs;
 use crate::generator::http::{HttpUrl, RequestBuilder};
 use crate::generator::scenarios::{
-    FixedRequest, JourneyWeights, Quizbench, QuizbenchOptions, ScenarioFactory, ScenarioKind,
+    FixedRequest, JourneyWeights, Quizbench, QuizbenchOptions, ScenarioFactory,
 };
 use crate::units::parse_duration_range;
 
@@ -20,8 +20,6 @@ pub struct Prepared {
     pub scenario: Arc<dyn ScenarioFactory>,
     pub target_label: String,
     pub scenario_label: String,
-    /// Journey in the closed model logs in as part of the measured phase.
-    pub kind: Option<ScenarioKind>,
 }
 
 /// Builds the scenario and address from target arguments; `open` tells
@@ -48,7 +46,6 @@ pub fn prepare(t: &TargetArgs, open: bool) -> anyhow::Result<Prepared> {
                     url.path
                 ),
                 scenario_label: "url".into(),
-                kind: None,
             })
         }
         Some(kind) => {
@@ -75,7 +72,6 @@ pub fn prepare(t: &TargetArgs, open: bool) -> anyhow::Result<Prepared> {
                 scenario: Arc::new(Quizbench::new(opts, builder)),
                 target_label: format!("http://{}", url.host_header),
                 scenario_label: kind.name(),
-                kind: Some(kind),
             })
         }
     }

@@ -22,7 +22,7 @@ use crate::units::parse_duration_range;
 
 /// What an external tool is to run, from `run`'s target and load options
 /// (`open`: the open model was asked for, which no adapter has).
-pub fn tool_run_from_args(
+fn tool_run_from_args(
     tool: &ToolArgs,
     target: &TargetArgs,
     load: &LoadArgs,

@@ -56,8 +56,6 @@ pub fn command_preview(r: &ToolRun) -> anyhow::Result<String> {
 #[derive(Clone, Debug)]
 pub struct ToolOutcome {
     pub report: ImportReport,
-    /// The command line run.
-    pub command: Vec<String>,
     /// Wall time of the tool's process.
     pub elapsed: Duration,
 }
@@ -156,11 +154,7 @@ pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
         }
         _ => unreachable!("checked by the command builders"),
     };
-    Ok(ToolOutcome {
-        report,
-        command,
-        elapsed,
-    })
+    Ok(ToolOutcome { report, elapsed })
 }
 
 /// The executable of a tool: `bin` if given, else its name on PATH.

@@ -431,13 +431,11 @@ mod tests {
             lag.record(lag_ms * 1000).unwrap();
         }
         let out = RunOutcome {
-            endpoints: eps.clone(),
             recorder: rec,
             setup: RunRecorder::new(&eps, 1),
             setup_elapsed: Duration::ZERO,
             elapsed: Duration::from_secs(10),
             threads: 2,
-            concurrency: 10,
             cpu_user: cpu / 2,
             cpu_system: cpu / 2,
             loop_lag: lag,

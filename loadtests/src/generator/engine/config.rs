@@ -115,8 +115,6 @@ impl RunConfig {
 /// Raw result of a run, before it is turned into a report.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// Endpoint names in index order.
-    pub endpoints: Vec<String>,
     /// Measured phase, merged over threads.
     pub recorder: RunRecorder,
     /// Setup phase (logins), merged over threads.
@@ -125,7 +123,6 @@ pub struct RunOutcome {
     /// From the start of the measured phase to the last thread's end.
     pub elapsed: Duration,
     pub threads: usize,
-    pub concurrency: usize,
     /// CPU time of the worker threads during the measured phase.
     pub cpu_user: Duration,
     pub cpu_system: Duration,

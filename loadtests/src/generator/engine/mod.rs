@@ -190,13 +190,11 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
         setup_failures += r.setup_failures;
     }
     Ok(RunOutcome {
-        endpoints,
         recorder,
         setup,
         setup_elapsed,
         elapsed: end.saturating_duration_since(start),
         threads,
-        concurrency: cfg.concurrency,
         cpu_user,
         cpu_system,
         loop_lag,

@@ -14,5 +14,5 @@ mod request;
 mod url;
 
 pub use connection::{Capture, Connection, ExchangeError, ResponseInfo};
-pub use request::{push_decimal, RequestBuilder};
+pub use request::RequestBuilder;
 pub use url::HttpUrl;

@@ -86,7 +86,7 @@ fn header(out: &mut Vec<u8>, k: &str, v: &str) {
 }
 
 /// Appends the decimal form of `n` without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

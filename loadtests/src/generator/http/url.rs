@@ -56,18 +56,8 @@ impl HttpUrl {
         })
     }
 
-    /// Resolves the host to a socket address (the first one returned).
-    pub async fn resolve(&self) -> anyhow::Result<SocketAddr> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let mut addrs = tokio::net::lookup_host((host, self.port))
-            .await
-            .with_context(|| format!("cannot resolve {}", self.host))?;
-        addrs
-            .next()
-            .with_context(|| format!("{} resolved to no address", self.host))
-    }
-
-    /// Resolves the host to a socket address without a runtime.
+    /// Resolves the host to a socket address (the first one returned),
+    /// blocking.
     pub fn resolve_blocking(&self) -> anyhow::Result<SocketAddr> {
         use std::net::ToSocketAddrs;
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
@@ -76,14 +66,6 @@ impl HttpUrl {
             .with_context(|| format!("cannot resolve {}", self.host))?
             .next()
             .with_context(|| format!("{} resolved to no address", self.host))
-    }
-
-    /// The same server with another path (and query).
-    pub fn with_path(&self, path: &str) -> Self {
-        Self {
-            path: path.to_string(),
-            ..self.clone()
-        }
     }
 }
 

@@ -45,7 +45,6 @@ impl Script for FixedScript {
             bytes: &self.bytes,
             head: self.head,
             want_body: false,
-            want_cookie: false,
         }
     }
     fn on_response(&mut self, _: usize, _: Option<u16>, _: &Capture, _: &mut SmallRng) {}

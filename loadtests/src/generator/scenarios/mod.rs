@@ -55,8 +55,6 @@ pub struct Planned<'a> {
     pub head: bool,
     /// Keep the response body for [`Script::on_response`].
     pub want_body: bool,
-    /// Keep the session cookie from `Set-Cookie`.
-    pub want_cookie: bool,
 }
 
 /// A virtual user's behaviour.

@@ -214,7 +214,6 @@ impl QuizbenchScript {
             bytes: &self.login,
             head: false,
             want_body: true,
-            want_cookie: true,
         }
     }
 
@@ -254,7 +253,6 @@ impl QuizbenchScript {
             bytes: &self.buf,
             head: false,
             want_body,
-            want_cookie: false,
         }
     }
 
@@ -304,7 +302,6 @@ impl Script for QuizbenchScript {
                 bytes: &self.login,
                 head: false,
                 want_body: false,
-                want_cookie: false,
             },
             ScenarioKind::Healthz => {
                 self.set_path(("/healthz", None, ""));
