@@ -20,7 +20,7 @@ use crate::generator::scenarios::AuthMode;
 use crate::generator::schedule::Arrival;
 use crate::generator::sysmon::available_cpus;
 use crate::load::{execute, prepare, run_config, LoadArgs, TargetArgs};
-use crate::tools::wrk::run_wrk;
+use crate::tools::run_wrk;
 use crate::units::parse_duration;
 use target::TrivialTarget;
 

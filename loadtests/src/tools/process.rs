@@ -5,14 +5,14 @@
 //! module's builder and parser.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
 use super::hey::{hey_command, hey_import, parse_hey};
 use super::locust::{locust_command, locust_env, locust_import, parse_locust_stats};
-use super::wrk::{parse_wrk, wrk_command, wrk_import, wrk_script};
+use super::wrk::{parse_wrk, plain_command, wrk_command, wrk_import, wrk_script, WrkResult};
 use super::{fixed, missing_tool, Tool, ToolLoad, ToolRun};
 use crate::analysis::report::ImportReport;
 
@@ -117,11 +117,7 @@ pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
         }
     };
     let started = Instant::now();
-    let out = Command::new(&command[0])
-        .args(&command[1..])
-        .envs(env)
-        .output()
-        .map_err(|e| missing_tool(r.tool, &r.program, e))?;
+    let out = launch(r.tool, &r.program, &command, env)?;
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -155,6 +151,38 @@ pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
         _ => unreachable!("checked by the command builders"),
     };
     Ok(ToolOutcome { report, elapsed })
+}
+
+/// Runs `wrk -t THREADS -c CONNS -d SECONDS URL` (wrk's plain GET, for
+/// `calibrate --vs-wrk`) and parses its report.
+pub fn run_wrk(
+    url: &str,
+    connections: usize,
+    threads: usize,
+    duration: Duration,
+) -> anyhow::Result<WrkResult> {
+    let command = plain_command(url, connections, threads, duration);
+    let out = launch(Tool::Wrk, Path::new("wrk"), &command, vec![])?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs `command` (its program first) with `env` added, waits for it and
+/// returns its output; a program that is not installed is reported with
+/// the tool's install hint. The one place a tool's process is spawned.
+fn launch(
+    tool: Tool,
+    program: &Path,
+    command: &[String],
+    env: Vec<(String, String)>,
+) -> anyhow::Result<Output> {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env)
+        .output()
+        .map_err(|e| missing_tool(tool, program, e))
 }
 
 /// The executable of a tool: `bin` if given, else its name on PATH.

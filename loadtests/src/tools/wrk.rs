@@ -1,16 +1,16 @@
 //! wrk: its command line ([`wrk_command`], a Lua script for a method other
 //! than GET or a body), the parser of its report ([`parse_wrk`]) and the
-//! importer into quizload's tables ([`wrk_import`]); [`run_wrk`] runs a
-//! plain GET for `calibrate --vs-wrk`. wrk runs for a duration only.
+//! importer into quizload's tables ([`wrk_import`]), and the plain GET of
+//! `calibrate --vs-wrk` ([`plain_command`]). wrk runs for a duration only.
+//! It builds and parses; it does not spawn wrk (the process module does).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::{fixed, imported_endpoint, missing_tool, whole_secs, FixedCall, Tool, ToolRun};
+use super::{fixed, imported_endpoint, whole_secs, FixedCall, ToolRun};
 use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
 use crate::stats::{ErrorSummary, LatencySummary};
@@ -113,24 +113,22 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
     })
 }
 
-/// Runs `wrk -t THREADS -c CONNS -d SECONDS URL` and parses its report.
-pub fn run_wrk(
+/// `wrk -t THREADS -c CONNS -d SECONDS URL`: the plain GET of `calibrate
+/// --vs-wrk` (at most one thread per connection; whole seconds, rounded
+/// down, at least 1).
+pub fn plain_command(
     url: &str,
     connections: usize,
     threads: usize,
     duration: Duration,
-) -> anyhow::Result<WrkResult> {
-    let out = Command::new("wrk")
-        .arg(format!("-t{}", threads.max(1).min(connections.max(1))))
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{}s", duration.as_secs().max(1)))
-        .arg(url)
-        .output()
-        .map_err(|e| missing_tool(Tool::Wrk, Path::new("wrk"), e))?;
-    if !out.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+) -> Vec<String> {
+    vec![
+        "wrk".into(),
+        format!("-t{}", threads.max(1).min(connections.max(1))),
+        format!("-c{connections}"),
+        format!("-d{}s", duration.as_secs().max(1)),
+        url.into(),
+    ]
 }
 
 /// wrk's figures as an endpoint table (`name`: the endpoint's name).
@@ -246,7 +244,7 @@ pub fn wrk_command(r: &ToolRun, script: Option<&Path>) -> anyhow::Result<Vec<Str
 mod tests {
     use super::*;
     use crate::tools::test_support::{get, run, strs};
-    use crate::tools::ToolLoad;
+    use crate::tools::{Tool, ToolLoad};
 
     #[test]
     fn builds_wrk_commands() {
