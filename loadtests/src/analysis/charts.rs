@@ -1,6 +1,7 @@
 //! Dependency-free SVG charts for experiment reports: a line chart of a
 //! metric against the load level (one line per configuration, 95 % CI error
-//! bars) and a stacked bar chart of the per-worker request share.
+//! bars) and a stacked bar chart of the per-worker request share. They
+//! return SVG text; writing the files is the caller's business.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -10,7 +10,8 @@
 //!
 //! Pure numerics (Student-t distribution via the regularised incomplete beta
 //! function) with no dependencies beyond a seeded RNG, so results are
-//! reproducible; tested against t-table values.
+//! reproducible; tested against t-table values. It knows nothing of runs or
+//! experiments: it compares two samples of numbers.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

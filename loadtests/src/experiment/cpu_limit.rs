@@ -1,5 +1,5 @@
 //! Where the server under test may run: its CPU limit ([`CpuLimit`]) and
-//! how it is applied at start ([`confine`]), in order of preference a
+//! how it is applied at start (`confine`), in order of preference a
 //! cgroup (v2 `cpu.max`/`cpuset.cpus`, or v1 `cpu.cfs_quota_us` with a short
 //! period and `cpuset.cpus`) that a tiny shell joins and then `exec`s the
 //! server, so the server and every worker it forks start inside the limit;

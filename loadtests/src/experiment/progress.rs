@@ -10,7 +10,7 @@
 //! requests over its request count), so server starts, resets and warm-ups
 //! are spread over the cells as they were so far. Drawing is off unless
 //! stderr is a terminal (and not `--quiet`); the formatting is pure and
-//! unit-tested.
+//! unit-tested. It shows progress only: it never decides what runs next.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,8 @@
 //! is not counted), its peak RSS, and how busy the whole machine was
 //! (`/proc/stat`), which tells when the generator and the server competed for
 //! the same cores. Linux only; readings that are unavailable come back as
-//! `None` rather than as made-up zeros.
+//! `None` rather than as made-up zeros. It reads; judging whether the
+//! generator was saturated is the run report's business.
 
 use std::time::Duration;
 

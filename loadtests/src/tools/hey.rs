@@ -1,7 +1,8 @@
 //! hey: its command line ([`hey_command`], the body through a file), the
 //! parser of its text report ([`parse_hey`]) and the importer into
 //! quizload's tables ([`hey_import`]). hey's percentiles come from its own
-//! bucketing, and its `-q` rate limit is per worker.
+//! bucketing, and its `-q` rate limit is per worker. It builds and parses;
+//! it does not spawn hey (the process module does).
 
 use std::path::Path;
 

@@ -2,7 +2,8 @@
 //! (the journey's think time, read by `locustfile.py`), the parser of its
 //! `--csv` stats file ([`parse_locust_stats`]) and the importer into
 //! quizload's tables ([`locust_import`]). Locust runs the journey of
-//! `locustfile.py`, closed model, for a duration only.
+//! `locustfile.py`, closed model, for a duration only. It builds and
+//! parses; it does not spawn Locust (the process module does).
 
 use std::path::{Path, PathBuf};
 

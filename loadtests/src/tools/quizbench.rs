@@ -1,7 +1,8 @@
 //! What wrk and hey need to load quizbench: the one request of a
 //! single-request scenario ([`scenario_call`]) and a session to send with
 //! it ([`login_session`], logged in once before the run). The journey has
-//! no single request (Locust runs it from `locustfile.py`).
+//! no single request (Locust runs it from `locustfile.py`). It knows the
+//! quizbench API only as far as these requests need; it runs no tool.
 
 use std::net::SocketAddr;
 use std::time::Duration;

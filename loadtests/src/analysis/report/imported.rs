@@ -1,7 +1,7 @@
 //! An external tool's figures in quizload's shape ([`ImportReport`]: wrk,
 //! hey or Locust, run by quizload or read from a file), their terminal
 //! table, and the run report made from them ([`RunReport::from_tool`]).
-//! The tools' parsers live in `crate::tools`; this module only holds and
+//! The tools' importers (a layer above) fill it in; this module only holds and
 //! presents what they produced.
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,5 +1,6 @@
 //! The report of a sweep ([`SweepReport`]: one run report per concurrency or
-//! rate, and the peak) and its table in document 004's shape.
+//! rate, and the peak) and its table in document 004's shape. It holds the
+//! rows a sweep made; running them is `load`'s business.
 
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 //! Architecture (wrk's): `threads` OS threads, each with its own tokio
 //! current-thread runtime and a `LocalSet`, and the virtual users spread
 //! round-robin over them. A VU never leaves its thread, so each thread's
-//! [`RunRecorder`](crate::stats::RunRecorder) is a plain `RefCell` shared by its VUs: recording a
+//! [`RunRecorder`] is a plain `RefCell` shared by its VUs: recording a
 //! request is a few increments in memory the thread owns, with no lock,
 //! atomic or channel on the hot path. The recorders are merged exactly when
 //! the threads finish.
