@@ -4,11 +4,11 @@
 //! The tools' importers (a layer above) fill it in; this module only holds and
 //! presents what they produced.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConnectionReport, GeneratorReport, RunReport, RunSettings};
+use super::{unix_seconds, ConnectionReport, GeneratorReport, RunReport, RunSettings};
 use crate::analysis::tables::endpoint_table;
 use crate::generator::engine::RunConfig;
 use crate::generator::sysmon::available_cpus;
@@ -92,10 +92,7 @@ impl RunReport {
             target: target.to_string(),
             scenario: scenario.to_string(),
             settings: RunSettings::from_config(cfg),
-            started_at_unix: started
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            started_at_unix: unix_seconds(started),
             endpoints: imported.endpoints.clone(),
             timeseries: vec![],
             open_model: None,

@@ -228,6 +228,13 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Seconds since the Unix epoch (0 for a time before it).
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 impl RunReport {
     /// Builds the report of a finished run.
     pub fn new(
@@ -369,10 +376,7 @@ impl RunReport {
             target: target.to_string(),
             scenario: scenario.to_string(),
             settings: RunSettings::from_config(cfg),
-            started_at_unix: started
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            started_at_unix: unix_seconds(started),
             endpoints,
             timeseries: rec.series.summarize(),
             open_model,
