@@ -1,38 +1,34 @@
-//! quizload: the load generator and (later) experiment runner of quizbench.
+//! quizload: the load generator and experiment runner of quizbench, as a
+//! library under the `quizload` binary.
 //!
-//! Module map:
-//! - [`units`]: parsing of durations, ranges and lists the CLI accepts;
-//! - [`stats`]: recorders, exact merging and summaries (HDR histograms);
-//! - [`inference`]: confidence intervals and verdicts over trials;
-//! - [`http`]: the lean HTTP/1.1 client path (serialise, parse, keep-alive);
-//! - [`client`]: a VU's connection: reconnects, timeout, error kinds;
-//! - [`schedule`]: the open model's arrival schedule;
-//! - [`scenario`]: what VUs send (fixed request, quizbench scenarios);
-//! - [`engine`]: threads, VUs, closed and open models, self-measurement;
-//! - [`sysmon`]: CPU and memory readings of the generator and the machine;
-//! - [`report`]: run reports (JSON with `rps`) and terminal output;
-//! - [`target`]: a trivial in-process HTTP target for `calibrate`;
-//! - [`server`]: the server under test as a process (CPU limits, sampling);
-//! - [`experiment`]: experiment files, the runner, summaries, verdicts;
-//! - [`progress`]: the experiment runner's progress bar and ETA;
-//! - [`charts`]: SVG charts of experiment results;
-//! - [`adapters`]: running wrk, hey and Locust and parsing their output;
-//! - [`cli`]: the `quizload` command line.
+//! Module map, lowest layer first (a module uses only its own layer and the
+//! ones below; `docs/architecture.md` has the table):
+//! 1. [`units`]: durations, ranges and lists as people write them;
+//!    [`output`]: results as JSON files; [`stats`]: recorders, exact merging
+//!    and summaries (HDR histograms);
+//! 2. [`generator`]: the engine (threads, VUs, closed and open models), a
+//!    VU's connection, HTTP/1.1, the scenarios, the open model's schedule,
+//!    the generator's self-measurement;
+//! 3. [`analysis`]: run, sweep and tool reports with the saturation
+//!    judgement, text and Markdown tables, confidence intervals and
+//!    verdicts, SVG charts;
+//! 4. [`tools`]: wrk, hey and Locust (command, parser, importer) and the
+//!    one place their processes run;
+//! 5. [`load`]: a run or sweep from the options the CLI and the experiment
+//!    runner share, with the engine or a tool;
+//! 6. [`calibrate`]: the generator's ceiling on this machine (and its
+//!    trivial target); [`experiment`]: experiment files, the runner, the
+//!    server under test, sampling, summaries, reports, compare;
+//! 7. [`cli`]: the `quizload` command line, which only parses, calls,
+//!    prints and writes.
 
-pub mod adapters;
-pub mod charts;
+pub mod analysis;
+pub mod calibrate;
 pub mod cli;
-pub mod client;
-pub mod engine;
 pub mod experiment;
-pub mod http;
-pub mod inference;
-pub mod progress;
-pub mod report;
-pub mod scenario;
-pub mod schedule;
-pub mod server;
+pub mod generator;
+pub mod load;
+pub mod output;
 pub mod stats;
-pub mod sysmon;
-pub mod target;
+pub mod tools;
 pub mod units;

@@ -1,6 +1,7 @@
 //! Parsing of the human units the CLI accepts: durations (`10s`, `2m`,
 //! `500ms`, `1h`, `1.5s`, a bare number of seconds), duration ranges
-//! (`1s..3s`), and number lists (`50,100,200`). Pure.
+//! (`1s..3s`), and number lists (`50,100,200`). Pure: no I/O, and no
+//! knowledge of what the values are for.
 
 use std::time::Duration;
 

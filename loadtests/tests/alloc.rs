@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loadtests::engine::{self, Model, RunConfig, Stop};
-use loadtests::http::RequestBuilder;
-use loadtests::scenario::FixedRequest;
-use loadtests::target::TrivialTarget;
+use loadtests::calibrate::target::TrivialTarget;
+use loadtests::generator::engine::{self, Model, RunConfig, Stop};
+use loadtests::generator::http::RequestBuilder;
+use loadtests::generator::scenarios::FixedRequest;
 
 struct Counting;
 
@@ -50,7 +50,7 @@ fn allocations_for(target: &TrivialTarget, n: u64) -> u64 {
         },
         timeout: Duration::from_secs(10),
         seed: 1,
-        progress: loadtests::engine::Progress::Off,
+        progress: loadtests::generator::engine::Progress::Off,
     };
     let builder = RequestBuilder::new(target.addr().to_string(), vec![]);
     let scenario = Arc::new(FixedRequest::new(&builder, "GET", "/", b""));

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::{Framing, Reply, Stall, TestServer};
-use loadtests::engine::{self, Model, RunConfig, Stop};
-use loadtests::http::{HttpUrl, RequestBuilder};
-use loadtests::report::RunReport;
-use loadtests::scenario::{
+use loadtests::analysis::report::RunReport;
+use loadtests::generator::engine::{self, Model, RunConfig, Stop};
+use loadtests::generator::http::{HttpUrl, RequestBuilder};
+use loadtests::generator::scenarios::{
     AuthMode, FixedRequest, JourneyWeights, Quizbench, QuizbenchOptions, ScenarioFactory,
     ScenarioKind,
 };
-use loadtests::schedule::{Arrival, Stage};
+use loadtests::generator::schedule::{Arrival, Stage};
 
 fn closed(addr: std::net::SocketAddr, c: usize, stop: Stop) -> RunConfig {
     RunConfig {
@@ -30,7 +30,7 @@ fn closed(addr: std::net::SocketAddr, c: usize, stop: Stop) -> RunConfig {
         },
         timeout: Duration::from_secs(5),
         seed: 1,
-        progress: loadtests::engine::Progress::Off,
+        progress: loadtests::generator::engine::Progress::Off,
     }
 }
 

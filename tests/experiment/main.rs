@@ -244,7 +244,7 @@ fn is_server(pid: u32, server: &Path) -> bool {
 
 /// This process's descendants (from `/proc/*/stat`).
 fn descendants() -> Vec<u32> {
-    loadtests::server::process_tree(std::process::id())
+    loadtests::experiment::sampler::process_tree(std::process::id())
         .into_iter()
         .filter(|p| *p != std::process::id())
         .collect()
@@ -262,7 +262,7 @@ fn short_experiment_against_the_real_server() {
     std::fs::write(&file, experiment_toml(&db, &prefix.0, &files)).unwrap();
     let spec = ExperimentSpec::load(&file).expect("experiment file");
     let opts = RunOptions {
-        tool: loadtests::adapters::Tool::Quizload,
+        tool: loadtests::tools::Tool::Quizload,
         tool_bin: None,
         locustfile: None,
         server_bin: Some(server.clone()),

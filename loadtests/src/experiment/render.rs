@@ -1,0 +1,322 @@
+//! An experiment's figures as text: the summary's tables in the document's
+//! shape ([`render_tables`]), the resource cost ([`render_resources`]),
+//! `report.md` ([`report_markdown`]) and what `quizload experiment` prints
+//! ([`terminal_summary`]). Formatting only: it writes no file.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::spec::TableShape;
+use super::summary::{CellSummary, Estimate, ExperimentSummary};
+use crate::analysis::tables::markdown_table;
+
+fn diff_text(base: f64, x: f64, higher_is_worse: bool) -> String {
+    if base == 0.0 {
+        return "-".into();
+    }
+    let rel = x / base - 1.0;
+    let word = match (rel >= 0.0, higher_is_worse) {
+        (true, true) => "slower",
+        (false, true) => "faster",
+        (true, false) => "higher",
+        (false, false) => "lower",
+    };
+    format!("{:+.0}% {word}", rel * 100.0)
+}
+
+fn ms(e: &Estimate) -> String {
+    if e.values.len() >= 2 {
+        format!("{:.1}ms ±{:.1}", e.mean, e.ci95)
+    } else {
+        format!("{:.1}ms", e.mean)
+    }
+}
+
+/// The summary's tables in the experiment's document shape, as Markdown.
+pub fn render_tables(s: &ExperimentSummary) -> String {
+    let spec = &s.experiment;
+    let mut o = String::new();
+    let unit = if spec.open() {
+        "req/s"
+    } else {
+        "Concurrent Requests"
+    };
+    let scenarios: Vec<String> = spec.load.scenarios.iter().map(|k| k.name()).collect();
+    match spec.table {
+        TableShape::Latency => {
+            for sc in &scenarios {
+                for level in spec.levels() {
+                    let row_cells: Vec<&CellSummary> = spec
+                        .configs
+                        .iter()
+                        .filter_map(|c| {
+                            s.cells.iter().find(|x| {
+                                x.config == c.name && &x.scenario == sc && x.level == level
+                            })
+                        })
+                        .collect();
+                    if row_cells.is_empty() {
+                        continue;
+                    }
+                    let _ = writeln!(o, "\n### {sc}: {level} {unit}\n");
+                    let mut rows: Vec<Vec<String>> = row_cells
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                format!("**{}**", c.label),
+                                ms(&c.mean_ms),
+                                ms(&c.p50_ms),
+                                ms(&c.min_ms),
+                                ms(&c.max_ms),
+                                ms(&c.p95_ms),
+                                format!("{:.1}%", c.success_rate.mean),
+                                format!("{:.0}", c.rps.mean),
+                            ]
+                        })
+                        .collect();
+                    if let Some(base) = row_cells.iter().find(|c| c.config == spec.baseline) {
+                        for c in row_cells.iter().filter(|c| c.config != spec.baseline) {
+                            rows.push(vec![
+                                format!("**Difference** ({})", c.label),
+                                diff_text(base.mean_ms.mean, c.mean_ms.mean, true),
+                                diff_text(base.p50_ms.mean, c.p50_ms.mean, true),
+                                diff_text(base.min_ms.mean, c.min_ms.mean, true),
+                                diff_text(base.max_ms.mean, c.max_ms.mean, true),
+                                diff_text(base.p95_ms.mean, c.p95_ms.mean, true),
+                                format!("{:+.1} pt", c.success_rate.mean - base.success_rate.mean),
+                                diff_text(base.rps.mean, c.rps.mean, false),
+                            ]);
+                        }
+                    }
+                    o.push_str(&markdown_table(
+                        &[
+                            "Configuration",
+                            "Avg Response",
+                            "Median",
+                            "Min",
+                            "Max",
+                            "95th %",
+                            "Success",
+                            "req/s",
+                        ],
+                        &rows,
+                    ));
+                }
+            }
+        }
+        TableShape::Sweep => {
+            for c in &spec.configs {
+                for sc in &scenarios {
+                    let rows: Vec<Vec<String>> = s
+                        .cells
+                        .iter()
+                        .filter(|x| x.config == c.name && &x.scenario == sc)
+                        .map(|x| {
+                            vec![
+                                format!("{}", x.level),
+                                format!("{:.0} ±{:.0}", x.rps.mean, x.rps.ci95),
+                                ms(&x.mean_ms),
+                                ms(&x.p99_ms),
+                                format!("{:.1}%", x.success_rate.mean),
+                            ]
+                        })
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let _ = writeln!(o, "\n### {} ({sc})\n", c.label());
+                    let first = if spec.open() {
+                        "Target Rate"
+                    } else {
+                        "Concurrent Connections"
+                    };
+                    o.push_str(&markdown_table(
+                        &[
+                            first,
+                            "Requests/Second",
+                            "Avg Response Time",
+                            "p99",
+                            "Success Rate",
+                        ],
+                        &rows,
+                    ));
+                }
+            }
+        }
+        TableShape::Endpoints => {
+            for cell in &s.cells {
+                let _ = writeln!(
+                    o,
+                    "\n### {}: {} {unit} ({})\n",
+                    cell.label, cell.level, cell.scenario
+                );
+                let rows: Vec<Vec<String>> = cell
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.name.clone(),
+                            format!("{:.0}", e.requests),
+                            format!("{:.0}", e.failures),
+                            format!("{:.0}", e.p50_ms),
+                            format!("{:.0}", e.mean_ms),
+                            format!("{:.0}", e.min_ms),
+                            format!("{:.0}", e.max_ms),
+                            format!("{:.1}", e.rps),
+                        ]
+                    })
+                    .collect();
+                o.push_str(&markdown_table(
+                    &[
+                        "Name",
+                        "# requests",
+                        "# fails",
+                        "Median (ms)",
+                        "Average (ms)",
+                        "Min (ms)",
+                        "Max (ms)",
+                        "req/s",
+                    ],
+                    &rows,
+                ));
+            }
+        }
+    }
+    o
+}
+
+/// Resource cost next to the latency figures.
+pub fn render_resources(s: &ExperimentSummary) -> String {
+    let rows: Vec<Vec<String>> = s
+        .cells
+        .iter()
+        .map(|c| {
+            let f = |e: &Option<Estimate>, d: usize| {
+                e.as_ref()
+                    .map(|e| format!("{:.*}", d, e.mean))
+                    .unwrap_or_else(|| "-".into())
+            };
+            vec![
+                c.label.clone(),
+                c.scenario.clone(),
+                format!("{}", c.level),
+                f(&c.server_cpu_cores, 2),
+                f(&c.server_rss_mb, 0),
+                f(&c.db_connections, 0),
+                if c.worker_share.is_empty() {
+                    "-".into()
+                } else {
+                    c.worker_share
+                        .values()
+                        .map(|v| format!("{:.0}%", v * 100.0))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                },
+                format!("{}/{}", c.generator_saturated_runs, c.trials),
+            ]
+        })
+        .collect();
+    markdown_table(
+        &[
+            "Configuration",
+            "Scenario",
+            "Level",
+            "Server CPU (cores)",
+            "Server RSS (MB)",
+            "DB connections",
+            "Worker request share",
+            "Generator saturated",
+        ],
+        &rows,
+    )
+}
+
+/// `report.md`: the experiment's facts, the tables, the verdicts, the
+/// resource cost and links to `charts`.
+pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
+    let spec = &s.experiment;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Experiment {}: {}\n", spec.id, spec.title);
+    let _ = writeln!(md, "- Document: `{}`", spec.document);
+    let _ = writeln!(md, "- Claim tested: {}", spec.claim);
+    let _ = writeln!(md, "- argon2: {}", spec.argon2);
+    let _ = writeln!(
+        md,
+        "- Runs: {} ({} trials per cell, randomised order), server: {}, machine: {} CPUs",
+        s.runs,
+        // As run (--trials overrides the file's count).
+        s.cells
+            .iter()
+            .map(|c| c.trials)
+            .max()
+            .unwrap_or(spec.trials),
+        s.server,
+        s.cpus
+    );
+    if s.load_tool != "quizload" {
+        let _ = writeln!(
+            md,
+            "- Load sent by {} (`--tool`) and read into these tables: no raw histograms, time series or generator self-check (see each run's `warnings`)",
+            s.load_tool
+        );
+    }
+    if let Some(n) = &spec.notes {
+        let _ = writeln!(md, "- Notes: {n}");
+    }
+    let _ = writeln!(
+        md,
+        "\nValues are means over trials; ± is the 95% confidence half-width.\n"
+    );
+    let _ = writeln!(md, "## Results\n{}", render_tables(s));
+    let _ = writeln!(md, "\n## Verdicts (95% CI over trials)\n");
+    if s.verdicts.is_empty() {
+        let _ = writeln!(md, "No comparison (one configuration).");
+    }
+    for v in &s.verdicts {
+        let _ = writeln!(md, "- {} [{}]", v.text, v.scenario);
+    }
+    let _ = writeln!(md, "\n## Resource cost\n\n{}", render_resources(s));
+    let _ = writeln!(md, "\n## Charts\n");
+    for c in charts {
+        let _ = writeln!(md, "![{c}]({c})");
+    }
+    md
+}
+
+/// What `quizload experiment` prints: the claim, the tables, the verdicts
+/// (over `trials` per cell), the resource cost and where the results are.
+pub fn terminal_summary(s: &ExperimentSummary, trials: usize, out: &Path) -> String {
+    let spec = &s.experiment;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n# {} {}\n\nClaim: {}\nargon2: {}",
+        spec.id, spec.title, spec.claim, spec.argon2
+    );
+    o.push_str(&render_tables(s));
+    let _ = writeln!(o, "\nVerdicts (95% CI over {trials} trials per cell):");
+    if s.verdicts.is_empty() {
+        let _ = writeln!(
+            o,
+            "  (one configuration: nothing to compare; use `quizload compare`)"
+        );
+    }
+    for v in &s.verdicts {
+        let _ = writeln!(o, "  {} [{}]", v.text, v.scenario);
+    }
+    let _ = writeln!(o, "\nResource cost:\n{}", render_resources(s));
+    let _ = writeln!(o, "Results: {}", out.display());
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_read_like_the_document() {
+        assert_eq!(diff_text(37.0, 46.0, true), "+24% slower");
+        assert_eq!(diff_text(100.0, 90.0, true), "-10% faster");
+        assert_eq!(diff_text(100.0, 110.0, false), "+10% higher");
+    }
+}

@@ -1,0 +1,165 @@
+//! The server under test as a process: run the release binary once (the
+//! data reset), start it with a configuration's environment inside its CPU
+//! limit ([`super::cpu_limit`]), wait until `/readyz` answers, and stop it
+//! with its workers. The runner builds nothing: it runs the binary it is
+//! given. Measuring the server is the sampler's and the scrape's business.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::cpu_limit::{confine, AppliedLimit, Cgroup, CpuLimit};
+use super::sampler::process_tree;
+use crate::generator::http::blocking::http_get;
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub binary: PathBuf,
+    /// `--profile NAME` for the binary, if any.
+    pub profile: Option<String>,
+    /// Environment on top of the inherited one (includes `BIND`).
+    pub env: BTreeMap<String, String>,
+    pub limit: CpuLimit,
+    /// Where the server's stdout/stderr go.
+    pub log: PathBuf,
+    /// Working directory (the repository root, where `config/` lives).
+    pub workdir: PathBuf,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    pub pid: u32,
+    pub applied: AppliedLimit,
+    _cgroup: Option<Cgroup>,
+}
+
+/// A free port on 127.0.0.1 (bound then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl ServerProcess {
+    /// Runs `binary [--profile P] ARGS` to completion with the spec's
+    /// environment (used for `seed`).
+    pub fn run_once(spec: &ServerSpec, args: &[&str]) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&spec.binary);
+        if let Some(p) = &spec.profile {
+            cmd.arg("--profile").arg(p);
+        }
+        cmd.args(args).envs(&spec.env).current_dir(&spec.workdir);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {}", spec.binary.display()))?;
+        if !status.success() {
+            bail!(
+                "`{} {}` failed ({status}); see {}",
+                spec.binary.display(),
+                args.join(" "),
+                spec.log.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts `binary [--profile P] serve` inside the CPU limit and waits
+    /// until `GET /readyz` answers 200 (up to `ready_timeout`).
+    pub fn start(
+        spec: &ServerSpec,
+        addr: SocketAddr,
+        ready_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let name = format!("quizload-{}-{}", std::process::id(), addr.port());
+        let mut server_args = vec![spec.binary.display().to_string()];
+        if let Some(p) = &spec.profile {
+            server_args.push("--profile".into());
+            server_args.push(p.clone());
+        }
+        server_args.push("serve".into());
+        let (script, applied, cgroup) = confine(&spec.limit, &name, &server_args);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .with_context(|| format!("cannot open {}", spec.log.display()))?;
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .envs(&spec.env)
+            .current_dir(&spec.workdir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", spec.binary.display()))?;
+        let pid = child.id();
+        let mut server = Self {
+            child,
+            pid,
+            applied,
+            _cgroup: cgroup,
+        };
+        let deadline = Instant::now() + ready_timeout;
+        loop {
+            if let Some(status) = server.child.try_wait()? {
+                bail!(
+                    "server exited during start-up ({status}); see {}",
+                    spec.log.display()
+                );
+            }
+            if matches!(
+                http_get(addr, "/readyz", Duration::from_secs(2)),
+                Ok((200, _))
+            ) {
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                server.stop(Duration::from_secs(5));
+                bail!(
+                    "server not ready on {addr} within {ready_timeout:?}; see {}",
+                    spec.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; waits for the exit.
+    pub fn stop(&mut self, grace: Duration) {
+        let pid = Pid::from_raw(self.pid as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for p in process_tree(self.pid) {
+            let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop(Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The experiment file ([`ExperimentSpec`]): the claim it tests, the table
+//! shape and metric, the load ([`LoadSpec`]), the server configurations
+//! ([`ConfigSpec`]) and their CPU limit, trials, warm-up and data reset; its
+//! validation, and the levels it runs. A model of the TOML file: nothing
+//! here runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use super::cpu_limit::CpuLimit;
+use crate::analysis::report::RunReport;
+use crate::generator::scenarios::{AuthMode, ScenarioKind};
+use crate::generator::schedule::Arrival;
+use crate::units::parse_duration;
+
+/// Table shape of the terminal and Markdown report, after the documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableShape {
+    /// Document 000's: Configuration | Avg | Median | Min | Max | 95th, and
+    /// a Difference row per configuration against the baseline.
+    Latency,
+    /// Document 004's: Concurrent Connections | Requests/Second | Avg
+    /// Response Time | p99 | Success Rate, one table per configuration.
+    Sweep,
+    /// Document 002's (Locust's): one row per endpoint.
+    Endpoints,
+}
+
+/// The latency metric a verdict is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    #[default]
+    Mean,
+    P50,
+    P95,
+    P99,
+    Max,
+    /// Throughput instead of latency.
+    Rps,
+}
+
+impl Metric {
+    pub(super) fn of(&self, r: &RunReport) -> f64 {
+        match self {
+            Metric::Mean => r.latency_ms.mean,
+            Metric::P50 => r.latency_ms.p50,
+            Metric::P95 => r.latency_ms.p95,
+            Metric::P99 => r.latency_ms.p99,
+            Metric::Max => r.latency_ms.max,
+            Metric::Rps => r.rps,
+        }
+    }
+
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Metric::Mean => "mean latency",
+            Metric::P50 => "median latency",
+            Metric::P95 => "p95 latency",
+            Metric::P99 => "p99 latency",
+            Metric::Max => "max latency",
+            Metric::Rps => "throughput",
+        }
+    }
+}
+
+/// The load part of an experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Scenarios run in every cell (each is its own cell).
+    pub scenarios: Vec<ScenarioKind>,
+    /// Closed model: the concurrency levels.
+    #[serde(default)]
+    pub concurrency: Vec<usize>,
+    /// Open model: the arrival rates (req/s).
+    #[serde(default)]
+    pub rates: Vec<f64>,
+    /// Open model: connections per run.
+    #[serde(default)]
+    pub connections: Option<usize>,
+    /// Measured duration of each run (`10s`).
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// Or a total request count per run.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Or requests per virtual user (the total is level × this), as the
+    /// documents' scripts that send N requests per user did.
+    #[serde(default)]
+    pub requests_per_user: Option<u64>,
+    #[serde(default)]
+    pub think: Option<String>,
+    #[serde(default)]
+    pub spawn_rate: Option<f64>,
+    #[serde(default)]
+    pub ramp: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub arrival: Option<Arrival>,
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    #[serde(default)]
+    pub static_path: Option<String>,
+}
+
+/// One server configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Short name (used in file names and `--config`).
+    pub name: String,
+    /// Label in tables, e.g. `Multi-Process (2)`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `config/NAME.env` profile passed as `--profile NAME`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Environment variables on top of the profile.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// CPU limit of this configuration (overrides the experiment's).
+    #[serde(default)]
+    pub cpu: Option<CpuLimit>,
+}
+
+impl ConfigSpec {
+    pub(super) fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// An experiment file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub id: String,
+    pub title: String,
+    /// The seed document it reproduces.
+    pub document: String,
+    /// The claim it tests, in the document's words.
+    pub claim: String,
+    /// The argon2 parameters it uses, and why.
+    pub argon2: String,
+    pub table: TableShape,
+    #[serde(default)]
+    pub metric: Metric,
+    /// Name of the configuration others are compared with.
+    pub baseline: String,
+    #[serde(default = "default_trials")]
+    pub trials: usize,
+    /// Warm-up before each configuration's first cell (`5s`).
+    #[serde(default)]
+    pub warmup: Option<String>,
+    /// Pause between runs (`1s`).
+    #[serde(default)]
+    pub pause: Option<String>,
+    /// Reset the data set (`SERVER seed`) before each server start.
+    #[serde(default)]
+    pub reset: bool,
+    /// Extra arguments of that `seed`, e.g. a smaller data set for a quick
+    /// run: `["--students-per-cohort", "5", "--attempts", "100"]` (default:
+    /// the reference data set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_args: Vec<String>,
+    /// CPU limit of every configuration.
+    #[serde(default)]
+    pub cpu: CpuLimit,
+    pub load: LoadSpec,
+    pub configs: Vec<ConfigSpec>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+fn default_trials() -> usize {
+    5
+}
+
+impl ExperimentSpec {
+    /// Reads and validates an experiment file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let spec: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid experiment {}", path.display()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the matrix is well formed.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.configs.is_empty() {
+            bail!("experiment {} has no configs", self.id);
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.configs {
+            if !names.insert(&c.name) {
+                bail!("config name {:?} appears twice", c.name);
+            }
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                bail!("config name {:?} must be letters, digits, - or _", c.name);
+            }
+        }
+        if !names.contains(&self.baseline) {
+            bail!("baseline {:?} is not one of the configs", self.baseline);
+        }
+        let l = &self.load;
+        if l.scenarios.is_empty() {
+            bail!("load.scenarios is empty");
+        }
+        match (l.concurrency.is_empty(), l.rates.is_empty()) {
+            (true, true) => bail!("give load.concurrency or load.rates"),
+            (false, false) => bail!("give load.concurrency or load.rates, not both"),
+            _ => {}
+        }
+        let stops = [
+            l.duration.is_some(),
+            l.requests.is_some(),
+            l.requests_per_user.is_some(),
+        ];
+        if stops.iter().filter(|x| **x).count() != 1 {
+            bail!("give exactly one of load.duration, load.requests, load.requests_per_user");
+        }
+        for d in [
+            &l.duration,
+            &l.think,
+            &l.ramp,
+            &l.timeout,
+            &self.warmup,
+            &self.pause,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !d.contains("..") {
+                parse_duration(d)?;
+            }
+        }
+        if self.trials == 0 {
+            bail!("trials must be at least 1");
+        }
+        if !self.seed_args.is_empty() && !self.reset {
+            bail!("seed_args apply to the reset: set reset = true");
+        }
+        Ok(())
+    }
+
+    pub(super) fn levels(&self) -> Vec<f64> {
+        if self.load.rates.is_empty() {
+            self.load.concurrency.iter().map(|c| *c as f64).collect()
+        } else {
+            self.load.rates.clone()
+        }
+    }
+
+    pub(super) fn open(&self) -> bool {
+        !self.load.rates.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::test_support::SPEC;
+
+    #[test]
+    fn parses_and_validates() {
+        let s: ExperimentSpec = toml::from_str(SPEC).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.levels(), vec![2.0, 4.0]);
+        assert_eq!(s.configs[0].env["PROCESSES"], "1");
+        let mut bad = s.clone();
+        bad.baseline = "three".into();
+        assert!(bad.validate().is_err());
+        let mut bad = s.clone();
+        bad.load.rates = vec![10.0];
+        assert!(bad.validate().is_err());
+        let mut bad = s.clone();
+        bad.load.duration = Some("5s".into());
+        assert!(bad.validate().is_err(), "two stop conditions");
+        let mut bad = s.clone();
+        bad.seed_args = vec!["--attempts".into(), "10".into()];
+        assert!(bad.validate().is_err(), "seed_args without reset");
+        bad.reset = true;
+        bad.validate().unwrap();
+        assert!(toml::from_str::<ExperimentSpec>(
+            &SPEC.replace("trials = 3", "trials = 3\nbogus = 1")
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! Running a tool: the command line it will run ([`command_preview`]),
+//! launching it in a scratch directory that is removed afterwards, waiting
+//! for it and reading its report back ([`run_tool`]). The one place that
+//! spawns an external load tool; it knows each tool only through its
+//! module's builder and parser.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::hey::{hey_command, hey_import, parse_hey};
+use super::locust::{locust_command, locust_env, locust_import, parse_locust_stats};
+use super::wrk::{parse_wrk, plain_command, wrk_command, wrk_import, wrk_script, WrkResult};
+use super::{fixed, missing_tool, Tool, ToolLoad, ToolRun};
+use crate::analysis::report::ImportReport;
+
+/// A command line as a shell would read it back (arguments with spaces or
+/// quotes single-quoted).
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The command line [`run_tool`] will run (its scratch files named
+/// relative to its scratch directory), for display.
+pub fn command_preview(r: &ToolRun) -> anyhow::Result<String> {
+    let cmd = match r.tool {
+        Tool::Quizload => bail!("quizload's own runs have no external command"),
+        Tool::Wrk => {
+            let script = wrk_script(fixed(r)?).map(|_| Path::new("request.lua"));
+            wrk_command(r, script)?
+        }
+        Tool::Hey => {
+            let body = (!fixed(r)?.body.is_empty()).then(|| Path::new("body"));
+            hey_command(r, body)?
+        }
+        Tool::Locust => locust_command(r, Path::new("locust"))?,
+    };
+    Ok(shell_join(&cmd))
+}
+
+/// What a tool's run gave.
+#[derive(Clone, Debug)]
+pub struct ToolOutcome {
+    pub report: ImportReport,
+    /// Wall time of the tool's process.
+    pub elapsed: Duration,
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tool: Tool) -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "quizload-{}-{}-{}",
+            tool.name(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        Ok(Self(d))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Launches the tool, waits for it and parses its report.
+pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
+    let scratch = Scratch::new(r.tool)?;
+    let (command, env, csv) = match r.tool {
+        Tool::Quizload => bail!("quizload's own runs go through the engine, not run_tool"),
+        Tool::Wrk => {
+            let script = match wrk_script(fixed(r)?) {
+                Some(text) => {
+                    let p = scratch.0.join("request.lua");
+                    std::fs::write(&p, text)?;
+                    Some(p)
+                }
+                None => None,
+            };
+            (wrk_command(r, script.as_deref())?, vec![], None)
+        }
+        Tool::Hey => {
+            let call = fixed(r)?;
+            let body = if call.body.is_empty() {
+                None
+            } else {
+                let p = scratch.0.join("body");
+                std::fs::write(&p, &call.body)?;
+                Some(p)
+            };
+            (hey_command(r, body.as_deref())?, vec![], None)
+        }
+        Tool::Locust => {
+            let prefix = scratch.0.join("locust");
+            (locust_command(r, &prefix)?, locust_env(r), Some(prefix))
+        }
+    };
+    let started = Instant::now();
+    let out = launch(r.tool, &r.program, &command, env)?;
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}\n{}",
+            r.tool.name(),
+            out.status,
+            shell_join(&command),
+            stderr.trim_end()
+        );
+    }
+    let source = shell_join(&command);
+    let report = match (r.tool, &r.load) {
+        (Tool::Wrk, ToolLoad::Fixed(c)) => wrk_import(
+            &parse_wrk(&stdout).with_context(|| stderr.to_string())?,
+            &c.name,
+            &source,
+        ),
+        (Tool::Hey, ToolLoad::Fixed(c)) => hey_import(
+            &parse_hey(&stdout).with_context(|| format!("{stdout}\n{stderr}"))?,
+            &c.name,
+            &source,
+        ),
+        (Tool::Locust, _) => {
+            let p = PathBuf::from(format!("{}_stats.csv", csv.expect("locust csv").display()));
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("locust wrote no {}:\n{stderr}", p.display()))?;
+            locust_import(&parse_locust_stats(&text)?, &source)
+        }
+        _ => unreachable!("checked by the command builders"),
+    };
+    Ok(ToolOutcome { report, elapsed })
+}
+
+/// Runs `wrk -t THREADS -c CONNS -d SECONDS URL` (wrk's plain GET, for
+/// `calibrate --vs-wrk`) and parses its report.
+pub fn run_wrk(
+    url: &str,
+    connections: usize,
+    threads: usize,
+    duration: Duration,
+) -> anyhow::Result<WrkResult> {
+    let command = plain_command(url, connections, threads, duration);
+    let out = launch(Tool::Wrk, Path::new("wrk"), &command, vec![])?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs `command` (its program first) with `env` added, waits for it and
+/// returns its output; a program that is not installed is reported with
+/// the tool's install hint. The one place a tool's process is spawned.
+fn launch(
+    tool: Tool,
+    program: &Path,
+    command: &[String],
+    env: Vec<(String, String)>,
+) -> anyhow::Result<Output> {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env)
+        .output()
+        .map_err(|e| missing_tool(tool, program, e))
+}
+
+/// The executable of a tool: `bin` if given, else its name on PATH.
+pub fn tool_program(tool: Tool, bin: Option<&Path>) -> PathBuf {
+    bin.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(tool.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::test_support::strs;
+
+    #[test]
+    fn quotes_command_lines() {
+        assert_eq!(
+            shell_join(&strs(&[
+                "hey",
+                "-H",
+                "Cookie: a=b",
+                "it's",
+                "http://h:1/x?a=1"
+            ])),
+            r"hey -H 'Cookie: a=b' 'it'\''s' 'http://h:1/x?a=1'"
+        );
+    }
+}
