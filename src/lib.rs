@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod password;
 pub mod process;
+pub mod procfs;
 pub mod redis_pool;
 pub mod routes;
 pub mod seed;

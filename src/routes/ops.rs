@@ -87,7 +87,7 @@ pub fn publish_pool_stats(state: &AppState) {
     let r = state.redis.status();
     let redis = (r.size as u64, r.available as u64, r.waiting as u64);
     state.slot.set_pools(db, redis);
-    state.slot.set_rss(crate::process::rss_bytes().unwrap_or(0));
+    state.slot.set_rss(crate::procfs::rss_bytes().unwrap_or(0));
 }
 
 /// Prometheus text for every worker of this server.
