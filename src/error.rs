@@ -45,6 +45,21 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+// Its schema in the OpenAPI document; `error_body` writes it. (The doc
+// comment below is the schema's description.)
+/// The JSON error envelope every 4xx/5xx carries.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_answers`.
+    code: String,
+    message: String,
+}
+
 /// The cause of a 5xx, attached to the response so the middleware logs it.
 #[derive(Clone, Debug)]
 pub struct ErrorCause(pub std::sync::Arc<String>);

@@ -15,7 +15,6 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod metrics;
-pub mod openapi;
 pub mod password;
 pub mod process;
 pub mod procfs;

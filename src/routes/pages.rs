@@ -6,16 +6,16 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use std::fmt::Write as _;
 
+use super::RouteList;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{token_of, NamePath};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> RouteList {
+    RouteList::default()
         .route("/", get(login_page))
         .route("/quizzes", get(quizzes_page))
         .route("/dashboard", get(dashboard))

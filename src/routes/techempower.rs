@@ -13,18 +13,18 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use sqlx::FromRow;
 
+use super::RouteList;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Rows in the `world` table.
 pub const WORLD_ROWS: i32 = 10_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> RouteList {
+    RouteList::default()
         .route("/json", get(json))
         .route("/plaintext", get(plaintext))
         .route("/db", get(db))
