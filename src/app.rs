@@ -98,7 +98,7 @@ fn test_hooks() -> Router<AppState> {
 
 async fn spin(
     axum::extract::State(state): axum::extract::State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, u64>>,
+    crate::extract::AppQuery(q): crate::extract::AppQuery<std::collections::HashMap<String, u64>>,
 ) -> Result<StatusCode, ApiError> {
     let until = std::time::Instant::now()
         + std::time::Duration::from_millis(q.get("ms").copied().unwrap_or(0).min(10_000));

@@ -214,12 +214,26 @@ impl From<redis::RedisError> for ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn internal_errors_hide_their_cause() {
-        let res = ApiError::Internal(anyhow::anyhow!("SELECT secret FROM x")).into_response();
+    /// A 500's body says "internal error" and nothing of its cause (here a
+    /// SQL statement and a driver message), which only the log gets.
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let cause = anyhow::anyhow!("relation \"secret_table\" does not exist")
+            .context("SELECT password_hash FROM secret_table");
+        let res = ApiError::Internal(cause).into_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let cause = res.extensions().get::<ErrorCause>().unwrap();
-        assert!(cause.0.contains("SELECT"));
+        let logged = res.extensions().get::<ErrorCause>().unwrap().0.clone();
+        assert!(logged.contains("SELECT password_hash") && logged.contains("does not exist"));
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for leak in ["SELECT", "secret_table", "password_hash", "does not exist"] {
+            assert!(!body.contains(leak), "the body leaks {leak:?}: {body}");
+        }
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(v["error"]["message"], "internal error");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::Connection as _;
 
 use super::RouteList;
 use crate::db;
@@ -201,22 +200,19 @@ async fn submit(
         request_hash: key.as_ref().map(|_| hash.as_slice()),
     };
     let mut conn = state.db.acquire().await?;
-    let outcome = async {
-        let mut tx = conn.begin().await?;
-        let Some(attempt) = db::attempts::insert(&mut *tx, new).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(Some(attempt))
-    }
-    .await;
-    if let Err(e) = &outcome {
-        conn.note(e);
-    }
+    let inserted = conn
+        .transaction(async |tx| {
+            // None: a concurrent request with the same key inserted first;
+            // this transaction then writes nothing.
+            let Some(attempt) = db::attempts::insert(&mut *tx, new).await? else {
+                return Ok(None);
+            };
+            db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
+            Ok(Some(attempt))
+        })
+        .await;
     drop(conn);
-    let Some(attempt) = outcome? else {
+    let Some(attempt) = inserted? else {
         // A concurrent request with the same key committed first.
         let key = key.as_deref().expect("conflicts need a key");
         let stored = db::attempts::by_idempotency_key(&state.db, user_id, key)

@@ -18,8 +18,8 @@ pub fn routes() -> RouteList {
     RouteList::default().api(routes!(list)).api(routes!(one))
 }
 
-/// The serialized quiz list (shared with the HTML page).
-pub async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
+/// The serialized quiz list, through the content cache.
+async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
     let (body, outcome) = state
         .cache
         .get_or_build(Key::QuizList, || async {
