@@ -168,16 +168,7 @@ async fn accept_loop(
             _ = phase.wait_for(|p| *p != Phase::Running) => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    serve_connection(stream, peer, shared).await;
-                    drop(permit);
-                    drop(done);
-                });
-            }
+            Ok((stream, peer)) => spawn_connection(stream, peer, &shared, permit, &done),
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -215,15 +206,27 @@ fn sweep_backlog(
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, shared).await;
-            drop(permit);
-            drop(done);
-        });
+        spawn_connection(stream, peer, shared, permit, done);
     }
+}
+
+/// Serves an accepted connection in its own task, which holds a place
+/// under the connection cap (`permit`) and a clone of `done` until it ends.
+fn spawn_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: &Arc<Shared>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: &mpsc::Sender<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let shared = shared.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        serve_connection(stream, peer, shared).await;
+        drop(permit);
+        drop(done);
+    });
 }
 
 /// The liveness response: the server answers `GET /healthz` with it before
