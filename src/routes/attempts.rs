@@ -20,7 +20,6 @@ use crate::domain::grading::{self, Answer};
 use crate::error::ApiError;
 use crate::extract::{AppJson, CurrentUser, IdPath};
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 /// Most answers one attempt may carry, and longest text answer.
 const MAX_ANSWERS: usize = 200;
@@ -28,7 +27,7 @@ const MAX_TEXT_CHARS: usize = 1000;
 const MAX_CHOICES: usize = 32;
 
 pub fn routes() -> RouteList {
-    RouteList::default().api(routes!(mine, submit))
+    RouteList::default().api(documented!(mine, submit))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

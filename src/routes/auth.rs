@@ -15,13 +15,12 @@ use crate::extract::{token_of, AppJson, CurrentUser, COOKIE};
 use crate::server::ClientConn;
 use crate::sessions::Session;
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
     RouteList::default()
-        .api(routes!(register))
-        .api(routes!(login))
-        .api(routes!(logout))
+        .api(documented!(register))
+        .api(documented!(login))
+        .api(documented!(logout))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

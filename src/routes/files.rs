@@ -15,16 +15,14 @@ use crate::domain::validation;
 use crate::error::ApiError;
 use crate::extract::{AppBytes, CurrentUser, NamePath};
 use crate::state::AppState;
-use utoipa_axum::router::UtoipaMethodRouterExt as _;
-use utoipa_axum::routes;
 
 /// Most files one student may keep.
 const MAX_FILES: usize = 100;
 
 pub fn routes(max_bytes: usize) -> RouteList {
     RouteList::default()
-        .api(routes!(list))
-        .api(routes!(load, save, remove).layer(crate::extract::body_limit(max_bytes)))
+        .api(documented!(list))
+        .api(documented!(load, save, remove).layer(crate::extract::body_limit(max_bytes)))
 }
 
 fn user_dir(state: &AppState, user_id: i64) -> PathBuf {

@@ -12,12 +12,11 @@ use crate::domain::grading::normalize;
 use crate::error::ApiError;
 use crate::extract::{AppJson, CurrentUser};
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 const MAX_TEXT_CHARS: usize = 2000;
 
 pub fn routes() -> RouteList {
-    RouteList::default().api(routes!(grade))
+    RouteList::default().api(documented!(grade))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -3,9 +3,32 @@
 //! the metrics labels ([`labels`]) all follow.
 //!
 //! Each route template is written once: in the handler's `#[utoipa::path]`
-//! attribute for the documented API (registered with [`RouteList::api`]
-//! and `utoipa_axum::routes!`), or in the [`RouteList::route`] call of a
-//! route the document leaves out (pages, assets, TechEmpower).
+//! attribute for the documented API (registered with [`documented!`] and
+//! [`RouteList::api`]), or in the [`RouteList::route`] call of a route the
+//! document leaves out (pages, assets, TechEmpower). A handler's
+//! documentation is generated only when the document is built (on the
+//! first `GET /openapi.json`), never when a worker builds its router.
+
+/// The documented handlers `$handler, ...` (each annotated with
+/// `#[utoipa::path]`, in the calling module), for [`RouteList::api`]:
+/// routed at the attribute's path for the attribute's methods.
+macro_rules! documented {
+    ($($handler:ident),+ $(,)?) => {
+        $crate::routes::Documented::new(
+            vec![$(
+                paste::paste! {{
+                    use utoipa::Path as _;
+                    $crate::routes::Documented::handler(
+                        [<__path_ $handler>]::path(),
+                        &[<__path_ $handler>]::methods(),
+                        $handler,
+                    )
+                }}
+            ),+],
+            || utoipa_axum::routes!($($handler),+),
+        )
+    };
+}
 
 pub mod attempts;
 pub mod auth;
@@ -25,13 +48,16 @@ use std::sync::OnceLock;
 
 use axum::body::Bytes;
 use axum::extract::Request;
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, Route};
 use axum::Router;
 use tower::{Layer, Service};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::HttpMethod;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::PathItemExt as _;
 
 use crate::metrics::RouteLabels;
 use crate::state::AppState;
@@ -67,22 +93,80 @@ pub fn labels() -> &'static RouteLabels {
     LABELS.get_or_init(|| RouteLabels::new(all(0).templates().iter().cloned()))
 }
 
-/// Routes being assembled: an axum router with the OpenAPI description of
-/// its documented routes, and the template of every route, in order.
+/// Documented handlers, made by [`documented!`]: their routes, and how to
+/// describe them (run only when the OpenAPI document is built).
+pub struct Documented {
+    routes: Vec<(String, MethodRouter<AppState>)>,
+    describe: fn() -> UtoipaMethodRouter<AppState>,
+}
+
+impl Documented {
+    pub fn new(
+        routes: Vec<(String, MethodRouter<AppState>)>,
+        describe: fn() -> UtoipaMethodRouter<AppState>,
+    ) -> Documented {
+        Documented { routes, describe }
+    }
+
+    /// One handler at `template` for `methods` (from its attribute).
+    pub fn handler<H, T>(
+        template: String,
+        methods: &[HttpMethod],
+        handler: H,
+    ) -> (String, MethodRouter<AppState>)
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let router = methods.iter().fold(MethodRouter::new(), |r, m| {
+            r.on(m.to_method_filter(), handler.clone())
+        });
+        (template, router)
+    }
+
+    /// Wraps these handlers in `layer` (as `axum::routing::MethodRouter::layer`).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.routes = self
+            .routes
+            .into_iter()
+            .map(|(template, router)| (template, router.layer(layer.clone())))
+            .collect();
+        self
+    }
+}
+
+/// Routes being assembled: an axum router, the template of every route in
+/// order, and how to describe the documented ones.
 #[derive(Default)]
 pub struct RouteList {
-    router: OpenApiRouter<AppState>,
+    router: Router<AppState>,
     templates: Vec<String>,
+    descriptions: Vec<fn() -> UtoipaMethodRouter<AppState>>,
 }
 
 impl RouteList {
-    /// Handlers annotated with `#[utoipa::path]` (`utoipa_axum::routes!`):
-    /// routed at the attribute's path and described in the OpenAPI document.
-    pub fn api(mut self, handlers: UtoipaMethodRouter<AppState>) -> Self {
-        for template in handlers.1.paths.keys() {
-            self.add_template(template);
+    /// Handlers annotated with `#[utoipa::path]` ([`documented!`]): routed
+    /// at the attribute's path and described in the OpenAPI document.
+    pub fn api(mut self, handlers: Documented) -> Self {
+        let mut grouped: Vec<(String, MethodRouter<AppState>)> = Vec::new();
+        for (template, router) in handlers.routes {
+            match grouped.iter_mut().find(|(t, _)| *t == template) {
+                Some((_, same)) => *same = std::mem::take(same).merge(router),
+                None => grouped.push((template, router)),
+            }
         }
-        self.router = self.router.routes(handlers);
+        for (template, router) in grouped {
+            self.add_template(&template);
+            self.router = self.router.route(&template, router);
+        }
+        self.descriptions.push(handlers.describe);
         self
     }
 
@@ -99,6 +183,7 @@ impl RouteList {
             self.add_template(template);
         }
         self.router = self.router.merge(other.router);
+        self.descriptions.extend(other.descriptions);
         self
     }
 
@@ -120,9 +205,19 @@ impl RouteList {
         &self.templates
     }
 
-    /// The router and the description of its documented routes.
-    pub fn split(self) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-        self.router.split_for_parts()
+    /// The description of the documented routes (their paths, operations
+    /// and schemas), generated now.
+    pub fn describe(&self) -> utoipa::openapi::OpenApi {
+        self.descriptions
+            .iter()
+            .fold(OpenApiRouter::<AppState>::default(), |doc, describe| {
+                doc.routes(describe())
+            })
+            .into_openapi()
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
     }
 
     fn add_template(&mut self, template: &str) {
@@ -177,10 +272,11 @@ mod tests {
     #[test]
     fn every_documented_path_is_routed() {
         let list = all(1);
-        let templates = list.templates().to_vec();
-        let (_, doc) = list.split();
-        for path in doc.paths.paths.keys() {
-            assert!(templates.contains(path), "{path} is documented, not routed");
+        for path in list.describe().paths.paths.keys() {
+            assert!(
+                list.templates().contains(path),
+                "{path} is documented, not routed"
+            );
         }
     }
 }

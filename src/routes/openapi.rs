@@ -46,9 +46,8 @@ impl utoipa::Modify for SecuritySchemes {
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        let (_, paths) = super::all(0).split();
         let mut doc = ApiDoc::openapi();
-        doc.merge(paths);
+        doc.merge(super::all(0).describe());
         doc.to_pretty_json().expect("OpenAPI serializes")
     })
 }

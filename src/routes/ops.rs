@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use super::RouteList;
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
     RouteList::default()
-        .api(routes!(healthz))
-        .api(routes!(readyz))
-        .api(routes!(metrics))
-        .api(routes!(runtime))
+        .api(documented!(healthz))
+        .api(documented!(readyz))
+        .api(documented!(metrics))
+        .api(documented!(runtime))
 }
 
 /// Liveness: no I/O, answers as long as the event loop runs.

@@ -10,10 +10,9 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
-    RouteList::default().api(routes!(mine))
+    RouteList::default().api(documented!(mine))
 }
 
 /// My best score and attempt count per quiz.

@@ -12,10 +12,11 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::IdPath;
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
-    RouteList::default().api(routes!(list)).api(routes!(one))
+    RouteList::default()
+        .api(documented!(list))
+        .api(documented!(one))
 }
 
 /// The serialized quiz list, through the content cache.

@@ -11,10 +11,9 @@ use crate::db;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
-    RouteList::default().api(routes!(select_options))
+    RouteList::default().api(documented!(select_options))
 }
 
 /// Students of my organization and cohort, as `{id, label}` options.

@@ -11,12 +11,11 @@ use crate::domain::validation;
 use crate::error::ApiError;
 use crate::extract::{AppJson, CurrentUser};
 use crate::state::AppState;
-use utoipa_axum::routes;
 
 pub fn routes() -> RouteList {
     RouteList::default()
-        .api(routes!(me))
-        .api(routes!(change_password))
+        .api(documented!(me))
+        .api(documented!(change_password))
 }
 
 /// The current user.
