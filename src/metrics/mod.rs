@@ -36,6 +36,7 @@ const BUCKETS_US: &[u64] = &[
     2_500_000, 5_000_000, 10_000_000,
 ];
 const N_BUCKETS: usize = 15; // BUCKETS_US.len() + "+Inf"
+
 /// Route slots per worker: the route templates metrics count separately
 /// (see [`RouteLabels`]), plus one for `other`. Part of the table's layout,
 /// so the same in every process of a server.

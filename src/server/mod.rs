@@ -93,9 +93,10 @@ struct Shared {
     concurrency: Option<Semaphore>,
 }
 
-/// Serves `router` on `listeners` (metrics counted under `labels`) until `lifecycle` starts draining, then
-/// drains for at most the graceful timeout. Returns true when every
-/// connection finished before the deadline.
+/// Serves `router` on `listeners` until `lifecycle` starts draining, then
+/// drains for at most the graceful timeout; requests are counted in `slot`
+/// under `labels`. Returns true when every connection finished before the
+/// deadline.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     router: Router,
