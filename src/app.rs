@@ -1,12 +1,13 @@
-//! The router: every route module merged, and the middleware applied once.
+//! The router: the route list of [`routes::all`], the test hooks and the
+//! fallbacks, with the middleware applied once; and the shortcut the server
+//! tries before it.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::cache::Key;
 use crate::error::{error_response, ApiError};
@@ -18,26 +19,8 @@ pub const JSON_BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let cfg = state.cfg.clone();
-    let api = Router::new()
-        .merge(routes::auth::router())
-        .merge(routes::user::router())
-        .merge(routes::quizzes::router())
-        .merge(routes::attempts::router())
-        .merge(routes::progress::router())
-        .merge(routes::students::router())
-        .merge(routes::grade::router())
-        .merge(routes::files::router(cfg.file_max_bytes))
-        // API responses are per user: never stored by shared caches.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
-    let mut app = Router::new()
-        .merge(api)
-        .merge(routes::pages::router())
-        .merge(routes::ops::router())
-        .merge(crate::openapi::router())
-        .merge(routes::techempower::router())
+    let routes = routes::all(cfg.file_max_bytes).into_router();
+    let mut app = routes
         .merge(test_hooks())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -115,7 +98,7 @@ fn test_hooks() -> Router<AppState> {
 
 async fn spin(
     axum::extract::State(state): axum::extract::State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, u64>>,
+    crate::extract::AppQuery(q): crate::extract::AppQuery<std::collections::HashMap<String, u64>>,
 ) -> Result<StatusCode, ApiError> {
     let until = std::time::Instant::now()
         + std::time::Duration::from_millis(q.get("ms").copied().unwrap_or(0).min(10_000));

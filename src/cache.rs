@@ -122,17 +122,6 @@ impl ContentCache {
         Ok(v)
     }
 
-    /// Bumps the content version so every worker drops what it cached.
-    pub async fn invalidate(&self) -> Result<(), ApiError> {
-        let mut conn = self.redis.get().await?;
-        let v: u64 = tokio::time::timeout(self.timeout, conn.incr(self.version_key(), 1))
-            .await
-            .map_err(|_| ApiError::unavailable("cache"))??;
-        self.version.store(v, Relaxed);
-        self.local.write().expect("cache lock").clear();
-        Ok(())
-    }
-
     /// The serialized content for `key`, from the cache or from `build`
     /// (None: the content does not exist, e.g. an unknown quiz id).
     pub async fn get_or_build<F, Fut>(

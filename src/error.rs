@@ -45,6 +45,21 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+// Its schema in the OpenAPI document; `error_body` writes it. (The doc
+// comment below is the schema's description.)
+/// The JSON error envelope every 4xx/5xx carries.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_answers`.
+    code: String,
+    message: String,
+}
+
 /// The cause of a 5xx, attached to the response so the middleware logs it.
 #[derive(Clone, Debug)]
 pub struct ErrorCause(pub std::sync::Arc<String>);
@@ -199,12 +214,26 @@ impl From<redis::RedisError> for ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn internal_errors_hide_their_cause() {
-        let res = ApiError::Internal(anyhow::anyhow!("SELECT secret FROM x")).into_response();
+    /// A 500's body says "internal error" and nothing of its cause (here a
+    /// SQL statement and a driver message), which only the log gets.
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let cause = anyhow::anyhow!("relation \"secret_table\" does not exist")
+            .context("SELECT password_hash FROM secret_table");
+        let res = ApiError::Internal(cause).into_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let cause = res.extensions().get::<ErrorCause>().unwrap();
-        assert!(cause.0.contains("SELECT"));
+        let logged = res.extensions().get::<ErrorCause>().unwrap().0.clone();
+        assert!(logged.contains("SELECT password_hash") && logged.contains("does not exist"));
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for leak in ["SELECT", "secret_table", "password_hash", "does not exist"] {
+            assert!(!body.contains(leak), "the body leaks {leak:?}: {body}");
+        }
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(v["error"]["message"], "internal error");
     }
 
     #[test]

@@ -65,11 +65,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(profile) = &cli.profile {
-        // Single-threaded here: setting the environment is sound.
-        std::env::set_var("PROFILE", profile);
-    }
-    let cfg = match Config::from_env() {
+    let cfg = match Config::from_env(cli.profile.as_deref()) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("quizbench: configuration error: {e}");

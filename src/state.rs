@@ -64,4 +64,15 @@ impl AppState {
             })
             .clone()
     }
+
+    /// Publishes this event loop's pool gauges and the process's resident
+    /// memory into its shared slot (every second, and before a scrape).
+    pub fn publish_gauges(&self) {
+        let g = self.db.gauges();
+        let db = (g.size as u64, g.idle as u64, g.waiting as u64);
+        let r = self.redis.status();
+        let redis = (r.size as u64, r.available as u64, r.waiting as u64);
+        self.slot.set_pools(db, redis);
+        self.slot.set_rss(crate::procfs::rss_bytes().unwrap_or(0));
+    }
 }

@@ -209,12 +209,23 @@ impl DbConn {
         (&mut pooled.conn, &mut pooled.broken)
     }
 
-    /// Marks the connection broken if `e` says it is (for statements run on
-    /// the bare connection, e.g. inside a transaction).
-    pub fn note(&mut self, e: &sqlx::Error) {
-        if leaves_connection_unusable(e) {
-            *self.parts().1 = true;
+    /// Runs `body` in a transaction on this connection: committed when it
+    /// returns `Ok`, rolled back when it fails. Statements inside run on the
+    /// bare connection, so a failure that leaves the connection unusable is
+    /// recorded here (the pool then discards it).
+    pub async fn transaction<T>(
+        &mut self,
+        body: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let (conn, broken) = self.parts();
+        let outcome = async {
+            let mut tx = conn.begin().await?;
+            let value = body(&mut tx).await?;
+            tx.commit().await?;
+            Ok(value)
         }
+        .await;
+        noted(broken, outcome)
     }
 }
 

@@ -269,29 +269,6 @@ fn log_startup(cfg: &Config, shape: &Shape) {
     }
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-pub fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
-pub(crate) fn page_size() -> u64 {
-    page_size_raw().unwrap_or(4096)
-}
-
-/// Threads of this process (the supervisor asserts it is 1 before forking).
-pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
-}
-
-#[allow(unsafe_code)]
-fn page_size_raw() -> Option<u64> {
-    // SAFETY: sysconf only reads a system constant.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    (n > 0).then_some(n as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,7 +139,7 @@ fn spawn_housekeeping(state: AppState, ctx: LoopContext) {
             }
             if n % 2 == 0 {
                 if ctx.owns_slot(&state) {
-                    crate::routes::ops::publish_pool_stats(&state);
+                    state.publish_gauges();
                 }
                 if state.cfg.cache_mode != CacheMode::Off {
                     let _ = state.cache.refresh_version().await;
@@ -190,6 +190,7 @@ pub async fn start(
         app::shortcut(&state),
         opts,
         slot,
+        crate::routes::labels(),
         lifecycle.clone(),
     ));
     Ok(RunningWorker {
@@ -350,6 +351,7 @@ async fn serve_state(
         app::shortcut(&state),
         opts,
         slot,
+        crate::routes::labels(),
         lifecycle.clone(),
     );
     tokio::pin!(serving);

@@ -10,12 +10,10 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::Connection as _;
 
+use super::RouteList;
 use crate::db;
 use crate::db::attempts::{Attempt, NewAttempt};
 use crate::domain::grading::{self, Answer};
@@ -28,8 +26,8 @@ const MAX_ANSWERS: usize = 200;
 const MAX_TEXT_CHARS: usize = 1000;
 const MAX_CHOICES: usize = 32;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/quizzes/{id}/attempts", get(mine).post(submit))
+pub fn routes() -> RouteList {
+    RouteList::default().api(documented!(mine, submit))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -157,12 +155,12 @@ fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Response, ApiError
     request_body = SubmitBody,
     responses(
         (status = 201, description = "Stored (or replayed, with Idempotent-Replayed: true)", body = Submitted),
-        (status = 400, description = "Malformed request", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid answers, or a reused Idempotency-Key", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid answers, or a reused Idempotency-Key", body = crate::error::ErrorBody),
     ))]
 async fn submit(
     State(state): State<AppState>,
@@ -201,22 +199,19 @@ async fn submit(
         request_hash: key.as_ref().map(|_| hash.as_slice()),
     };
     let mut conn = state.db.acquire().await?;
-    let outcome = async {
-        let mut tx = conn.begin().await?;
-        let Some(attempt) = db::attempts::insert(&mut *tx, new).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(Some(attempt))
-    }
-    .await;
-    if let Err(e) = &outcome {
-        conn.note(e);
-    }
+    let inserted = conn
+        .transaction(async |tx| {
+            // None: a concurrent request with the same key inserted first;
+            // this transaction then writes nothing.
+            let Some(attempt) = db::attempts::insert(&mut *tx, new).await? else {
+                return Ok(None);
+            };
+            db::progress::record(&mut *tx, user_id, quiz_id, score.score, score.max_score).await?;
+            Ok(Some(attempt))
+        })
+        .await;
     drop(conn);
-    let Some(attempt) = outcome? else {
+    let Some(attempt) = inserted? else {
         // A concurrent request with the same key committed first.
         let key = key.as_deref().expect("conflicts need a key");
         let stored = db::attempts::by_idempotency_key(&state.db, user_id, key)
@@ -233,8 +228,8 @@ async fn submit(
     params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
     responses(
         (status = 200, description = "My attempts", body = Vec<Attempt>),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
     ))]
 async fn mine(
     State(state): State<AppState>,

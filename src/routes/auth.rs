@@ -4,11 +4,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde::Deserialize;
 use std::time::Duration;
 
+use super::RouteList;
 use crate::db;
 use crate::domain::validation;
 use crate::error::ApiError;
@@ -17,11 +16,11 @@ use crate::server::ClientConn;
 use crate::sessions::Session;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/register", post(register))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
+pub fn routes() -> RouteList {
+    RouteList::default()
+        .api(documented!(register))
+        .api(documented!(login))
+        .api(documented!(logout))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -37,8 +36,8 @@ pub(crate) struct RegisterBody {
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Created", body = db::users::User),
-        (status = 409, description = "Username taken", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Username taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::error::ErrorBody),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -103,9 +102,9 @@ pub(crate) struct LoggedIn {
     request_body = LoginBody,
     responses(
         (status = 200, description = "Logged in", body = LoggedIn),
-        (status = 401, description = "Invalid credentials", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid input", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Too many failed logins", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Invalid credentials", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid input", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed logins", body = crate::error::ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
@@ -188,7 +187,7 @@ async fn login(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     ))]
 async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     state

@@ -7,11 +7,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use std::path::PathBuf;
 
+use super::RouteList;
 use crate::domain::validation;
 use crate::error::ApiError;
 use crate::extract::{AppBytes, CurrentUser, NamePath};
@@ -20,14 +19,10 @@ use crate::state::AppState;
 /// Most files one student may keep.
 const MAX_FILES: usize = 100;
 
-pub fn router(max_bytes: usize) -> Router<AppState> {
-    Router::new().route("/api/v1/files", get(list)).route(
-        "/api/v1/files/{name}",
-        get(load)
-            .put(save)
-            .delete(remove)
-            .layer(crate::extract::body_limit(max_bytes)),
-    )
+pub fn routes(max_bytes: usize) -> RouteList {
+    RouteList::default()
+        .api(documented!(list))
+        .api(documented!(load, save, remove).layer(crate::extract::body_limit(max_bytes)))
 }
 
 fn user_dir(state: &AppState, user_id: i64) -> PathBuf {
@@ -59,7 +54,7 @@ pub(crate) struct FileInfo {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "My files", body = Vec<FileInfo>),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     ))]
 async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let files = list_files(&state, user.session.user_id).await?;
@@ -97,9 +92,9 @@ async fn list_files(state: &AppState, user_id: i64) -> Result<Vec<FileInfo>, Api
     params(("name" = String, Path, description = "File name: letters, digits, '.', '_', '-'; not starting with '.'")),
     responses(
         (status = 200, description = "The file's bytes", content_type = "text/plain"),
-        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such file", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 404, description = "No such file", body = crate::error::ErrorBody),
     ))]
 async fn load(
     State(state): State<AppState>,
@@ -128,10 +123,10 @@ async fn load(
     responses(
         (status = 200, description = "Replaced", body = SavedFile),
         (status = 201, description = "Created", body = SavedFile),
-        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Too large", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Too many files", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 413, description = "Too large", body = crate::error::ErrorBody),
+        (status = 422, description = "Too many files", body = crate::error::ErrorBody),
     ))]
 async fn save(
     State(state): State<AppState>,
@@ -181,9 +176,9 @@ pub(crate) struct SavedFile {
     params(("name" = String, Path, description = "File name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid name", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such file", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 404, description = "No such file", body = crate::error::ErrorBody),
     ))]
 async fn remove(
     State(state): State<AppState>,

@@ -4,10 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use super::RouteList;
 use crate::db;
 use crate::domain::grading::normalize;
 use crate::error::ApiError;
@@ -16,8 +15,8 @@ use crate::state::AppState;
 
 const MAX_TEXT_CHARS: usize = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/grade", post(grade))
+pub fn routes() -> RouteList {
+    RouteList::default().api(documented!(grade))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,10 +42,10 @@ pub(crate) struct Graded {
     request_body = GradeBody,
     responses(
         (status = 200, description = "Label and confidence", body = Graded),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such question", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid text", body = crate::openapi::ErrorBody),
-        (status = 503, description = "CPU pool full", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 404, description = "No such question", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid text", body = crate::error::ErrorBody),
+        (status = 503, description = "CPU pool full", body = crate::error::ErrorBody),
     ))]
 async fn grade(
     State(state): State<AppState>,

@@ -4,31 +4,24 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use std::time::Duration;
 
+use super::RouteList;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/runtime", get(runtime))
+pub fn routes() -> RouteList {
+    RouteList::default()
+        .api(documented!(healthz))
+        .api(documented!(readyz))
+        .api(documented!(metrics))
+        .api(documented!(runtime))
 }
 
 /// Liveness: no I/O, answers as long as the event loop runs.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive")))]
 async fn healthz() -> Response {
-    alive()
-}
-
-/// The liveness response (the server answers `GET /healthz` with it before
-/// routing; see `server::handle`).
-pub fn alive() -> Response {
-    super::json_bytes(StatusCode::OK, &b"{\"status\":\"ok\"}"[..])
+    crate::server::alive()
 }
 
 /// Readiness: not ready while draining or when Postgres does not answer;
@@ -80,22 +73,12 @@ async fn redis_ok(state: &AppState) -> bool {
     )
 }
 
-/// Publishes this worker's pool gauges into its shared slot.
-pub fn publish_pool_stats(state: &AppState) {
-    let g = state.db.gauges();
-    let db = (g.size as u64, g.idle as u64, g.waiting as u64);
-    let r = state.redis.status();
-    let redis = (r.size as u64, r.available as u64, r.waiting as u64);
-    state.slot.set_pools(db, redis);
-    state.slot.set_rss(crate::process::rss_bytes().unwrap_or(0));
-}
-
 /// Prometheus text for every worker of this server.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus exposition", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    publish_pool_stats(&state);
-    let text = state.metrics.render(&state.worker.model);
+    state.publish_gauges();
+    let text = state.metrics.render(&state.worker.model, super::labels());
     (
         [(
             header::CONTENT_TYPE,

@@ -6,16 +6,16 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use std::fmt::Write as _;
 
+use super::RouteList;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{token_of, NamePath};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> RouteList {
+    RouteList::default()
         .route("/", get(login_page))
         .route("/quizzes", get(quizzes_page))
         .route("/dashboard", get(dashboard))
@@ -79,17 +79,15 @@ async fn login_page() -> Html<String> {
 }
 
 async fn quizzes_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let (bytes, _) = super::quizzes::list_bytes(&state).await?;
-    let quizzes: Vec<serde_json::Value> =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.into()))?;
+    let quizzes = db::quizzes::list(&state.db).await?;
     let mut body = String::from("<h1>Quizzes</h1>\n<div class=\"card\"><ul class=\"quiz-list\">\n");
     for q in &quizzes {
         let _ = writeln!(
             body,
             "<li><div class=\"title\">{}</div><div class=\"meta\">{} · {} questions</div></li>",
-            escape(q["title"].as_str().unwrap_or("")),
-            escape(q["description"].as_str().unwrap_or("")),
-            q["question_count"].as_i64().unwrap_or(0)
+            escape(&q.title),
+            escape(&q.description),
+            q.question_count
         );
     }
     body.push_str("</ul></div>");

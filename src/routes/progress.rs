@@ -4,16 +4,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 
+use super::RouteList;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/progress", get(mine))
+pub fn routes() -> RouteList {
+    RouteList::default().api(documented!(mine))
 }
 
 /// My best score and attempt count per quiz.
@@ -21,7 +20,7 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "My progress", body = Vec<db::progress::Progress>),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     ))]
 async fn mine(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let rows = db::progress::for_user(&state.db, user.session.user_id).await?;

@@ -4,24 +4,23 @@
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 
+use super::RouteList;
 use crate::cache::{Key, Outcome};
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::IdPath;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/quizzes", get(list))
-        .route("/api/v1/quizzes/{id}", get(one))
+pub fn routes() -> RouteList {
+    RouteList::default()
+        .api(documented!(list))
+        .api(documented!(one))
 }
 
-/// The serialized quiz list (shared with the HTML page).
-pub async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
+/// The serialized quiz list, through the content cache.
+async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
     let (body, outcome) = state
         .cache
         .get_or_build(Key::QuizList, || async {
@@ -84,8 +83,8 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
     responses(
         (status = 200, description = "The quiz", body = db::quizzes::QuizDetail),
-        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
     ))]
 async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
     let (body, outcome) = state

@@ -5,16 +5,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 
+use super::RouteList;
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/students/select-options", get(select_options))
+pub fn routes() -> RouteList {
+    RouteList::default().api(documented!(select_options))
 }
 
 /// Students of my organization and cohort, as `{id, label}` options.
@@ -22,7 +21,7 @@ pub fn router() -> Router<AppState> {
     security(("cookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Options", body = Vec<db::users::SelectOption>),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     ))]
 async fn select_options(
     State(state): State<AppState>,

@@ -9,22 +9,21 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 use sqlx::FromRow;
 
+use super::RouteList;
+use crate::domain::techempower::{count, WORLD_ROWS};
 use crate::error::ApiError;
+use crate::extract::AppQuery;
 use crate::state::AppState;
 
-/// Rows in the `world` table.
-pub const WORLD_ROWS: i32 = 10_000;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> RouteList {
+    RouteList::default()
         .route("/json", get(json))
         .route("/plaintext", get(plaintext))
         .route("/db", get(db))
@@ -74,16 +73,6 @@ fn random_id() -> i32 {
     rand::random_range(1..=WORLD_ROWS)
 }
 
-/// The rules: a missing or non-numeric count is 1, and counts are clamped
-/// to 1..=500.
-fn count(params: &HashMap<String, String>, name: &str) -> usize {
-    params
-        .get(name)
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(1)
-        .clamp(1, 500) as usize
-}
-
 async fn fetch_world(db: &mut sqlx::PgConnection, id: i32) -> Result<World, ApiError> {
     Ok(
         sqlx::query_as("select id, randomnumber from world where id = $1")
@@ -101,7 +90,7 @@ async fn db(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 async fn queries(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    AppQuery(params): AppQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let n = count(&params, "queries");
     let mut conn = state.db.acquire().await?;
@@ -114,7 +103,7 @@ async fn queries(
 
 async fn updates(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    AppQuery(params): AppQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let n = count(&params, "queries");
     let mut conn = state.db.acquire().await?;
@@ -147,7 +136,7 @@ async fn updates(
 /// per process.
 async fn cached_queries(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    AppQuery(params): AppQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     static CACHE: OnceLock<Vec<World>> = OnceLock::new();
     let cache = match CACHE.get() {
@@ -206,36 +195,4 @@ async fn fortunes(State(state): State<AppState>) -> Result<Response, ApiError> {
         html,
     )
         .into_response())
-}
-
-/// The 12 fortunes of the benchmark's reference data.
-pub const FORTUNES: &[&str] = &[
-    "fortune: No such file or directory",
-    "A computer scientist is someone who fixes things that aren't broken.",
-    "After enough decimal places, nobody gives a damn.",
-    "A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, 1",
-    "A computer program does what you tell it to do, not what you want it to do.",
-    "Emacs is a nice operating system, but I prefer UNIX. — Tom Christaensen",
-    "Any program that runs right is obsolete.",
-    "A list is only as strong as its weakest link. — Donald Knuth",
-    "Feature: A bug with seniority.",
-    "Computers make very fast, very accurate mistakes.",
-    "<script>alert(\"This should not be displayed in a browser alert box.\");</script>",
-    "フレームワークのベンチマーク",
-];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_follow_the_rules() {
-        let p = |v: &str| HashMap::from([("queries".to_string(), v.to_string())]);
-        assert_eq!(count(&HashMap::new(), "queries"), 1);
-        assert_eq!(count(&p("foo"), "queries"), 1);
-        assert_eq!(count(&p("0"), "queries"), 1);
-        assert_eq!(count(&p("-5"), "queries"), 1);
-        assert_eq!(count(&p("20"), "queries"), 20);
-        assert_eq!(count(&p("501"), "queries"), 500);
-    }
 }

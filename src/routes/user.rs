@@ -3,20 +3,19 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::Router;
 use serde::Deserialize;
 
+use super::RouteList;
 use crate::db;
 use crate::domain::validation;
 use crate::error::ApiError;
 use crate::extract::{AppJson, CurrentUser};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/user", get(me))
-        .route("/api/v1/user/password", put(change_password))
+pub fn routes() -> RouteList {
+    RouteList::default()
+        .api(documented!(me))
+        .api(documented!(change_password))
 }
 
 /// The current user.
@@ -24,7 +23,7 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The current user", body = db::users::User),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let row = db::users::by_id(&state.db, user.session.user_id)
@@ -45,9 +44,9 @@ pub(crate) struct PasswordBody {
     request_body = PasswordBody,
     responses(
         (status = 204, description = "Changed"),
-        (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Current password is wrong", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid new password", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        (status = 403, description = "Current password is wrong", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid new password", body = crate::error::ErrorBody),
     ))]
 async fn change_password(
     State(state): State<AppState>,

@@ -1,238 +1,12 @@
-//! `migrate` and `seed`: the schema, and SPEC's reference data set loaded
-//! with COPY in one transaction.
-//!
-//! The data is deterministic (a fixed-seed SplitMix64), so seeding twice
-//! gives the same rows: `seed` resets the tables to the reference set,
-//! `seed --if-empty` loads it only into an empty database. Every user shares
-//! one password hash (`quizbench`), made once with the configured argon2
-//! parameters.
+//! The reference data set as COPY text: deterministic rows (a fixed-seed
+//! SplitMix64, so seeding twice gives the same rows) generated in memory.
+//! Pure: no database here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Instant;
 
-use sqlx::migrate::MigrateDatabase as _;
-use sqlx::{Connection as _, PgConnection, Postgres};
-
+use super::SeedSize;
 use crate::domain::grading::{self, Answer, Kind, QuestionKey};
-use crate::password::Passwords;
-
-/// The shared password of every seeded account.
-pub const SEED_PASSWORD: &str = "quizbench";
-
-/// Sizes of the generated data set.
-#[derive(Debug, Clone, Copy)]
-pub struct SeedSize {
-    pub organizations: u32,
-    pub cohorts_per_org: u32,
-    pub students_per_cohort: u32,
-    pub quizzes: u32,
-    pub questions_per_quiz: u32,
-    pub attempts: u32,
-}
-
-impl SeedSize {
-    /// SPEC's reference set: 10,000 students in 10 x 10 cohorts, 50 quizzes
-    /// of 10 questions, 100,000 attempts.
-    pub const REFERENCE: SeedSize = SeedSize {
-        organizations: 10,
-        cohorts_per_org: 10,
-        students_per_cohort: 100,
-        quizzes: 50,
-        questions_per_quiz: 10,
-        attempts: 100_000,
-    };
-
-    pub fn students(&self) -> u32 {
-        self.organizations * self.cohorts_per_org * self.students_per_cohort
-    }
-
-    pub fn cohorts(&self) -> u32 {
-        self.organizations * self.cohorts_per_org
-    }
-}
-
-/// Creates the database if needed and applies the embedded migrations.
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    if !Postgres::database_exists(database_url).await? {
-        Postgres::create_database(database_url).await?;
-        tracing::info!("created the database");
-    }
-    let mut conn = connect(database_url).await?;
-    sqlx::migrate!("./migrations").run(&mut conn).await?;
-    conn.close().await?;
-    Ok(())
-}
-
-/// A connection for bulk work: slow statements are expected, not logged.
-async fn connect(url: &str) -> anyhow::Result<PgConnection> {
-    use sqlx::ConnectOptions as _;
-    let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
-    Ok(opts
-        .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::ZERO)
-        .connect()
-        .await?)
-}
-
-/// What `seed` did.
-#[derive(Debug)]
-pub struct SeedReport {
-    pub skipped: bool,
-    pub students: u32,
-    pub attempts: u32,
-    pub seconds: f64,
-}
-
-/// Loads the data set. With `if_empty`, does nothing when users exist.
-pub async fn seed(
-    database_url: &str,
-    passwords: &Passwords,
-    size: SeedSize,
-    if_empty: bool,
-) -> anyhow::Result<SeedReport> {
-    let started = Instant::now();
-    let mut conn = connect(database_url).await?;
-    if if_empty {
-        let any: bool = sqlx::query_scalar("select exists (select 1 from users)")
-            .fetch_one(&mut conn)
-            .await?;
-        if any {
-            return Ok(SeedReport {
-                skipped: true,
-                students: 0,
-                attempts: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-    }
-    let hash = passwords.hash(SEED_PASSWORD);
-    let mut tx = conn.begin().await?;
-    sqlx::query(
-        "truncate attempts, progress, questions, quizzes, users, cohorts, organizations,
-                  world, fortune
-         restart identity cascade",
-    )
-    .execute(&mut *tx)
-    .await?;
-    copy(&mut tx, "organizations (id, name)", &organizations(size)).await?;
-    copy(
-        &mut tx,
-        "cohorts (id, organization_id, name)",
-        &cohorts(size),
-    )
-    .await?;
-    copy(
-        &mut tx,
-        "users (id, username, password_hash, display_name, role, organization_id, cohort_id)",
-        &users(size, &hash),
-    )
-    .await?;
-    copy(&mut tx, "quizzes (id, title, description)", &quizzes(size)).await?;
-    let (questions_text, keys) = questions(size);
-    copy(
-        &mut tx,
-        "questions (id, quiz_id, position, kind, prompt, choices, answer_key, points)",
-        &questions_text,
-    )
-    .await?;
-    copy(&mut tx, "world (id, randomnumber)", &world()).await?;
-    copy(&mut tx, "fortune (id, message)", &fortunes()).await?;
-    // Bulk-load the big tables without their foreign keys and secondary
-    // indexes, then rebuild them in one pass each (PostgreSQL's "populating
-    // a database" advice); all inside this transaction, so it is atomic.
-    let deferred = defer_constraints(&mut tx, &["attempts", "progress"]).await?;
-    let (attempts_text, progress_text) = attempts(size, &keys);
-    copy(
-        &mut tx,
-        "attempts (id, user_id, quiz_id, answers, score, max_score, submitted_at)",
-        &attempts_text,
-    )
-    .await?;
-    copy(
-        &mut tx,
-        "progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)",
-        &progress_text,
-    )
-    .await?;
-    for ddl in deferred {
-        sqlx::query(&ddl).execute(&mut *tx).await?;
-    }
-    for table in [
-        "organizations",
-        "cohorts",
-        "users",
-        "quizzes",
-        "questions",
-        "attempts",
-    ] {
-        sqlx::query(&format!(
-            "select setval(pg_get_serial_sequence('{table}', 'id'), greatest(1, (select max(id) from {table})))"
-        ))
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    sqlx::query("analyze users, attempts, progress, questions, quizzes")
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(SeedReport {
-        skipped: false,
-        students: size.students(),
-        attempts: size.attempts,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// Drops the foreign keys and non-primary indexes of `tables` and returns
-/// the statements that re-create them, read from the catalog (so they stay
-/// exactly what the migrations made).
-async fn defer_constraints(
-    conn: &mut PgConnection,
-    tables: &[&str],
-) -> anyhow::Result<Vec<String>> {
-    let mut recreate = Vec::new();
-    for table in tables {
-        let fks: Vec<(String, String)> = sqlx::query_as(
-            "select conname::text, pg_get_constraintdef(oid)
-               from pg_constraint
-              where conrelid = $1::regclass and contype = 'f'",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (name, def) in fks {
-            sqlx::query(&format!("alter table {table} drop constraint {name}"))
-                .execute(&mut *conn)
-                .await?;
-            recreate.push(format!("alter table {table} add constraint {name} {def}"));
-        }
-        let indexes: Vec<(String, String)> = sqlx::query_as(
-            "select i.relname::text, pg_get_indexdef(x.indexrelid)
-               from pg_index x join pg_class i on i.oid = x.indexrelid
-              where x.indrelid = $1::regclass and not x.indisprimary",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (name, def) in indexes {
-            sqlx::query(&format!("drop index {name}"))
-                .execute(&mut *conn)
-                .await?;
-            recreate.push(def);
-        }
-    }
-    Ok(recreate)
-}
-
-async fn copy(conn: &mut PgConnection, target: &str, data: &str) -> anyhow::Result<()> {
-    let mut sink = conn
-        .copy_in_raw(&format!("copy {target} from stdin"))
-        .await?;
-    sink.send(data.as_bytes()).await?;
-    sink.finish().await?;
-    Ok(())
-}
 
 /// Escapes a value for COPY's text format.
 fn esc(s: &str) -> String {
@@ -249,7 +23,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn organizations(size: SeedSize) -> String {
+pub(super) fn organizations(size: SeedSize) -> String {
     let mut s = String::new();
     for o in 1..=size.organizations {
         let _ = writeln!(s, "{o}\tOrganization {o}");
@@ -257,7 +31,7 @@ fn organizations(size: SeedSize) -> String {
     s
 }
 
-fn cohorts(size: SeedSize) -> String {
+pub(super) fn cohorts(size: SeedSize) -> String {
     let mut s = String::new();
     for o in 1..=size.organizations {
         for c in 1..=size.cohorts_per_org {
@@ -276,7 +50,7 @@ pub fn student_home(size: SeedSize, i: u32) -> (u32, u32) {
     (org, cohort)
 }
 
-fn users(size: SeedSize, hash: &str) -> String {
+pub(super) fn users(size: SeedSize, hash: &str) -> String {
     let mut s = String::with_capacity(size.students() as usize * 160);
     let hash = esc(hash);
     for i in 1..=size.students() {
@@ -306,7 +80,7 @@ const TOPICS: &[&str] = &[
     "Python",
 ];
 
-fn quizzes(size: SeedSize) -> String {
+pub(super) fn quizzes(size: SeedSize) -> String {
     let mut s = String::new();
     for q in 1..=size.quizzes {
         let topic = TOPICS[(q as usize - 1) % TOPICS.len()];
@@ -324,7 +98,7 @@ fn quizzes(size: SeedSize) -> String {
 /// Question rows and the grading keys per quiz (index quiz-1). The last
 /// question of a quiz is short text, the one before it multiple choice,
 /// the rest single choice with 4 choices.
-fn questions(size: SeedSize) -> (String, Vec<Vec<QuestionKey>>) {
+pub(super) fn questions(size: SeedSize) -> (String, Vec<Vec<QuestionKey>>) {
     let mut rng = SplitMix(0x5EED_0001);
     let mut s = String::new();
     let mut keys = Vec::with_capacity(size.quizzes as usize);
@@ -408,7 +182,7 @@ fn questions(size: SeedSize) -> (String, Vec<Vec<QuestionKey>>) {
 
 /// Attempt rows and the progress rows they add up to (best score, count
 /// and last time per student and quiz).
-fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> (String, String) {
+pub(super) fn attempts(size: SeedSize, keys: &[Vec<QuestionKey>]) -> (String, String) {
     let mut rng = SplitMix(0x5EED_0002);
     let mut s = String::with_capacity(size.attempts as usize * 400);
     let mut progress: BTreeMap<(u32, usize), ProgressRow> = BTreeMap::new();
@@ -487,9 +261,9 @@ struct ProgressRow {
 }
 
 /// TechEmpower's `world` table: ids 1..=10000, random numbers 1..=10000.
-fn world() -> String {
+pub(super) fn world() -> String {
     let mut rng = SplitMix(0x5EED_0003);
-    let rows = crate::routes::techempower::WORLD_ROWS;
+    let rows = crate::domain::techempower::WORLD_ROWS;
     let mut s = String::with_capacity(rows as usize * 12);
     for id in 1..=rows {
         let _ = writeln!(s, "{id}\t{}", rng.below(rows as u64) + 1);
@@ -498,9 +272,9 @@ fn world() -> String {
 }
 
 /// TechEmpower's 12 fortunes.
-fn fortunes() -> String {
+pub(super) fn fortunes() -> String {
     let mut s = String::new();
-    for (i, message) in crate::routes::techempower::FORTUNES.iter().enumerate() {
+    for (i, message) in crate::domain::techempower::FORTUNES.iter().enumerate() {
         let _ = writeln!(s, "{}\t{}", i + 1, esc(message));
     }
     s
@@ -521,38 +295,6 @@ impl SplitMix {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-/// After a re-seed: bump the content version (every worker drops its cached
-/// quiz content) and end the sessions of our key prefix, whose user ids
-/// may no longer exist. A Redis that is down only earns a warning.
-pub async fn invalidate_caches(cfg: &crate::config::Config) {
-    let result: anyhow::Result<()> = async {
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let prefix = &cfg.redis_prefix;
-        redis::cmd("INCR")
-            .arg(format!("{prefix}content:version"))
-            .query_async::<()>(&mut conn)
-            .await?;
-        for pattern in ["sess:*", "user-sessions:*", "login-fail:*"] {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}{pattern}"))
-                .query_async(&mut conn)
-                .await?;
-            for chunk in keys.chunks(1000) {
-                redis::cmd("DEL")
-                    .arg(chunk)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not reset Redis state after seeding");
     }
 }
 

@@ -1,16 +1,24 @@
 //! Typed configuration, read once at start-up from environment variables.
 //!
-//! Every knob has one env var, one default and one line in the README table.
+//! Every knob has one env var and one default (`DEFAULTS`).
 //! A profile file (`config/NAME.env`, chosen by `PROFILE`) supplies defaults
 //! that real environment variables override, so a document's setup can be
 //! reproduced with `PROFILE=doc000-single` and tweaked with one more variable.
 //! Parsing is pure (it takes a lookup function) so it is unit-tested; errors
 //! name the variable and the value that was refused.
 
+mod defaults;
+mod profile;
+mod reader;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use defaults::known_vars;
+pub use profile::{load_profile, parse_profile};
+use reader::Reader;
 
 /// A configuration error: which variable, what it held, what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -247,80 +255,15 @@ pub enum Processes {
     Auto,
 }
 
-/// Default values, as documented in the README table.
-const DEFAULTS: &[(&str, &str)] = &[
-    (
-        "DATABASE_URL",
-        "postgres://postgres@127.0.0.1:5432/quizbench",
-    ),
-    ("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    ("REDIS_PREFIX", "qb:"),
-    ("BIND", "127.0.0.1:8000"),
-    ("PROCESSES", "1"),
-    ("THREADS", "1"),
-    ("THREAD_PER_CORE", "false"),
-    ("SUPERVISOR", "false"),
-    ("LISTENER", "reuseport"),
-    ("LISTEN_BACKLOG", "1024"),
-    ("CPU_OFFLOAD", "pool"),
-    ("CPU_POOL_THREADS", "0"),
-    ("CPU_POOL_QUEUE", "64"),
-    ("CONCURRENCY_CAP", "0"),
-    ("MAX_IN_FLIGHT", "2048"),
-    ("MAX_CONNECTIONS", "10000"),
-    ("HEADER_READ_TIMEOUT_MS", "5000"),
-    ("KEEPALIVE_TIMEOUT_SECS", "30"),
-    ("REQUEST_TIMEOUT_SECS", "30"),
-    ("GRACEFUL_TIMEOUT_SECS", "30"),
-    ("HEARTBEAT_TIMEOUT_SECS", "30"),
-    ("MAX_REQUESTS", "0"),
-    ("MAX_REQUESTS_JITTER", "0"),
-    ("MAX_LIFETIME_SECS", "0"),
-    ("MAX_RSS_MB", "0"),
-    ("WORKER_SPAWN", "exec"),
-    ("CONNECTION_BUDGET", "warn"),
-    ("WORKER_HEADERS", "true"),
-    ("DB_POOL_MIN", "0"),
-    ("DB_POOL_MAX", "4"),
-    ("DB_ACQUIRE_TIMEOUT_MS", "1000"),
-    ("DB_MAX_LIFETIME_SECS", "1800"),
-    ("DB_IDLE_TIMEOUT_SECS", "600"),
-    ("DB_STATEMENT_TIMEOUT_MS", "5000"),
-    ("REDIS_POOL_MAX", "16"),
-    ("REDIS_TIMEOUT_MS", "1000"),
-    ("CACHE_MODE", "local"),
-    ("CACHE_TTL_SECS", "60"),
-    ("COMPRESSION", "off"),
-    ("COMPRESSION_LEVEL", "6"),
-    ("COMPRESSION_MIN_BYTES", "1000"),
-    ("LOG_LEVEL", "info"),
-    ("LOG_FORMAT", "text"),
-    ("ACCESS_LOG", "false"),
-    ("ARGON2_MEMORY_KIB", "19456"),
-    ("ARGON2_ITERATIONS", "2"),
-    ("ARGON2_PARALLELISM", "1"),
-    ("SESSION_IDLE_SECS", "3600"),
-    ("SESSION_ABSOLUTE_SECS", "86400"),
-    ("COOKIE_SECURE", "false"),
-    ("LOGIN_MAX_FAILURES", "10"),
-    ("LOGIN_WINDOW_SECS", "300"),
-    ("GRADE_COST", "8"),
-    ("GRADE_MODEL_MB", "8"),
-    ("FILES_DIR", "./data/files"),
-    ("FILE_MAX_BYTES", "262144"),
-];
-
-/// Every variable the server reads (for the README table test and for
-/// warning about misspelt ones in profiles).
-pub fn known_vars() -> impl Iterator<Item = &'static str> {
-    DEFAULTS.iter().map(|(k, _)| *k).chain(["PROFILE"])
-}
-
 impl Config {
-    /// Reads the process environment, plus the profile file named by `PROFILE`.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    /// Reads the process environment, plus a profile file: `profile` (the
+    /// `--profile` option) when given, else the one named by `PROFILE`.
+    pub fn from_env(profile: Option<&str>) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let profile = env.get("PROFILE").filter(|p| !p.is_empty()).cloned();
+        let profile = profile
+            .map(str::to_string)
+            .or_else(|| env.get("PROFILE").cloned())
+            .filter(|p| !p.is_empty());
         let profile_vars = match &profile {
             Some(name) => load_profile(name)?,
             None => HashMap::new(),
@@ -480,171 +423,6 @@ impl Config {
     }
 }
 
-/// Reads `config/NAME.env` (or a path) as KEY=VALUE lines; `#` starts a comment.
-pub fn load_profile(name: &str) -> Result<HashMap<String, String>, ConfigError> {
-    let path = profile_path(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
-        var: "PROFILE".into(),
-        value: name.into(),
-        expected: format!("a readable profile file ({}: {e})", path.display()),
-    })?;
-    parse_profile(&text).map_err(|line| ConfigError {
-        var: "PROFILE".into(),
-        value: name.into(),
-        expected: format!("KEY=VALUE lines naming known variables; bad line: {line:?}"),
-    })
-}
-
-fn profile_path(name: &str) -> PathBuf {
-    if name.contains('/') || name.ends_with(".env") {
-        return PathBuf::from(name);
-    }
-    // Look beside the working directory first, then beside the executable
-    // (the container image keeps config/ next to the binary).
-    let local = Path::new("config").join(format!("{name}.env"));
-    if local.exists() {
-        return local;
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(4) {
-            let candidate = dir.join("config").join(format!("{name}.env"));
-            if candidate.exists() {
-                return candidate;
-            }
-        }
-    }
-    local
-}
-
-/// Parses profile text; returns the first bad line on error.
-pub fn parse_profile(text: &str) -> Result<HashMap<String, String>, String> {
-    let known: Vec<&str> = known_vars().collect();
-    let mut vars = HashMap::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(raw.to_string());
-        };
-        let key = key.trim();
-        if !known.contains(&key) || key == "PROFILE" {
-            return Err(raw.to_string());
-        }
-        let value = value.split(" #").next().unwrap_or("").trim();
-        vars.insert(key.to_string(), value.trim_matches('"').to_string());
-    }
-    Ok(vars)
-}
-
-struct Reader<'f, F> {
-    lookup: &'f F,
-}
-
-impl<'a, F: Fn(&str) -> Option<&'a str>> Reader<'_, F> {
-    fn raw(&self, var: &str) -> &'a str {
-        match (self.lookup)(var) {
-            Some(v) if !v.trim().is_empty() => v.trim(),
-            _ => DEFAULTS
-                .iter()
-                .find(|(k, _)| *k == var)
-                .map(|(_, v)| *v)
-                .expect("every variable has a default"),
-        }
-    }
-
-    fn err(&self, var: &str, expected: impl Into<String>) -> ConfigError {
-        ConfigError {
-            var: var.into(),
-            value: self.raw(var).into(),
-            expected: expected.into(),
-        }
-    }
-
-    fn string(&self, var: &str) -> String {
-        self.raw(var).to_string()
-    }
-
-    fn parse<T: std::str::FromStr>(&self, var: &str, expected: &str) -> Result<T, ConfigError> {
-        self.raw(var).parse().map_err(|_| self.err(var, expected))
-    }
-
-    fn ranged(&self, var: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
-        let expected = || format!("an integer from {min} to {max}");
-        let n: usize = self
-            .raw(var)
-            .parse()
-            .map_err(|_| self.err(var, expected()))?;
-        if n < min || n > max {
-            return Err(self.err(var, expected()));
-        }
-        Ok(n)
-    }
-
-    fn secs(&self, var: &str, min: usize) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(
-            self.ranged(var, min, 10 * 365 * 86400)? as u64,
-        ))
-    }
-
-    fn optional_secs(&self, var: &str) -> Result<Option<Duration>, ConfigError> {
-        let d = self.secs(var, 0)?;
-        Ok((!d.is_zero()).then_some(d))
-    }
-
-    fn bool(&self, var: &str) -> Result<bool, ConfigError> {
-        match self.raw(var).to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(self.err(var, "true or false")),
-        }
-    }
-
-    fn choice<T: Copy>(&self, var: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
-        let v = self.raw(var).to_ascii_lowercase();
-        options
-            .iter()
-            .find(|(name, _)| *name == v)
-            .map(|(_, t)| *t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.err(var, format!("one of {}", names.join(", ")))
-            })
-    }
-
-    fn processes(&self) -> Result<Processes, ConfigError> {
-        match self.raw("PROCESSES").to_ascii_lowercase().as_str() {
-            "0" | "auto" => Ok(Processes::Auto),
-            _ => Ok(Processes::Count(self.ranged("PROCESSES", 0, 1024)?)),
-        }
-    }
-
-    fn compression(&self) -> Result<Compression, ConfigError> {
-        let mut c = Compression {
-            level: self.ranged("COMPRESSION_LEVEL", 0, 22)? as i32,
-            min_bytes: self.ranged("COMPRESSION_MIN_BYTES", 0, u16::MAX as usize)? as u16,
-            ..Compression::default()
-        };
-        for part in self.raw("COMPRESSION").to_ascii_lowercase().split(',') {
-            match part.trim() {
-                "off" | "none" | "" => {}
-                "gzip" => c.gzip = true,
-                "br" | "brotli" => c.br = true,
-                "zstd" => c.zstd = true,
-                "all" => (c.gzip, c.br, c.zstd) = (true, true, true),
-                _ => {
-                    return Err(self.err(
-                        "COMPRESSION",
-                        "off, or a comma list of gzip, br, zstd (or all)",
-                    ))
-                }
-            }
-        }
-        Ok(c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,32 +495,5 @@ mod tests {
         let c = cfg(&[("THREADS", ""), ("DB_MAX_LIFETIME_SECS", "0")]).unwrap();
         assert_eq!(c.threads, 1);
         assert_eq!(c.db_max_lifetime, None);
-    }
-
-    #[test]
-    fn profile_files_parse_and_reject_unknown_keys() {
-        let vars = parse_profile("# doc 000\nPROCESSES=2\nDB_POOL_MAX = 25 # pool\n\n").unwrap();
-        assert_eq!(vars["PROCESSES"], "2");
-        assert_eq!(vars["DB_POOL_MAX"], "25");
-        assert!(parse_profile("PROCESES=2").is_err());
-        assert!(parse_profile("just words").is_err());
-    }
-
-    #[test]
-    fn every_shipped_profile_is_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "env") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                let vars = parse_profile(&text)
-                    .unwrap_or_else(|l| panic!("{}: bad line {l}", path.display()));
-                Config::from_lookup(None, |k| vars.get(k).map(String::as_str))
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                seen += 1;
-            }
-        }
-        assert!(seen >= 5, "expected the document profiles in config/");
     }
 }

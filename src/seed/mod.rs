@@ -1,0 +1,269 @@
+//! `migrate` and `seed`: the schema, and SPEC's reference data set loaded
+//! with COPY in one transaction.
+//!
+//! The rows come from [`data`] (deterministic, so seeding twice gives the
+//! same rows); this module loads them: `seed` resets the tables to the
+//! reference set, `seed --if-empty` loads it only into an empty database,
+//! in one transaction either way. Every user shares
+//! one password hash (`quizbench`), made once with the configured argon2
+//! parameters.
+
+mod data;
+
+use std::time::Instant;
+
+use sqlx::migrate::MigrateDatabase as _;
+use sqlx::{Connection as _, PgConnection, Postgres};
+
+use crate::password::Passwords;
+pub use data::student_home;
+use data::{attempts, cohorts, fortunes, organizations, questions, quizzes, users, world};
+
+/// The shared password of every seeded account.
+pub const SEED_PASSWORD: &str = "quizbench";
+
+/// Sizes of the generated data set.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedSize {
+    pub organizations: u32,
+    pub cohorts_per_org: u32,
+    pub students_per_cohort: u32,
+    pub quizzes: u32,
+    pub questions_per_quiz: u32,
+    pub attempts: u32,
+}
+
+impl SeedSize {
+    /// SPEC's reference set: 10,000 students in 10 x 10 cohorts, 50 quizzes
+    /// of 10 questions, 100,000 attempts.
+    pub const REFERENCE: SeedSize = SeedSize {
+        organizations: 10,
+        cohorts_per_org: 10,
+        students_per_cohort: 100,
+        quizzes: 50,
+        questions_per_quiz: 10,
+        attempts: 100_000,
+    };
+
+    pub fn students(&self) -> u32 {
+        self.organizations * self.cohorts_per_org * self.students_per_cohort
+    }
+
+    pub fn cohorts(&self) -> u32 {
+        self.organizations * self.cohorts_per_org
+    }
+}
+
+/// Creates the database if needed and applies the embedded migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    if !Postgres::database_exists(database_url).await? {
+        Postgres::create_database(database_url).await?;
+        tracing::info!("created the database");
+    }
+    let mut conn = connect(database_url).await?;
+    sqlx::migrate!("./migrations").run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A connection for bulk work: slow statements are expected, not logged.
+async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    use sqlx::ConnectOptions as _;
+    let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+    Ok(opts
+        .log_slow_statements(tracing::log::LevelFilter::Off, std::time::Duration::ZERO)
+        .connect()
+        .await?)
+}
+
+/// What `seed` did.
+#[derive(Debug)]
+pub struct SeedReport {
+    pub skipped: bool,
+    pub students: u32,
+    pub attempts: u32,
+    pub seconds: f64,
+}
+
+/// Loads the data set. With `if_empty`, does nothing when users exist.
+pub async fn seed(
+    database_url: &str,
+    passwords: &Passwords,
+    size: SeedSize,
+    if_empty: bool,
+) -> anyhow::Result<SeedReport> {
+    let started = Instant::now();
+    let mut conn = connect(database_url).await?;
+    if if_empty {
+        let any: bool = sqlx::query_scalar("select exists (select 1 from users)")
+            .fetch_one(&mut conn)
+            .await?;
+        if any {
+            return Ok(SeedReport {
+                skipped: true,
+                students: 0,
+                attempts: 0,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    let hash = passwords.hash(SEED_PASSWORD);
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "truncate attempts, progress, questions, quizzes, users, cohorts, organizations,
+                  world, fortune
+         restart identity cascade",
+    )
+    .execute(&mut *tx)
+    .await?;
+    copy(&mut tx, "organizations (id, name)", &organizations(size)).await?;
+    copy(
+        &mut tx,
+        "cohorts (id, organization_id, name)",
+        &cohorts(size),
+    )
+    .await?;
+    copy(
+        &mut tx,
+        "users (id, username, password_hash, display_name, role, organization_id, cohort_id)",
+        &users(size, &hash),
+    )
+    .await?;
+    copy(&mut tx, "quizzes (id, title, description)", &quizzes(size)).await?;
+    let (questions_text, keys) = questions(size);
+    copy(
+        &mut tx,
+        "questions (id, quiz_id, position, kind, prompt, choices, answer_key, points)",
+        &questions_text,
+    )
+    .await?;
+    copy(&mut tx, "world (id, randomnumber)", &world()).await?;
+    copy(&mut tx, "fortune (id, message)", &fortunes()).await?;
+    // Bulk-load the big tables without their foreign keys and secondary
+    // indexes, then rebuild them in one pass each (PostgreSQL's "populating
+    // a database" advice); all inside this transaction, so it is atomic.
+    let deferred = defer_constraints(&mut tx, &["attempts", "progress"]).await?;
+    let (attempts_text, progress_text) = attempts(size, &keys);
+    copy(
+        &mut tx,
+        "attempts (id, user_id, quiz_id, answers, score, max_score, submitted_at)",
+        &attempts_text,
+    )
+    .await?;
+    copy(
+        &mut tx,
+        "progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)",
+        &progress_text,
+    )
+    .await?;
+    for ddl in deferred {
+        sqlx::query(&ddl).execute(&mut *tx).await?;
+    }
+    for table in [
+        "organizations",
+        "cohorts",
+        "users",
+        "quizzes",
+        "questions",
+        "attempts",
+    ] {
+        sqlx::query(&format!(
+            "select setval(pg_get_serial_sequence('{table}', 'id'), greatest(1, (select max(id) from {table})))"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    sqlx::query("analyze users, attempts, progress, questions, quizzes")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(SeedReport {
+        skipped: false,
+        students: size.students(),
+        attempts: size.attempts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Drops the foreign keys and non-primary indexes of `tables` and returns
+/// the statements that re-create them, read from the catalog (so they stay
+/// exactly what the migrations made).
+async fn defer_constraints(
+    conn: &mut PgConnection,
+    tables: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut recreate = Vec::new();
+    for table in tables {
+        let fks: Vec<(String, String)> = sqlx::query_as(
+            "select conname::text, pg_get_constraintdef(oid)
+               from pg_constraint
+              where conrelid = $1::regclass and contype = 'f'",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (name, def) in fks {
+            sqlx::query(&format!("alter table {table} drop constraint {name}"))
+                .execute(&mut *conn)
+                .await?;
+            recreate.push(format!("alter table {table} add constraint {name} {def}"));
+        }
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "select i.relname::text, pg_get_indexdef(x.indexrelid)
+               from pg_index x join pg_class i on i.oid = x.indexrelid
+              where x.indrelid = $1::regclass and not x.indisprimary",
+        )
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (name, def) in indexes {
+            sqlx::query(&format!("drop index {name}"))
+                .execute(&mut *conn)
+                .await?;
+            recreate.push(def);
+        }
+    }
+    Ok(recreate)
+}
+
+async fn copy(conn: &mut PgConnection, target: &str, data: &str) -> anyhow::Result<()> {
+    let mut sink = conn
+        .copy_in_raw(&format!("copy {target} from stdin"))
+        .await?;
+    sink.send(data.as_bytes()).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
+/// After a re-seed: bump the content version (every worker drops its cached
+/// quiz content) and end the sessions of our key prefix, whose user ids
+/// may no longer exist. A Redis that is down only earns a warning.
+pub async fn invalidate_caches(cfg: &crate::config::Config) {
+    let result: anyhow::Result<()> = async {
+        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let prefix = &cfg.redis_prefix;
+        redis::cmd("INCR")
+            .arg(format!("{prefix}content:version"))
+            .query_async::<()>(&mut conn)
+            .await?;
+        for pattern in ["sess:*", "user-sessions:*", "login-fail:*"] {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}{pattern}"))
+                .query_async(&mut conn)
+                .await?;
+            for chunk in keys.chunks(1000) {
+                redis::cmd("DEL")
+                    .arg(chunk)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not reset Redis state after seeding");
+    }
+}
