@@ -62,6 +62,13 @@ async fn kill9_under_load(listener: &str) {
     let replacement = *after.iter().find(|p| !before.contains(p)).unwrap();
     let n = keep.snapshot().len();
     keep.wait_requests(n + 400, Duration::from_secs(10)).await;
+    // Which worker accepts a new connection is the kernel's choice (on a
+    // shared socket, whichever wakes first; the survivor is already busy
+    // accepting): give the replacement time to get some, rather than a
+    // fixed number of requests.
+    fresh
+        .wait_served_by(replacement, Duration::from_secs(10))
+        .await;
     let (keep, fresh) = (keep.stop().await, fresh.stop().await);
     // Only requests that were on the killed worker may fail: keep-alive
     // connections it served, and new connections it had accepted when it

@@ -181,6 +181,27 @@ impl Load {
         }
     }
 
+    /// Waits until a response came from worker `pid` (or `limit`); whether
+    /// it did.
+    pub async fn wait_served_by(&self, pid: u32, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            if self
+                .outcomes
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|o| o.pid == Some(pid))
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn stop(self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
