@@ -3,23 +3,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Reply, TestServer};
 
 fn quizload(args: &[&str]) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(args)
-        .output()
-        .expect("quizload runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "quizload {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    (stdout, stderr)
+    common::quizload::ok(args, None)
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -167,10 +156,7 @@ fn bad_arguments_fail_cleanly() {
         vec!["run", "http://127.0.0.1:1/", "-d", "10parsecs"],
         vec!["sweep", "http://127.0.0.1:1/", "-c", "1,2", "--rate", "5,6"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = common::quizload::run(&args, None);
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
