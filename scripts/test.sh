@@ -36,6 +36,15 @@ if [[ "${QB_SKIP_LINT:-0}" != 1 ]]; then
 	run cargo fmt --all -- --check
 	run cargo clippy --workspace --all-targets -- -D warnings
 fi
+# No unused dependency: cargo-machete reads every crate's sources against
+# its Cargo.toml. Installed once into ~/.cargo/bin, so CI's fresh clones
+# reuse it.
+if [[ "${QB_SKIP_LINT:-0}" != 1 ]]; then
+	if ! cargo machete --version >/dev/null 2>&1; then
+		run cargo install --locked --quiet cargo-machete@0.9.2
+	fi
+	run cargo machete
+fi
 # The fault suite runs schemathesis against the server's OpenAPI document.
 # It lives in a venv outside the checkout, so CI's fresh clones reuse it.
 if [[ "${QB_SKIP_SCHEMATHESIS:-0}" != 1 ]]; then

@@ -5,7 +5,8 @@
 //! ones below; `docs/architecture.md` has the table):
 //! 1. [`units`]: durations, ranges and lists as people write them;
 //!    [`output`]: results as JSON files; [`stats`]: recorders, exact merging
-//!    and summaries (HDR histograms);
+//!    and summaries (HDR histograms); [`prometheus`]: `/metrics` text read
+//!    and summed;
 //! 2. [`generator`]: the engine (threads, VUs, closed and open models), a
 //!    VU's connection, HTTP/1.1, the scenarios, the open model's schedule,
 //!    the generator's self-measurement;
@@ -29,6 +30,7 @@ pub mod experiment;
 pub mod generator;
 pub mod load;
 pub mod output;
+pub mod prometheus;
 pub mod stats;
 pub mod tools;
 pub mod units;

@@ -7,17 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::quizload::scratch;
 use common::{Reply, TestServer};
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("quizload-adapters-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
@@ -25,21 +19,11 @@ fn script(path: &Path, body: &str) {
 }
 
 fn quizload(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(args)
-        .output()
-        .expect("quizload runs")
+    common::quizload::run(args, None)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = quizload(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "quizload {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::quizload::ok(args, None).0
 }
 
 const HEY_REPORT: &str = "
@@ -65,7 +49,8 @@ Status code distribution:
 /// returned, and its report becomes a run report with `rps`.
 #[test]
 fn hey_runs_a_scenario_with_a_session() {
-    let d = dir("hey");
+    let scratch = scratch("hey");
+    let d = scratch.path();
     let srv = TestServer::start(|req| match req.path.as_str() {
         "/api/v1/auth/login" if req.method == "POST" => {
             Reply::ok(r#"{"token":"tok-1","user":{"id":1}}"#)
@@ -141,14 +126,14 @@ fn hey_runs_a_scenario_with_a_session() {
         .as_str()
         .unwrap()
         .contains("measured by hey"));
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Locust runs the journey headless with the CSV prefix quizload reads
 /// back, the user count, spawn rate, run time and think time asked for.
 #[test]
 fn locust_runs_the_journey_and_its_csv_is_read() {
-    let d = dir("locust");
+    let scratch = scratch("locust");
+    let d = scratch.path();
     let fake = d.join("locust");
     // Writes PREFIX_stats.csv for the --csv PREFIX it was given.
     script(
@@ -220,14 +205,14 @@ EOF
         .collect();
     assert_eq!(names, ["POST /api/v1/auth/login", "GET /api/v1/quizzes"]);
     assert_eq!(v["endpoints"][1]["errors"]["total"], 1);
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// A tool that is not there: an error naming how to install it, and no
 /// result written.
 #[test]
 fn missing_tools_say_how_to_install_them() {
-    let d = dir("missing");
+    let scratch = scratch("missing");
+    let d = scratch.path();
     let json = d.join("out.json");
     for (tool, hint, extra) in [
         (
@@ -277,5 +262,4 @@ fn missing_tools_say_how_to_install_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("open model"));
     let out = quizload(&["run", "--tool", "locust", "http://127.0.0.1:9/", "-d", "1s"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario journey"));
-    let _ = std::fs::remove_dir_all(&d);
 }

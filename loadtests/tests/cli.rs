@@ -3,33 +3,17 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::quizload::scratch;
 use common::{Reply, TestServer};
 
 fn quizload(args: &[&str]) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(args)
-        .output()
-        .expect("quizload runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "quizload {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("quizload-test-{}-{name}", std::process::id()))
+    common::quizload::ok(args, None)
 }
 
 fn read_json(p: &std::path::Path) -> serde_json::Value {
-    let v = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    let _ = std::fs::remove_file(p);
-    v
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 /// `run URL -c -n --json` prints a summary and writes JSON with `rps` and
@@ -43,7 +27,8 @@ fn run_writes_json_with_rps() {
             Reply::status(400, "")
         }
     });
-    let json = tmp("run.json");
+    let scratch = scratch("cli");
+    let json = scratch.path().join("run.json");
     let (stdout, _) = quizload(&[
         "run",
         &srv.url("/hello"),
@@ -79,7 +64,8 @@ fn run_writes_json_with_rps() {
 #[test]
 fn open_run_reports_schedule() {
     let srv = TestServer::start(|_| Reply::ok("ok"));
-    let json = tmp("open.json");
+    let scratch = scratch("cli");
+    let json = scratch.path().join("open.json");
     let (stdout, _) = quizload(&[
         "run",
         &srv.url("/"),
@@ -110,7 +96,8 @@ fn open_run_reports_schedule() {
 #[test]
 fn sweep_prints_table_and_json() {
     let srv = TestServer::start(|_| Reply::ok("ok").delay(Duration::from_millis(2)));
-    let json = tmp("sweep.json");
+    let scratch = scratch("cli");
+    let json = scratch.path().join("sweep.json");
     let (stdout, _) = quizload(&[
         "sweep",
         &srv.url("/"),
@@ -140,7 +127,8 @@ fn sweep_prints_table_and_json() {
 /// `calibrate` against the in-process target reports a maximum rate.
 #[test]
 fn calibrate_reports_rate() {
-    let json = tmp("cal.json");
+    let scratch = scratch("cli");
+    let json = scratch.path().join("cal.json");
     let (stdout, _) = quizload(&[
         "calibrate",
         "-c",
@@ -167,10 +155,7 @@ fn bad_arguments_fail_cleanly() {
         vec!["run", "http://127.0.0.1:1/", "-d", "10parsecs"],
         vec!["sweep", "http://127.0.0.1:1/", "-c", "1,2", "--rate", "5,6"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = common::quizload::run(&args, None);
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
@@ -182,13 +167,14 @@ fn bad_arguments_fail_cleanly() {
 /// JSON with `rps`.
 #[test]
 fn import_other_tools() {
-    let wrk = tmp("wrk.txt");
+    let scratch = scratch("cli");
+    let wrk = scratch.path().join("wrk.txt");
     std::fs::write(
         &wrk,
         "Running 1s test @ http://127.0.0.1:1/\n  2 threads and 10 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   180.00us   50.00us   2.00ms   90.00%\n    Req/Sec    25.00k     1.00k   27.00k    70.00%\n  50000 requests in 1.00s, 7.00MB read\nRequests/sec:  50000.00\nTransfer/sec:      7.00MB\n",
     )
     .unwrap();
-    let json = tmp("imp.json");
+    let json = scratch.path().join("imp.json");
     let (stdout, _) = quizload(&[
         "import",
         "wrk",
@@ -202,9 +188,8 @@ fn import_other_tools() {
     let v = read_json(&json);
     assert_eq!(v["rps"], 50000.0);
     assert_eq!(v["endpoints"][0]["latency_ms"]["max"], 2.0);
-    let _ = std::fs::remove_file(&wrk);
 
-    let csv = tmp("locust_stats.csv");
+    let csv = scratch.path().join("locust_stats.csv");
     std::fs::write(
         &csv,
         "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\nGET,GET /api/v1/user,10,1,12,15.0,5,40,100,2.5,0.25,12,13,14,15,20,30,40,40,40,40,40\n,Aggregated,10,1,12,15.0,5,40,100,2.5,0.25,12,13,14,15,20,30,40,40,40,40,40\n",
@@ -221,5 +206,4 @@ fn import_other_tools() {
     let v = read_json(&json);
     assert_eq!(v["rps"], 2.5);
     assert_eq!(v["endpoints"][0]["errors"]["total"], 1);
-    let _ = std::fs::remove_file(&csv);
 }

@@ -5,29 +5,35 @@
 //! without PostgreSQL. (The real server is driven the same way with
 //! `--server-bin target/release/quizbench`.)
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::quizload::scratch;
+
 fn quizload(args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("quizload runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "quizload {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::quizload::ok(args, Some(cwd)).0
 }
 
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("quizload-exp-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Runs [`EXPERIMENT`] (written to `dir/t1.toml`) against the stand-in
+/// server, writing to `out`, with `extra` arguments; its stdout.
+fn experiment_with_stand_in(dir: &Path, out: &Path, extra: &[&str]) -> String {
+    let server = fake_server(dir);
+    let file = dir.join("t1.toml");
+    std::fs::write(&file, EXPERIMENT).unwrap();
+    let mut args = vec![
+        "experiment",
+        file.to_str().unwrap(),
+        "--server-bin",
+        server.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    quizload(&args, dir)
 }
 
 fn fake_server(dir: &Path) -> PathBuf {
@@ -95,24 +101,11 @@ env = { PROCESSES = "2" }
 /// Markdown report and charts written; `compare` works on two folders.
 #[test]
 fn runs_matrix_and_compares() {
-    let dir = workdir("matrix");
-    let server = fake_server(&dir);
+    let scratch = scratch("matrix");
+    let dir = scratch.path();
     let file = dir.join("t1.toml");
-    std::fs::write(&file, EXPERIMENT).unwrap();
     let out_a = dir.join("a");
-    let stdout = quizload(
-        &[
-            "experiment",
-            file.to_str().unwrap(),
-            "--server-bin",
-            server.to_str().unwrap(),
-            "--out",
-            out_a.to_str().unwrap(),
-            "--threads",
-            "1",
-        ],
-        &dir,
-    );
+    let stdout = experiment_with_stand_in(dir, &out_a, &[]);
     assert!(
         stdout.contains("| Configuration | Avg Response | Median | Min | Max | 95th % |"),
         "{stdout}"
@@ -210,7 +203,7 @@ fn runs_matrix_and_compares() {
             "2",
             "-q",
         ],
-        &dir,
+        dir,
     );
     let b: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out_b.join("summary.json")).unwrap())
@@ -226,7 +219,7 @@ fn runs_matrix_and_compares() {
             "--json",
             cmp_json.to_str().unwrap(),
         ],
-        &dir,
+        dir,
     );
     assert!(stdout.contains("mean latency"), "{stdout}");
     let cmp: serde_json::Value =
@@ -234,7 +227,6 @@ fn runs_matrix_and_compares() {
     assert_eq!(cmp["verdicts"].as_array().unwrap().len(), 2);
     assert!(cmp["rps"].as_f64().unwrap() > 0.0);
     drop(target);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 struct KillOnDrop(std::process::Child);
@@ -270,8 +262,8 @@ fn shipped_experiments_validate() {
 /// sampled and stopped by the runner.
 #[test]
 fn cells_run_with_an_external_tool() {
-    let dir = workdir("tool");
-    let server = fake_server(&dir);
+    let scratch = scratch("tool");
+    let dir = scratch.path();
     let hey = dir.join("fake-hey");
     std::fs::write(
         &hey,
@@ -282,19 +274,11 @@ fn cells_run_with_an_external_tool() {
     )
     .unwrap();
     Command::new("chmod").arg("+x").arg(&hey).status().unwrap();
-    let file = dir.join("t1.toml");
-    std::fs::write(&file, EXPERIMENT).unwrap();
     let out = dir.join("out");
-    let stdout = quizload(
+    let stdout = experiment_with_stand_in(
+        dir,
+        &out,
         &[
-            "experiment",
-            file.to_str().unwrap(),
-            "--server-bin",
-            server.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--threads",
-            "1",
             "--trials",
             "1",
             "--tool",
@@ -302,7 +286,6 @@ fn cells_run_with_an_external_tool() {
             "--tool-bin",
             hey.to_str().unwrap(),
         ],
-        &dir,
     );
     assert!(stdout.contains("Verdicts"), "{stdout}");
     let log = std::fs::read_to_string(dir.join("hey.log")).unwrap();
@@ -338,5 +321,4 @@ fn cells_run_with_an_external_tool() {
     assert!(!run["server"]["processes"].as_array().unwrap().is_empty());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Load sent by hey"), "{md}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

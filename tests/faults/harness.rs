@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loadtests::prometheus::Scrape;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sqlx::{Connection, PgConnection};
@@ -124,7 +125,7 @@ impl Server {
     /// This server's Prometheus text.
     pub async fn metrics(&self) -> Metrics {
         let text = self.get("/metrics", None).await.text().await.unwrap();
-        Metrics(text)
+        Metrics(Scrape::parse(&text))
     }
 
     /// Waits until `/readyz` answers `status` (bounded).
@@ -178,34 +179,23 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Prometheus text with sums over every worker's series.
-pub struct Metrics(pub String);
+/// A `/metrics` scrape, summed over every worker's series.
+pub struct Metrics(pub Scrape);
+
+impl std::ops::Deref for Metrics {
+    type Target = Scrape;
+
+    fn deref(&self) -> &Scrape {
+        &self.0
+    }
+}
 
 impl Metrics {
-    /// Sum of every series of `name` whose labels contain all of `labels`
-    /// (`key="value"` strings).
-    pub fn sum(&self, name: &str, labels: &[&str]) -> f64 {
-        self.0
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-            })
-            .filter(|l| labels.iter().all(|want| l.contains(want)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    pub fn count(&self, name: &str) -> u64 {
-        self.sum(name, &[]) as u64
-    }
-
     /// Requests answered with `status` (all routes).
     pub fn status(&self, status: u16) -> u64 {
         self.sum(
             "quizbench_http_requests_total",
-            &[&format!("status=\"{status}\"")],
+            &[("status", &status.to_string())],
         ) as u64
     }
 }

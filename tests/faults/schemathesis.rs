@@ -123,7 +123,7 @@ async fn schemathesis_finds_no_server_error() {
     for route in ["/api/v1/user", "/api/v1/progress"] {
         let ok = m.sum(
             "quizbench_http_requests_total",
-            &[&format!("route=\"{route}\""), "status=\"200\""],
+            &[("route", route), ("status", "200")],
         );
         assert!(
             ok > 0.0,

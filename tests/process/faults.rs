@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::harness::{self, metric_sum, Options, Server};
+use crate::harness::{self, Options, Server};
 use crate::load::{Load, LoadSpec, Request};
 
 const RESTARTS: &str = "quizbench_worker_restarts_total";
@@ -95,7 +95,7 @@ async fn kill9_under_load(listener: &str) {
         fresh.summary()
     );
     let metrics = server.metrics();
-    assert_eq!(metric_sum(&metrics, RESTARTS, "reason=\"crash\""), 1.0);
+    assert_eq!(metrics.sum(RESTARTS, &[("reason", "crash")]), 1.0);
     let died = &server.log.events("worker died; respawning")[0];
     assert_eq!(died["pid"], victim);
     assert_eq!(died["backoff_ms"], 0, "a first crash is respawned at once");
@@ -264,10 +264,7 @@ async fn sighup_under_load(listener: &str) {
         assert!(fresh.pids().contains(pid) || keep.pids().contains(pid));
     }
     assert_ready_before_drain(&server, 2);
-    assert_eq!(
-        metric_sum(&server.metrics(), RESTARTS, "reason=\"hup\""),
-        2.0
-    );
+    assert_eq!(server.metrics().sum(RESTARTS, &[("reason", "hup")]), 2.0);
     // The new workers took over the same sockets.
     assert_eq!(harness::listening_inodes(server.addr.port()), listening);
     for ev in server.log.events("replacement ready") {
@@ -387,8 +384,8 @@ async fn max_requests_recycles_under_keep_alive_load_without_failures() {
     );
     assert!(report.pids().len() >= 4, "{}", report.summary());
     let metrics = server.metrics();
-    assert!(metric_sum(&metrics, RESTARTS, "reason=\"max_requests\"") >= 4.0);
-    assert_eq!(metric_sum(&metrics, RESTARTS, "reason=\"crash\""), 0.0);
+    assert!(metrics.sum(RESTARTS, &[("reason", "max_requests")]) >= 4.0);
+    assert_eq!(metrics.sum(RESTARTS, &[("reason", "crash")]), 0.0);
     for ev in server.log.events("MAX_REQUESTS reached") {
         let limit = ev["limit"].as_u64().unwrap();
         assert!((200..=220).contains(&limit), "limit with jitter: {limit}");
@@ -408,7 +405,7 @@ async fn max_lifetime_recycles_without_failures() {
         .wait_for("replacement ready", 3, Duration::from_secs(15));
     let report = load.stop().await;
     assert!(report.failed().is_empty(), "{}", report.summary());
-    assert!(metric_sum(&server.metrics(), RESTARTS, "reason=\"lifetime\"") >= 3.0);
+    assert!(server.metrics().sum(RESTARTS, &[("reason", "lifetime")]) >= 3.0);
     assert_ready_before_drain(&server, 3);
 }
 
@@ -443,10 +440,7 @@ async fn max_rss_recycles_a_worker_that_grew() {
         .wait_for("replacement ready", 1, Duration::from_secs(15));
     assert_eq!(ready[0]["reason"], "memory");
     server.wait_workers(1, &before, Duration::from_secs(10));
-    assert_eq!(
-        metric_sum(&server.metrics(), RESTARTS, "reason=\"memory\""),
-        1.0
-    );
+    assert_eq!(server.metrics().sum(RESTARTS, &[("reason", "memory")]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,7 @@
 //! from outside through /proc. The server is killed when the guard drops.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -214,8 +213,8 @@ impl Server {
         }
     }
 
-    pub fn metrics(&self) -> String {
-        http_get(self.addr, "/metrics").expect("GET /metrics").body
+    pub fn metrics(&self) -> Scrape {
+        Scrape::parse(&http_get(self.addr, "/metrics").expect("GET /metrics").body)
     }
 
     pub fn runtime(&self) -> Value {
@@ -436,14 +435,14 @@ pub fn exe_inode(pid: u32) -> Option<u64> {
 
 // ---------------------------------------------------------------- HTTP
 
-/// A response read by the blocking client.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub body: String,
-}
+pub use loadtests::generator::http::blocking::Response;
+pub use loadtests::prometheus::Scrape;
 
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+/// Bound on one blocking request of these tests.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A GET on a new connection (blocking, 30 s timeout).
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
     http_request(addr, "GET", path, &[], b"")
 }
 
@@ -454,42 +453,13 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<Response> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    parse_response(&raw).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("incomplete response ({} bytes)", raw.len()),
-        )
-    })
-}
-
-fn parse_response(raw: &[u8]) -> Option<Response> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = String::from_utf8_lossy(&raw[end + 4..]).to_string();
-    Some(Response { status, body })
-}
-
-/// Sum of a Prometheus series over its labels, filtered by label text.
-pub fn metric_sum(text: &str, name: &str, label_filter: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| l.contains(label_filter))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+) -> anyhow::Result<Response> {
+    loadtests::generator::http::blocking::http_request(
+        addr,
+        method,
+        path,
+        headers,
+        body,
+        HTTP_TIMEOUT,
+    )
 }

@@ -191,8 +191,9 @@ async fn check_model_with(opts: Options<'_>, expect: Expect) -> Server {
     for pid in &serving {
         assert!(
             metrics
-                .lines()
-                .any(|l| l.starts_with("quizbench_worker_pid{") && l.ends_with(&format!(" {pid}"))),
+                .sum_by("quizbench_worker_pid", "worker")
+                .values()
+                .any(|v| *v == f64::from(*pid)),
             "/metrics labels worker pid {pid}"
         );
     }

@@ -7,10 +7,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, metric_sum, Server};
+use crate::harness::{self, Server};
 
 /// One grading request on its own connection (blocking).
-fn grade(addr: SocketAddr, token: &str) -> std::io::Result<harness::Response> {
+fn grade(addr: SocketAddr, token: &str) -> anyhow::Result<harness::Response> {
     harness::http_request(
         addr,
         "POST",
@@ -58,10 +58,9 @@ async fn heartbeat_timeout_kills_a_worker_whose_event_loop_is_blocked() {
     server.wait_workers(1, &before, Duration::from_secs(5));
     server.wait_healthy(Duration::from_secs(5));
     assert_eq!(
-        metric_sum(
-            &server.metrics(),
+        server.metrics().sum(
             "quizbench_worker_restarts_total",
-            "reason=\"heartbeat\""
+            &[("reason", "heartbeat")]
         ),
         1.0
     );
@@ -102,7 +101,12 @@ async fn request_timeout_answers_503_and_the_worker_serves_on() {
         harness::http_get(server.addr, "/runtime").unwrap().status,
         200
     );
-    assert!(metric_sum(&server.metrics(), "quizbench_request_timeouts_total", "") >= 1.0);
+    assert!(
+        server
+            .metrics()
+            .sum("quizbench_request_timeouts_total", &[])
+            >= 1.0
+    );
 }
 
 /// Reads until the peer closes; returns how long that took.

@@ -23,6 +23,23 @@ const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 
+/// The start of a chart `W` wide and `height` high on a white background,
+/// with `title` centred on `title_x`.
+fn svg_open(height: f64, title_x: f64, title: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(o, r#"<rect width="{W}" height="{height}" fill="white"/>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="{title_x}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        esc(title)
+    );
+    o
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -77,18 +94,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         }
     };
     let ypos = |y: f64| TOP + ph - ph * (y / ytop).clamp(0.0, 1.0);
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        LEFT + pw / 2.0,
-        esc(title)
-    );
+    let mut o = svg_open(H, LEFT + pw / 2.0, title);
     let mut t = 0.0;
     while t <= ytop + ystep * 0.01 {
         let y = ypos(t);
@@ -181,18 +187,7 @@ pub fn share_chart(title: &str, rows: &[(String, BTreeMap<String, f64>)]) -> Str
     let h = TOP + BOTTOM + row_h * rows.len() as f64;
     let left = 220.0;
     let pw = W - left - 40.0;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        W / 2.0,
-        esc(title)
-    );
+    let mut o = svg_open(h, W / 2.0, title);
     for (i, (label, shares)) in rows.iter().enumerate() {
         let y = TOP + row_h * i as f64;
         let _ = writeln!(

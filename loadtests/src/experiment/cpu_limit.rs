@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::tools::shell_join;
+
 /// How the server's CPU is limited.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuLimit {
@@ -162,16 +164,16 @@ pub(super) fn confine(
     } else {
         None
     };
-    let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    let command = shell_join(args);
     let (script, applied) = match &cgroup {
         Some((cg, method)) => {
             let joins: Vec<String> = cg
                 .procs
                 .iter()
-                .map(|p| format!("echo $$ > {}", shell_quote(&p.display().to_string())))
+                .map(|p| format!("echo $$ > {}", shell_join(&[p.display().to_string()])))
                 .collect();
             (
-                format!("{} && exec {}", joins.join(" && "), quoted.join(" ")),
+                format!("{} && exec {}", joins.join(" && "), command),
                 AppliedLimit {
                     method: (*method).into(),
                     cpus: limit.cpus.clone(),
@@ -182,7 +184,11 @@ pub(super) fn confine(
         }
         None if wants_limit => match &limit.cpus {
             Some(c) if which("taskset") => (
-                format!("exec taskset -c {} {}", shell_quote(c), quoted.join(" ")),
+                format!(
+                    "exec taskset -c {} {}",
+                    shell_join(std::slice::from_ref(c)),
+                    command
+                ),
                 AppliedLimit {
                     method: "taskset".into(),
                     cpus: Some(c.clone()),
@@ -193,7 +199,7 @@ pub(super) fn confine(
                 },
             ),
             _ => (
-                format!("exec {}", quoted.join(" ")),
+                format!("exec {}", command),
                 AppliedLimit {
                     method: "none".into(),
                     cpus: None,
@@ -203,7 +209,7 @@ pub(super) fn confine(
             ),
         },
         None => (
-            format!("exec {}", quoted.join(" ")),
+            format!("exec {}", command),
             AppliedLimit {
                 method: "none".into(),
                 cpus: None,
@@ -213,10 +219,6 @@ pub(super) fn confine(
         ),
     };
     (script, applied, cgroup.map(|(c, _)| c))
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn which(cmd: &str) -> bool {
@@ -231,6 +233,10 @@ mod tests {
 
     #[test]
     fn quotes_for_the_shell() {
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+        let args = vec!["/bin/quizbench".to_string(), "a'b c".to_string()];
+        let (script, applied, cgroup) = confine(&CpuLimit::default(), "unused", &args);
+        assert_eq!(script, r#"exec /bin/quizbench "a'b c""#);
+        assert_eq!(shlex::split(&script).unwrap()[1..], args[..]);
+        assert_eq!((applied.method.as_str(), cgroup.is_none()), ("none", true));
     }
 }

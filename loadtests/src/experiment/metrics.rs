@@ -1,7 +1,7 @@
 //! The server's `/metrics` as the experiment reads it: the sums of the
 //! quizbench gauges and counters it reports ([`MetricsScrape`]: DB pool
-//! size, requests per worker), parsed from a Prometheus text scrape. It
-//! reads; the runner decides when to scrape.
+//! size, requests per worker), summed from a Prometheus text scrape
+//! ([`Scrape`]). It reads; the runner decides when to scrape.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::generator::http::blocking::http_get;
+use crate::prometheus::Scrape;
 
 /// Sums of the quizbench gauges and counters in a `/metrics` scrape that
 /// the experiment reports: DB pool size (connections), and requests served
@@ -22,45 +23,19 @@ pub struct MetricsScrape {
     pub worker_requests: BTreeMap<String, f64>,
 }
 
-/// Parses the lines of a Prometheus text scrape that quizload uses.
+/// The figures quizload reports from a Prometheus text scrape.
 pub fn parse_metrics(text: &str) -> MetricsScrape {
-    let mut m = MetricsScrape::default();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((name_labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match name_labels.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (name_labels, ""),
-        };
-        let label = |key: &str| {
-            labels.split(',').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        match name {
-            "quizbench_db_pool_size" => *m.db_connections.get_or_insert(0.0) += v,
-            "quizbench_worker_requests_total" => {
-                let w = label("worker").unwrap_or_default();
-                *m.worker_requests.entry(w).or_insert(0.0) += v;
-            }
-            _ => {}
-        }
+    let scrape = Scrape::parse(text);
+    MetricsScrape {
+        db_connections: scrape.find_sum("quizbench_db_pool_size", &[]),
+        worker_requests: scrape.sum_by("quizbench_worker_requests_total", "worker"),
     }
-    m
 }
 
 /// Scrapes `/metrics` of a server; `None` when it has none.
 pub fn scrape(addr: SocketAddr) -> Option<MetricsScrape> {
     match http_get(addr, "/metrics", Duration::from_secs(5)) {
-        Ok((200, body)) => Some(parse_metrics(&body)),
+        Ok(r) if r.status == 200 => Some(parse_metrics(&r.body)),
         _ => None,
     }
 }

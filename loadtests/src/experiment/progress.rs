@@ -1,22 +1,29 @@
-//! The experiment runner's progress bar: one line on stderr, redrawn in
-//! place, with the cell being run (k/N, configuration, scenario, level,
-//! trial), the elapsed time and an ETA for the whole experiment, and the
-//! engine's per-second figures within the cell. Lines the runner prints
-//! meanwhile (per-run results, warnings) go through [`ExperimentProgress::message`]
-//! so they land above the bar instead of through it.
+//! The experiment runner's progress bar: an `indicatif` bar on stderr with
+//! the share of the experiment done, the elapsed time, an ETA for the whole
+//! experiment, and the cell being run (k/N, configuration, scenario, level,
+//! trial) with the engine's per-second figures, or what the runner does
+//! between cells. Lines the runner prints meanwhile (per-run results,
+//! warnings) go through [`ExperimentProgress::message`] so they land above
+//! the bar instead of through it.
 //!
 //! The ETA extrapolates the fraction of the experiment done: finished cells
 //! plus the running cell's own fraction (elapsed over its duration, or
 //! requests over its request count), so server starts, resets and warm-ups
-//! are spread over the cells as they were so far. Drawing is off unless
-//! stderr is a terminal (and not `--quiet`); the formatting is pure and
-//! unit-tested. It shows progress only: it never decides what runs next.
+//! are spread over the cells as they were so far. There is no bar unless
+//! stderr is a terminal (and not `--quiet`); messages are then plain lines.
+//! It shows progress only: it never decides what runs next.
 
-use std::io::Write;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::generator::engine::{Progress, ProgressTick, Stop};
+
+/// Steps of the bar per cell: the running cell's fraction moves the bar
+/// within its cell.
+const STEPS_PER_CELL: u64 = 1000;
 
 /// `MM:SS` under an hour, `H:MM:SS` from an hour.
 pub fn format_clock(d: Duration) -> String {
@@ -60,187 +67,103 @@ pub fn eta(elapsed: Duration, fraction: f64) -> Option<Duration> {
     Some(Duration::from_secs(left.max(0.0).round() as u64))
 }
 
-/// `[#####-----]` with `width` cells between the brackets.
-pub fn bar(fraction: f64, width: usize) -> String {
-    let fraction = if fraction.is_finite() {
-        fraction.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let filled = ((fraction * width as f64).floor() as usize).min(width);
-    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+/// The ETA as the bar shows it: a clock, or `--:--` before anything is done.
+pub fn eta_text(elapsed: Duration, fraction: f64) -> String {
+    eta(elapsed, fraction).map_or_else(|| "--:--".into(), format_clock)
 }
 
-/// What the bar knows about the cell being run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CellProgress {
-    /// 1-based position in the experiment.
-    pub index: usize,
-    /// `multi login @ 50, trial 2/5`.
-    pub label: String,
-    pub stop: Stop,
-    /// The engine's latest tick in this cell.
-    pub tick: Option<ProgressTick>,
-}
-
-/// Everything one line of the bar shows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BarState {
-    pub total: usize,
-    /// Cells finished.
-    pub done: usize,
-    pub elapsed: Duration,
-    /// The cell being run, if one is.
-    pub cell: Option<CellProgress>,
-    /// What happens between cells: `seeding`, `starting multi`, `warm-up`.
-    pub phase: Option<String>,
-}
-
-/// Renders the bar's line (no `\r`, no escape codes), cut to `columns`.
-pub fn render(s: &BarState, columns: usize) -> String {
-    let cell_f = s
-        .cell
-        .as_ref()
-        .and_then(|c| c.tick.as_ref().map(|t| cell_fraction(c.stop, t)))
-        .unwrap_or(0.0);
-    let f = overall_fraction(s.done, s.total, cell_f);
-    let eta = match eta(s.elapsed, f) {
-        Some(d) => format_clock(d),
-        None => "--:--".into(),
-    };
-    let mut line = format!(
-        "{} {:>3.0}% {} elapsed, ETA {}",
-        bar(f, 10),
-        f * 100.0,
-        format_clock(s.elapsed),
-        eta
-    );
-    match (&s.cell, &s.phase) {
-        (_, Some(phase)) => {
-            line.push_str(&format!(" | {phase}"));
-        }
-        (Some(c), None) => {
-            line.push_str(&format!(" | cell {}/{} {}", c.index, s.total, c.label));
-            if let Some(t) = &c.tick {
-                line.push_str(&format!(
-                    " | {:.0}s {} req {:.0} req/s",
-                    t.elapsed.as_secs_f64(),
-                    t.requests,
-                    t.rate
-                ));
-            }
-        }
-        (None, None) => {}
+/// The bar's text for a running cell: `cell 4/8 multi login @ 50, trial
+/// 2/2`, then the engine's latest figures once it has ticked.
+pub fn cell_message(
+    index: usize,
+    total: usize,
+    label: &str,
+    tick: Option<&ProgressTick>,
+) -> String {
+    let mut text = format!("cell {index}/{total} {label}");
+    if let Some(t) = tick {
+        let _ = write!(
+            text,
+            " | {:.0}s {} req {:.0} req/s",
+            t.elapsed.as_secs_f64(),
+            t.requests,
+            t.rate
+        );
     }
-    if line.chars().count() > columns {
-        line = line.chars().take(columns.saturating_sub(1)).collect();
-    }
-    line
+    text
 }
 
-/// Terminal width: `COLUMNS`, else what `stty size` says of the
-/// controlling terminal, else 80.
-fn columns() -> usize {
-    let parse = |s: &str| s.trim().parse::<usize>().ok().filter(|c| *c >= 20);
-    if let Some(c) = std::env::var("COLUMNS").ok().as_deref().and_then(parse) {
-        return c;
-    }
-    std::fs::File::open("/dev/tty")
-        .ok()
-        .and_then(|tty| {
-            std::process::Command::new("stty")
-                .arg("size")
-                .stdin(tty)
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()
+/// `[####------]  44% 01:10 elapsed, ETA 01:30 | cell 4/8 …`.
+fn style() -> ProgressStyle {
+    ProgressStyle::with_template("[{bar:10}] {percent:>3}% {clock} elapsed, ETA {left} | {msg}")
+        .expect("a valid template")
+        .progress_chars("#-")
+        .with_key("clock", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&format_clock(s.elapsed()));
         })
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            // "ROWS COLS"
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.split_whitespace().nth(1).and_then(parse)
+        .with_key("left", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&eta_text(s.elapsed(), f64::from(s.fraction())));
         })
-        .unwrap_or(80)
 }
 
-struct Inner {
-    out: Box<dyn Write + Send>,
-    state: BarState,
-    /// A bar line is on screen (to be cleared before a message).
-    drawn: bool,
-    columns: usize,
+/// The cell being run.
+#[derive(Clone, Debug, PartialEq)]
+struct Cell {
+    index: usize,
+    label: String,
+    stop: Stop,
 }
 
-impl Inner {
-    fn draw(&mut self, started: Instant) {
-        self.state.elapsed = started.elapsed();
-        let line = render(&self.state, self.columns);
-        // `\r`, the line, then clear what a longer previous line left.
-        let _ = write!(self.out, "\r{line}\x1b[K");
-        let _ = self.out.flush();
-        self.drawn = true;
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            let _ = write!(self.out, "\r\x1b[K");
-            self.drawn = false;
-        }
-    }
+/// What the bar counts besides what indicatif shows.
+#[derive(Debug, Default)]
+struct Cells {
+    done: usize,
+    running: Option<Cell>,
 }
 
 /// The progress bar of an experiment; cheap to clone (shared state).
 #[derive(Clone)]
 pub struct ExperimentProgress {
-    /// `None`: drawing is off; messages still print (plain lines).
-    inner: Option<Arc<Mutex<Inner>>>,
-    started: Instant,
+    /// `None`: no bar; messages still print (plain lines).
+    bar: Option<ProgressBar>,
+    cells: Arc<Mutex<Cells>>,
+    total: usize,
     quiet: bool,
 }
 
 impl ExperimentProgress {
     /// A bar over `total` cells on stderr when `draw` (stderr is a terminal
-    /// and not `--quiet`), as wide as the terminal; messages print unless
-    /// `quiet`.
+    /// and not `--quiet`); messages print unless `quiet`.
     pub fn stderr(total: usize, draw: bool, quiet: bool) -> Self {
-        let out = draw.then(|| (Box::new(std::io::stderr()) as _, columns()));
-        Self::new(total, out, quiet)
+        let bar = draw.then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(total as u64 * STEPS_PER_CELL),
+                ProgressDrawTarget::stderr(),
+            );
+            // the clock moves while the runner seeds or starts a server
+            bar.enable_steady_tick(Duration::from_secs(1));
+            bar
+        });
+        Self::new(total, bar, quiet)
     }
 
-    /// A bar drawn on `out`, cut to its width in columns (`None`: no bar).
-    pub fn new(total: usize, out: Option<(Box<dyn Write + Send>, usize)>, quiet: bool) -> Self {
+    /// A progress over `total` cells drawn by `bar` (`None`: no bar).
+    pub fn new(total: usize, bar: Option<ProgressBar>, quiet: bool) -> Self {
+        if let Some(b) = &bar {
+            b.set_length(total as u64 * STEPS_PER_CELL);
+            b.set_style(style());
+        }
         Self {
-            inner: out.map(|(out, columns)| {
-                Arc::new(Mutex::new(Inner {
-                    out,
-                    state: BarState {
-                        total,
-                        done: 0,
-                        elapsed: Duration::ZERO,
-                        cell: None,
-                        phase: None,
-                    },
-                    drawn: false,
-                    columns,
-                }))
-            }),
-            started: Instant::now(),
+            bar,
+            cells: Arc::default(),
+            total,
             quiet,
         }
     }
 
     /// Whether a bar is drawn.
     pub fn drawing(&self) -> bool {
-        self.inner.is_some()
-    }
-
-    fn with(&self, f: impl FnOnce(&mut Inner)) {
-        if let Some(i) = &self.inner {
-            if let Ok(mut g) = i.lock() {
-                f(&mut g);
-            }
-        }
+        self.bar.is_some()
     }
 
     /// A line above the bar (or on stderr when there is no bar), unless quiet.
@@ -252,60 +175,65 @@ impl ExperimentProgress {
 
     /// Like [`Self::message`], also when quiet (warnings).
     pub fn warn(&self, text: &str) {
-        match &self.inner {
-            Some(_) => self.with(|i| {
-                i.clear();
-                let _ = writeln!(i.out, "{text}");
-                i.draw(self.started);
-            }),
+        match &self.bar {
+            Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
         }
     }
 
     /// Between cells: what the runner is doing (reset, start, warm-up).
     pub fn phase(&self, what: &str) {
-        self.with(|i| {
-            i.state.phase = Some(what.to_string());
-            i.draw(self.started);
-        });
+        if let Some(bar) = &self.bar {
+            bar.set_message(what.to_string());
+        }
+    }
+
+    /// Moves the bar to `done` cells plus `cell` of the running one.
+    fn show(&self, bar: &ProgressBar, done: usize, cell: f64, message: String) {
+        let f = overall_fraction(done, self.total, cell);
+        bar.set_position((f * (self.total as u64 * STEPS_PER_CELL) as f64).round() as u64);
+        bar.set_message(message);
     }
 
     /// A cell starts: `index` is 1-based.
     pub fn begin_cell(&self, index: usize, label: &str, stop: Stop) {
-        self.with(|i| {
-            i.state.phase = None;
-            i.state.cell = Some(CellProgress {
-                index,
-                label: label.to_string(),
-                stop,
-                tick: None,
-            });
-            i.draw(self.started);
+        let Some(bar) = &self.bar else { return };
+        let mut cells = self.cells.lock().expect("progress mutex");
+        cells.running = Some(Cell {
+            index,
+            label: label.to_string(),
+            stop,
         });
+        self.show(
+            bar,
+            cells.done,
+            0.0,
+            cell_message(index, self.total, label, None),
+        );
     }
 
     /// The engine's per-second tick within the current cell.
     pub fn tick(&self, tick: &ProgressTick) {
-        self.with(|i| {
-            if let Some(c) = &mut i.state.cell {
-                c.tick = Some(*tick);
-            }
-            i.draw(self.started);
-        });
+        let Some(bar) = &self.bar else { return };
+        let cells = self.cells.lock().expect("progress mutex");
+        if let Some(c) = &cells.running {
+            let text = cell_message(c.index, self.total, &c.label, Some(tick));
+            self.show(bar, cells.done, cell_fraction(c.stop, tick), text);
+        }
     }
 
     /// The current cell is finished.
     pub fn end_cell(&self) {
-        self.with(|i| {
-            i.state.done = (i.state.done + 1).min(i.state.total);
-            i.state.cell = None;
-            i.draw(self.started);
-        });
+        let Some(bar) = &self.bar else { return };
+        let mut cells = self.cells.lock().expect("progress mutex");
+        cells.done = (cells.done + 1).min(self.total);
+        cells.running = None;
+        self.show(bar, cells.done, 0.0, String::new());
     }
 
     /// The engine progress setting that feeds this bar.
     pub fn engine_hook(&self) -> Progress {
-        if self.inner.is_none() {
+        if self.bar.is_none() {
             return Progress::Off;
         }
         let me = self.clone();
@@ -314,17 +242,9 @@ impl ExperimentProgress {
 
     /// Removes the bar from the screen (the experiment is over).
     pub fn finish(&self) {
-        self.with(|i| {
-            i.clear();
-            let _ = i.out.flush();
-        });
-    }
-
-    /// The bar's state (for tests).
-    pub fn state(&self) -> Option<BarState> {
-        self.inner
-            .as_ref()
-            .and_then(|i| i.lock().ok().map(|g| g.state.clone()))
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -379,100 +299,60 @@ mod tests {
     }
 
     #[test]
-    fn bars() {
-        assert_eq!(bar(0.0, 10), "[----------]");
-        assert_eq!(bar(0.25, 4), "[#---]");
-        assert_eq!(bar(0.99, 10), "[#########-]");
-        assert_eq!(bar(1.0, 10), "[##########]");
-        assert_eq!(bar(7.0, 3), "[###]");
-        assert_eq!(bar(f64::NAN, 3), "[---]");
-    }
-
-    #[test]
-    fn renders_the_line() {
-        let mut s = BarState {
-            total: 8,
-            done: 3,
-            elapsed: Duration::from_secs(70),
-            cell: Some(CellProgress {
-                index: 4,
-                label: "multi login @ 50, trial 2/2".into(),
-                stop: Stop::Duration(Duration::from_secs(10)),
-                tick: Some(tick(5.0, 1234)),
-            }),
-            phase: None,
-        };
+    fn eta_texts() {
         // 3.5/8 done in 70 s: 90 s left
-        assert_eq!(
-            render(&s, 200),
-            "[####------]  44% 01:10 elapsed, ETA 01:30 | cell 4/8 multi login @ 50, trial 2/2 | 5s 1234 req 100 req/s"
-        );
-        s.cell.as_mut().unwrap().tick = None;
-        assert!(render(&s, 200).ends_with("| cell 4/8 multi login @ 50, trial 2/2"));
-        s.cell = None;
-        s.phase = Some("seeding (single)".into());
-        assert_eq!(
-            render(&s, 200),
-            "[###-------]  38% 01:10 elapsed, ETA 01:57 | seeding (single)"
-        );
-        s.done = 0;
-        assert!(render(&s, 200).contains("ETA --:--"));
-        assert_eq!(render(&s, 30).chars().count(), 29, "cut to the terminal");
-    }
-
-    /// A writer the test can read back.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        assert_eq!(eta_text(Duration::from_secs(70), 0.4375), "01:30");
+        assert_eq!(eta_text(Duration::from_secs(70), 0.0), "--:--");
+        assert_eq!(eta_text(Duration::from_secs(3000), 0.5), "50:00");
     }
 
     #[test]
-    fn draws_in_place_and_keeps_messages_above() {
-        let sink = Sink::default();
-        let p = ExperimentProgress::new(2, Some((Box::new(sink.clone()), 200)), false);
+    fn renders_the_cell() {
+        assert_eq!(
+            cell_message(4, 8, "multi login @ 50, trial 2/2", Some(&tick(5.0, 1234))),
+            "cell 4/8 multi login @ 50, trial 2/2 | 5s 1234 req 100 req/s"
+        );
+        assert_eq!(
+            cell_message(4, 8, "multi login @ 50, trial 2/2", None),
+            "cell 4/8 multi login @ 50, trial 2/2"
+        );
+    }
+
+    #[test]
+    fn follows_cells_and_engine_ticks() {
+        let p = ExperimentProgress::new(2, Some(ProgressBar::hidden()), false);
+        let bar = p.bar.clone().unwrap();
         assert!(p.drawing());
+        assert_eq!(bar.length(), Some(2 * STEPS_PER_CELL));
         p.phase("starting single");
+        assert_eq!(bar.message(), "starting single");
         p.begin_cell(1, "single login @ 2, trial 1/1", Stop::Requests(10));
         let Progress::Hook(hook) = p.engine_hook() else {
             panic!("a bar feeds on engine ticks");
         };
         hook(&tick(1.0, 5));
+        // half of the first of two cells
         assert_eq!(
-            p.state().unwrap().cell.unwrap().tick.unwrap().requests,
-            5,
+            bar.position(),
+            STEPS_PER_CELL / 2,
             "the engine's tick reached the bar"
         );
+        assert!(bar.message().ends_with("| 1s 5 req 100 req/s"));
         p.message("  [1/2] single login @ 2: 10 req/s");
         p.end_cell();
-        assert_eq!(p.state().unwrap().done, 1);
+        assert_eq!(bar.position(), STEPS_PER_CELL);
+        p.end_cell();
+        p.end_cell();
+        assert_eq!(bar.position(), 2 * STEPS_PER_CELL, "never past the end");
         p.finish();
-        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        // every draw starts at column 0 and clears the rest of the line
-        assert!(out.starts_with("\r["), "{out:?}");
-        assert!(out.contains("| starting single\x1b[K"), "{out:?}");
-        assert!(out.contains("| cell 1/2 single login @ 2, trial 1/1 | 1s 5 req 100 req/s\x1b[K"));
-        // the message replaces the bar's line and ends with a newline; the
-        // bar is redrawn below it
-        assert!(
-            out.contains("\r\x1b[K  [1/2] single login @ 2: 10 req/s\n\r["),
-            "{out:?}"
-        );
-        assert!(out.ends_with("\r\x1b[K"), "finish clears the bar: {out:?}");
-        assert!(out.matches("\n").count() == 1, "only the message is a line");
+        assert!(bar.is_finished());
 
         // no bar: no engine hook, nothing drawn
         let off = ExperimentProgress::new(2, None, true);
         assert!(!off.drawing());
         assert!(matches!(off.engine_hook(), Progress::Off));
         off.begin_cell(1, "x", Stop::Requests(1));
-        assert!(off.state().is_none());
+        off.end_cell();
+        assert_eq!(off.cells.lock().unwrap().done, 0);
     }
 }

@@ -9,21 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use procfs::prelude::*;
+use procfs::process::{all_processes, Process, Stat};
 use serde::{Deserialize, Serialize};
 
 /// `pid` and all its descendants, from `/proc/*/stat`.
 pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Some(st) = ProcStat::read(p) {
-                parent_of.push((p, st.ppid));
-            }
-        }
-    }
+    let parent_of: Vec<(u32, u32)> = all_processes()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| Some((p.pid as u32, p.stat().ok()?.ppid as u32)))
+        .collect();
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
@@ -38,7 +35,7 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     out
 }
 
-/// The fields of `/proc/PID/stat` and `/proc/PID/status` the sampler uses.
+/// The fields of `/proc/PID/stat` the sampler uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcStat {
     pub ppid: u32,
@@ -54,50 +51,30 @@ pub struct ProcStat {
 impl ProcStat {
     /// Reads a process's stat; `None` if it is gone.
     pub fn read(pid: u32) -> Option<Self> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let mut st = Self::parse_stat(&stat)?;
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            st.rss_bytes = parse_vmrss(&status).unwrap_or(0);
-        }
-        Some(st)
+        let stat = Process::new(pid as i32).ok()?.stat().ok()?;
+        Some(Self::from_stat(&stat))
     }
 
-    /// Parses `/proc/PID/stat` (the command name may contain spaces and
-    /// parentheses, so fields are counted after the last `)`).
+    /// Parses the text of a `/proc/PID/stat`.
     pub fn parse_stat(s: &str) -> Option<Self> {
-        let open = s.find('(')?;
-        let close = s.rfind(')')?;
-        let comm = s[open + 1..close].to_string();
-        let rest: Vec<&str> = s[close + 1..].split_whitespace().collect();
-        // rest[0] = state (field 3); ppid is field 4; utime 14; stime 15.
-        let ppid = rest.get(1)?.parse().ok()?;
-        let utime: u64 = rest.get(11)?.parse().ok()?;
-        let stime: u64 = rest.get(12)?.parse().ok()?;
-        let cutime: u64 = rest.get(13)?.parse().ok()?;
-        let cstime: u64 = rest.get(14)?.parse().ok()?;
-        Some(Self {
-            ppid,
-            cpu_ticks: utime + stime,
-            child_cpu_ticks: cutime + cstime,
-            rss_bytes: 0,
-            comm,
-        })
+        Stat::from_read(s.as_bytes())
+            .ok()
+            .map(|st| Self::from_stat(&st))
     }
-}
 
-/// `VmRSS` from `/proc/PID/status`, in bytes.
-pub fn parse_vmrss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    fn from_stat(st: &Stat) -> Self {
+        Self {
+            ppid: st.ppid as u32,
+            cpu_ticks: st.utime + st.stime,
+            child_cpu_ticks: (st.cutime + st.cstime).max(0) as u64,
+            rss_bytes: st.rss_bytes().get(),
+            comm: st.comm.clone(),
+        }
+    }
 }
 
 fn clock_ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map(|t| t as f64)
-        .unwrap_or(100.0)
+    procfs::ticks_per_second() as f64
 }
 
 /// CPU and memory of one server process over a measured run.
@@ -243,15 +220,15 @@ mod tests {
 
     #[test]
     fn parses_proc_stat_with_odd_names() {
-        let s = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 123 1000 50 18446744073709551615";
+        let s = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 123 1000 50 18446744073709551615 \
+            94017844006912 94017844026793 140720517943648 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 \
+            94017844042800 94017844044416 94018412122112 140720517950178 140720517950198 140720517950198 140720517951467 0";
         let st = ProcStat::parse_stat(s).unwrap();
         assert_eq!(st.comm, "my (odd) prog");
         assert_eq!(st.ppid, 1);
         assert_eq!(st.cpu_ticks, 300);
-        assert_eq!(
-            parse_vmrss("Name:\tx\nVmRSS:\t  2048 kB\n"),
-            Some(2048 * 1024)
-        );
+        // RSS is field 24, in pages
+        assert_eq!(st.rss_bytes, 50 * procfs::page_size());
         // this process is in its own tree and readable
         let me = std::process::id();
         assert!(process_tree(me).contains(&me));

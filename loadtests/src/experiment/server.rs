@@ -121,10 +121,7 @@ impl ServerProcess {
                     spec.log.display()
                 );
             }
-            if matches!(
-                http_get(addr, "/readyz", Duration::from_secs(2)),
-                Ok((200, _))
-            ) {
+            if http_get(addr, "/readyz", Duration::from_secs(2)).is_ok_and(|r| r.status == 200) {
                 return Ok(server);
             }
             if Instant::now() >= deadline {

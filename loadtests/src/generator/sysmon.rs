@@ -1,7 +1,7 @@
 //! The generator's self-measurement: CPU time of its own worker threads
 //! (`getrusage(RUSAGE_THREAD)`, so an in-process target or the main thread
 //! is not counted), its peak RSS, and how busy the whole machine was
-//! (`/proc/stat`), which tells when the generator and the server competed for
+//! (`/proc/stat`, read by `procfs`), which tells when the generator and the server competed for
 //! the same cores. Linux only; readings that are unavailable come back as
 //! `None` rather than as made-up zeros. It reads; judging whether the
 //! generator was saturated is the run report's business.
@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use nix::sys::resource::{getrusage, UsageWho};
+use procfs::prelude::*;
+use procfs::{CpuTime, KernelStats};
 
 fn timeval(tv: nix::sys::time::TimeVal) -> Duration {
     Duration::from_secs(tv.tv_sec().max(0) as u64)
@@ -39,29 +41,34 @@ pub struct MachineCpu {
 impl MachineCpu {
     /// Reads `/proc/stat` now.
     pub fn read() -> Option<Self> {
-        let text = std::fs::read_to_string("/proc/stat").ok()?;
-        Self::parse(&text)
+        KernelStats::current()
+            .ok()
+            .map(|k| Self::from_ticks(&k.total))
     }
 
-    /// Parses the `cpu ` line: user nice system idle iowait irq softirq
-    /// steal (guest time is already included in user).
+    /// Parses the text of a `/proc/stat`.
     pub fn parse(text: &str) -> Option<Self> {
-        let line = text.lines().find(|l| l.starts_with("cpu "))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .take(8)
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        if v.len() < 4 {
-            return None;
-        }
-        let idle = v[3] + v.get(4).copied().unwrap_or(0);
-        let total: u64 = v.iter().sum();
-        Some(Self {
+        KernelStats::from_read(text.as_bytes(), procfs::current_system_info())
+            .ok()
+            .map(|k| Self::from_ticks(&k.total))
+    }
+
+    /// Busy and total time of the `cpu ` line: user nice system idle iowait
+    /// irq softirq steal (guest time is already included in user).
+    fn from_ticks(t: &CpuTime) -> Self {
+        let idle = t.idle + t.iowait.unwrap_or(0);
+        let total = [t.iowait, t.irq, t.softirq, t.steal]
+            .into_iter()
+            .flatten()
+            .sum::<u64>()
+            + t.user
+            + t.nice
+            + t.system
+            + t.idle;
+        Self {
             busy: total - idle,
             total,
-        })
+        }
     }
 
     /// Fraction of all CPUs that was busy between `self` and `later`.
@@ -85,7 +92,8 @@ mod tests {
 
     #[test]
     fn parses_proc_stat() {
-        let a = MachineCpu::parse("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
+        let stat = |cpu: &str| format!("{cpu}\ncpu0 1 2 3 4\nctxt 9\nbtime 1\nprocesses 3\n");
+        let a = MachineCpu::parse(&stat("cpu  100 0 50 800 50 0 0 0 0 0")).unwrap();
         assert_eq!(
             a,
             MachineCpu {
@@ -93,7 +101,7 @@ mod tests {
                 total: 1000
             }
         );
-        let b = MachineCpu::parse("cpu  200 0 100 1600 100 0 0 0 0 0\n").unwrap();
+        let b = MachineCpu::parse(&stat("cpu  200 0 100 1600 100 0 0 0 0 0")).unwrap();
         assert_eq!(a.busy_fraction_until(&b), Some(0.15));
         assert_eq!(MachineCpu::parse("intr 1 2 3"), None);
     }

@@ -33,32 +33,20 @@ pub struct LocustRow {
     pub p999_ms: Option<f64>,
 }
 
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// Parses Locust's `--csv PREFIX` stats file (`PREFIX_stats.csv`): one row
 /// per endpoint plus the `Aggregated` row. Locust rounds response times
 /// above 100 ms to two significant digits, so its percentiles are coarse.
 pub fn parse_locust_stats(text: &str) -> anyhow::Result<Vec<LocustRow>> {
-    let mut lines = text.lines();
-    let header = csv_fields(lines.next().context("empty Locust stats file")?);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .context("unreadable Locust stats file")?
+        .clone();
+    if header.is_empty() {
+        bail!("empty Locust stats file");
+    }
     let col = |name: &str| header.iter().position(|h| h == name);
     let need =
         |name: &str| col(name).with_context(|| format!("Locust stats file has no {name:?} column"));
@@ -77,20 +65,20 @@ pub fn parse_locust_stats(text: &str) -> anyhow::Result<Vec<LocustRow>> {
     );
     let (c90, c95, c99, c999) = (col("90%"), col("95%"), col("99%"), col("99.9%"));
     let mut rows = Vec::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let f = csv_fields(line);
-        let num = |i: usize| {
-            f.get(i)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+    for record in reader.records() {
+        let f = record.context("malformed Locust stats row")?;
+        if f.iter().all(|v| v.trim().is_empty()) {
+            continue;
+        }
         let opt = |i: Option<usize>| {
             i.and_then(|i| f.get(i))
                 .and_then(|v| v.trim().parse::<f64>().ok())
         };
+        let num = |i: usize| opt(Some(i)).unwrap_or(0.0);
+        let text = |i: usize| f.get(i).unwrap_or_default().to_string();
         rows.push(LocustRow {
-            method: f.get(c_type).cloned().unwrap_or_default(),
-            name: f.get(c_name).cloned().unwrap_or_default(),
+            method: text(c_type),
+            name: text(c_name),
             requests: num(c_req) as u64,
             failures: num(c_fail) as u64,
             median_ms: num(c_med),

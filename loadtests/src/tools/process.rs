@@ -16,22 +16,11 @@ use super::wrk::{parse_wrk, plain_command, wrk_command, wrk_import, wrk_script, 
 use super::{fixed, missing_tool, Tool, ToolLoad, ToolRun};
 use crate::analysis::report::ImportReport;
 
-/// A command line as a shell would read it back (arguments with spaces or
-/// quotes single-quoted).
+/// A command line as a shell would read it back (`shlex`'s quoting). An
+/// argument with a NUL byte, which no program can be given, is shown as a
+/// Rust string list instead.
 pub fn shell_join(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| format!("{args:?}"))
 }
 
 /// The command line [`run_tool`] will run (its scratch files named
@@ -60,39 +49,18 @@ pub struct ToolOutcome {
     pub elapsed: Duration,
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tool: Tool) -> anyhow::Result<Self> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "quizload-{}-{}-{}",
-            tool.name(),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-        Ok(Self(d))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Launches the tool, waits for it and parses its report.
 pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
-    let scratch = Scratch::new(r.tool)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("quizload-{}-", r.tool.name()))
+        .tempdir()
+        .context("cannot create a scratch directory")?;
     let (command, env, csv) = match r.tool {
         Tool::Quizload => bail!("quizload's own runs go through the engine, not run_tool"),
         Tool::Wrk => {
             let script = match wrk_script(fixed(r)?) {
                 Some(text) => {
-                    let p = scratch.0.join("request.lua");
+                    let p = scratch.path().join("request.lua");
                     std::fs::write(&p, text)?;
                     Some(p)
                 }
@@ -105,14 +73,14 @@ pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
             let body = if call.body.is_empty() {
                 None
             } else {
-                let p = scratch.0.join("body");
+                let p = scratch.path().join("body");
                 std::fs::write(&p, &call.body)?;
                 Some(p)
             };
             (hey_command(r, body.as_deref())?, vec![], None)
         }
         Tool::Locust => {
-            let prefix = scratch.0.join("locust");
+            let prefix = scratch.path().join("locust");
             (locust_command(r, &prefix)?, locust_env(r), Some(prefix))
         }
     };
@@ -206,7 +174,9 @@ mod tests {
                 "it's",
                 "http://h:1/x?a=1"
             ])),
-            r"hey -H 'Cookie: a=b' 'it'\''s' 'http://h:1/x?a=1'"
+            r#"hey -H 'Cookie: a=b' "it's" 'http://h:1/x?a=1'"#
         );
+        let args = strs(&["wrk", "a b", "it's", "$HOME", ""]);
+        assert_eq!(shlex::split(&shell_join(&args)), Some(args));
     }
 }

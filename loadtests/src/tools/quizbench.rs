@@ -17,7 +17,7 @@ use crate::generator::scenarios::{AuthMode, ScenarioKind, SEEDED_PASSWORD, SESSI
 /// cookie's value).
 pub fn login_session(addr: SocketAddr, student: usize) -> anyhow::Result<String> {
     let body = format!(r#"{{"username":"student{student}","password":"{SEEDED_PASSWORD}"}}"#);
-    let (status, text) = http_request(
+    let response = http_request(
         addr,
         "POST",
         "/api/v1/auth/login",
@@ -25,10 +25,15 @@ pub fn login_session(addr: SocketAddr, student: usize) -> anyhow::Result<String>
         body.as_bytes(),
         Duration::from_secs(30),
     )?;
-    if status != 200 {
-        bail!("login as student{student} failed with {status}: {text}");
+    if response.status != 200 {
+        bail!(
+            "login as student{student} failed with {}: {}",
+            response.status,
+            response.body
+        );
     }
-    let v: serde_json::Value = serde_json::from_str(&text).context("login answer is not JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&response.body).context("login answer is not JSON")?;
     v["token"]
         .as_str()
         .map(str::to_string)

@@ -3,9 +3,12 @@
 //! returns a [`Reply`]: a status and body after an optional delay, framed by
 //! Content-Length or chunked, optionally closing or resetting the
 //! connection, or never answering. It runs on its own thread and runtime and
-//! stops when dropped.
+//! stops when dropped. [`quizload`] runs the binary and makes scratch
+//! folders.
 
 #![allow(dead_code)]
+
+pub mod quizload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
