@@ -1,14 +1,22 @@
 //! PostgreSQL access: the pool, and one small function per statement.
+//! Every statement of the server is here, and every one is a `query!`-family
+//! macro checked against the schema at compile time (offline, from the
+//! committed `.sqlx/`), except the seed's COPY and its catalog-written DDL
+//! ([`bulk`] says why).
 //!
 //! Functions take `impl PgExecutor` so a caller can run them on the pool, a
-//! checked-out connection or inside a transaction. sqlx prepares each
-//! statement once per connection and reuses it (its statement cache), so no
-//! statement is parsed twice.
+//! checked-out connection or inside a transaction (the seed's take `&mut
+//! PgConnection`: they only ever run on its one connection). sqlx prepares
+//! each statement once per connection and reuses it (its statement cache),
+//! so no statement is parsed twice.
 
 pub mod attempts;
+pub mod bulk;
 pub mod pool;
 pub mod progress;
 pub mod quizzes;
+pub mod server;
+pub mod techempower;
 pub mod users;
 
 use sqlx::postgres::PgConnectOptions;

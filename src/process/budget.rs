@@ -146,24 +146,12 @@ pub async fn check(cfg: &Config, pools: usize) -> Report {
 async fn pg_limits(url: &str) -> anyhow::Result<PgLimits> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(url).await?;
-    // Other clients: client backends that are neither this check nor
-    // quizbench pools on this database (application_name = quizbench).
-    let row: (i64, i64, i64, i64) = sqlx::query_as(
-        "select current_setting('max_connections')::bigint,
-                current_setting('superuser_reserved_connections')::bigint,
-                coalesce(current_setting('reserved_connections', true), '0')::bigint,
-                (select count(*) from pg_stat_activity
-                  where backend_type = 'client backend'
-                    and pid <> pg_backend_pid()
-                    and not (application_name = 'quizbench' and datname = current_database()))",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let limits = crate::db::server::connection_limits(&mut conn).await?;
     let _ = conn.close().await;
     Ok(PgLimits {
-        max_connections: row.0,
-        reserved: row.1 + row.2,
-        others: row.3,
+        max_connections: limits.max_connections,
+        reserved: limits.superuser_reserved + limits.reserved,
+        others: limits.other_clients,
     })
 }
 
