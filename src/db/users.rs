@@ -119,7 +119,7 @@ pub async fn any(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
 }
 
 /// `[{id, label}]` of the students of an organization and cohort (served by
-/// the composite index `users_organization_cohort_idx`), as JSON bytes
+/// the index-only scan of `users_select_options_idx`), as JSON bytes
 /// written from each row as it arrives: no `Vec` of rows, no second pass
 /// (measurable at 100 rows a request). Takes the pool and checks a
 /// connection out itself: streamed on `&DbPool`, the rows would be buffered
