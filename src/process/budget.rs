@@ -19,6 +19,8 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret as _;
+
 use crate::config::{BudgetMode, Config};
 
 /// Exit code of a worker that refused to serve under `CONNECTION_BUDGET=strict`.
@@ -118,7 +120,8 @@ pub fn evaluate(
 /// each (not the worker's pools, so the check leaves no connection behind).
 pub async fn check(cfg: &Config, pools: usize) -> Report {
     let timeout = cfg.db_acquire_timeout.max(Duration::from_secs(1));
-    let pg = match tokio::time::timeout(timeout, pg_limits(&cfg.database_url)).await {
+    let pg = match tokio::time::timeout(timeout, pg_limits(cfg.database_url.expose_secret())).await
+    {
         Ok(Ok(l)) => Some(l),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "connection budget: could not ask PostgreSQL");
@@ -129,17 +132,18 @@ pub async fn check(cfg: &Config, pools: usize) -> Report {
             None
         }
     };
-    let redis = match tokio::time::timeout(timeout, redis_limits(&cfg.redis_url)).await {
-        Ok(Ok(l)) => Some(l),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "connection budget: could not ask Redis");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("connection budget: Redis did not answer in time");
-            None
-        }
-    };
+    let redis =
+        match tokio::time::timeout(timeout, redis_limits(cfg.redis_url.expose_secret())).await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "connection budget: could not ask Redis");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("connection budget: Redis did not answer in time");
+                None
+            }
+        };
     evaluate(pools, cfg.db_pool_max, cfg.redis_pool_max, pg, redis)
 }
 

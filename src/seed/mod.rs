@@ -15,6 +15,8 @@ use std::time::Instant;
 use sqlx::migrate::MigrateDatabase as _;
 use sqlx::{Connection as _, PgConnection, Postgres};
 
+use secrecy::ExposeSecret as _;
+
 use crate::db::{self, bulk};
 use crate::password::Passwords;
 pub use data::student_home;
@@ -183,7 +185,7 @@ async fn defer_constraints(
 /// may no longer exist. A Redis that is down only earns a warning.
 pub async fn invalidate_caches(cfg: &crate::config::Config) {
     let result: anyhow::Result<()> = async {
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let client = redis::Client::open(cfg.redis_url.expose_secret())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let prefix = &cfg.redis_prefix;
         redis::cmd("INCR")
