@@ -5,8 +5,14 @@
 # Docker Compose, else throwaway local instances, stopped again on exit), then
 # runs, stopping at the first failure:
 #   cargo fmt --all -- --check
+#   cargo sqlx prepare --check --workspace   (when sqlx-cli is installed)
 #   cargo clippy --workspace --all-targets -- -D warnings
 #   cargo test --workspace [extra arguments]
+# Every build here is offline (SQLX_OFFLINE=true): the SQL macros check each
+# statement against the committed .sqlx/, so a statement without current
+# offline data fails, and no build talks to a database. With sqlx-cli, the
+# prepare check also re-derives .sqlx/ from a throwaway database migrated
+# here and fails when it differs (a migration changed a statement's types).
 # Tests get TEST_DATABASE_URL (a server where they may CREATE DATABASE) and
 # TEST_REDIS_URL. QB_SKIP_LINT=1 skips fmt and clippy. The fault suite needs
 # schemathesis: installed once into ~/.cache/quizbench/venv (QB_SKIP_SCHEMATHESIS=1
@@ -22,8 +28,17 @@ cd "$ROOT"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
 
+export SQLX_OFFLINE=true
+# The prepare check's own database, dropped on exit.
+sqlx_check_db=""
+drop_sqlx_check_db() {
+	if [[ -n "$sqlx_check_db" ]]; then
+		DATABASE_URL="$sqlx_check_db" cargo sqlx database drop -y >/dev/null 2>&1 || true
+	fi
+}
+
 qb_services_up
-trap qb_services_release EXIT
+trap 'drop_sqlx_check_db; qb_services_release' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -34,6 +49,16 @@ run() {
 
 if [[ "${QB_SKIP_LINT:-0}" != 1 ]]; then
 	run cargo fmt --all -- --check
+	if cargo sqlx --version >/dev/null 2>&1; then
+		sqlx_check_db="${TEST_DATABASE_URL%/*}/qb_sqlx_check_$$"
+		run env DATABASE_URL="$sqlx_check_db" cargo sqlx database create
+		run env DATABASE_URL="$sqlx_check_db" cargo sqlx migrate run
+		run env DATABASE_URL="$sqlx_check_db" cargo sqlx prepare --check --workspace
+		drop_sqlx_check_db
+		sqlx_check_db=""
+	else
+		echo "==> sqlx-cli not installed: .sqlx/ is checked by the offline build only" >&2
+	fi
 	run cargo clippy --workspace --all-targets -- -D warnings
 fi
 # No unused dependency: cargo-machete reads every crate's sources against

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use quizbench::config::Config;
 use quizbench::seed::SeedSize;
 use quizbench::{password, process, seed, telemetry};
+use secrecy::ExposeSecret as _;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
     telemetry::init(&cfg.log_level, cfg.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => process::run(cfg),
-        Command::Migrate => block_on(seed::migrate(&cfg.database_url)),
+        Command::Migrate => block_on(seed::migrate(cfg.database_url.expose_secret())),
         Command::Hashrate { seconds, threads } => hashrate(&cfg, seconds, threads),
         Command::Seed {
             if_empty,
@@ -130,8 +131,9 @@ fn run_seed(cfg: &Config, size: SeedSize, if_empty: bool) -> anyhow::Result<()> 
     block_on(async {
         // Seeding an unmigrated (or older) schema would fail half-way:
         // bring it up to date first (a no-op when it is).
-        seed::migrate(&cfg.database_url).await?;
-        let report = seed::seed(&cfg.database_url, &passwords, size, if_empty).await?;
+        let url = cfg.database_url.expose_secret();
+        seed::migrate(url).await?;
+        let report = seed::seed(url, &passwords, size, if_empty).await?;
         if report.skipped {
             tracing::info!("database already has users; seed skipped (--if-empty)");
             return Ok(());

@@ -90,9 +90,7 @@ impl SessionStore {
         format!("{}user-sessions:{user_id}", self.prefix)
     }
 
-    async fn conn(
-        &self,
-    ) -> Result<deadpool::managed::Object<crate::redis_pool::RedisManager>, ApiError> {
+    async fn conn(&self) -> Result<crate::redis_pool::PooledRedis, ApiError> {
         Ok(self.pool.get().await?)
     }
 

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 pub use defaults::known_vars;
 pub use profile::{load_profile, parse_profile};
 use reader::Reader;
@@ -141,10 +143,11 @@ impl Argon2Params {
 pub struct Config {
     /// `PROFILE`: name or path of the profile file that supplied defaults.
     pub profile: Option<String>,
-    /// `DATABASE_URL`
-    pub database_url: String,
-    /// `REDIS_URL`
-    pub redis_url: String,
+    /// `DATABASE_URL` (a secret: it may hold a password, so `Debug` shows
+    /// `[REDACTED]`; read it with `expose_secret`).
+    pub database_url: SecretString,
+    /// `REDIS_URL` (a secret, as `DATABASE_URL`).
+    pub redis_url: SecretString,
     /// `REDIS_PREFIX`: prefix of every Redis key this server touches.
     pub redis_prefix: String,
     /// `BIND`: address:port to listen on.
@@ -287,8 +290,8 @@ impl Config {
         let compression = r.compression()?;
         let cfg = Config {
             profile,
-            database_url: r.string("DATABASE_URL"),
-            redis_url: r.string("REDIS_URL"),
+            database_url: r.string("DATABASE_URL").into(),
+            redis_url: r.string("REDIS_URL").into(),
             redis_prefix: r.string("REDIS_PREFIX"),
             bind: r.parse("BIND", "an address:port such as 127.0.0.1:8000")?,
             processes: r.processes()?,
@@ -488,6 +491,19 @@ mod tests {
         assert_eq!(c.level, 9);
         assert!(cfg(&[("COMPRESSION", "all")]).unwrap().compression.br);
         assert!(cfg(&[("COMPRESSION", "lz4")]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_connection_strings() {
+        use secrecy::ExposeSecret as _;
+        let database = "postgres://quiz:pg-s3cret@db:5432/quizbench";
+        let redis = "redis://:redis-s3cret@cache:6379/0";
+        let c = cfg(&[("DATABASE_URL", database), ("REDIS_URL", redis)]).unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("database_url"), "{shown}");
+        assert_eq!(c.database_url.expose_secret(), database);
+        assert_eq!(c.redis_url.expose_secret(), redis);
     }
 
     #[test]

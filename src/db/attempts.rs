@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
 use crate::domain::grading::Answer;
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub id: i64,
     pub quiz_id: i64,
@@ -17,7 +17,7 @@ pub struct Attempt {
 }
 
 /// A stored attempt found by its idempotency key.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct Keyed {
     pub id: i64,
     pub quiz_id: i64,
@@ -32,12 +32,13 @@ pub async fn by_idempotency_key(
     user_id: i64,
     key: &str,
 ) -> sqlx::Result<Option<Keyed>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Keyed,
         "select id, quiz_id, score, max_score, submitted_at, request_hash
            from attempts where user_id = $1 and idempotency_key = $2",
+        user_id,
+        key,
     )
-    .bind(user_id)
-    .bind(key)
     .fetch_optional(db)
     .await
 }
@@ -55,19 +56,22 @@ pub struct NewAttempt<'a> {
 /// Inserts an attempt; returns None when another request with the same
 /// idempotency key committed first (the caller then replays that one).
 pub async fn insert(db: impl PgExecutor<'_>, a: NewAttempt<'_>) -> sqlx::Result<Option<Attempt>> {
-    sqlx::query_as(
+    // `answers` is bound as `Json` (its type is checked at run time: the
+    // macros know jsonb as `serde_json::Value` only).
+    sqlx::query_as!(
+        Attempt,
         "insert into attempts (user_id, quiz_id, answers, score, max_score, idempotency_key, request_hash)
          values ($1, $2, $3, $4, $5, $6, $7)
          on conflict (user_id, idempotency_key) where idempotency_key is not null do nothing
          returning id, quiz_id, score, max_score, submitted_at",
+        a.user_id,
+        a.quiz_id,
+        Json(a.answers) as _,
+        a.score,
+        a.max_score,
+        a.idempotency_key,
+        a.request_hash,
     )
-    .bind(a.user_id)
-    .bind(a.quiz_id)
-    .bind(Json(a.answers))
-    .bind(a.score)
-    .bind(a.max_score)
-    .bind(a.idempotency_key)
-    .bind(a.request_hash)
     .fetch_optional(db)
     .await
 }
@@ -79,14 +83,15 @@ pub async fn for_user_quiz(
     quiz_id: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<Attempt>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Attempt,
         "select id, quiz_id, score, max_score, submitted_at
            from attempts where user_id = $1 and quiz_id = $2
           order by id desc limit $3",
+        user_id,
+        quiz_id,
+        limit,
     )
-    .bind(user_id)
-    .bind(quiz_id)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

@@ -1,28 +1,67 @@
 //! PostgreSQL access: the pool, and one small function per statement.
+//! Every statement of the server is here, and every one is a `query!`-family
+//! macro checked against the schema at compile time (offline, from the
+//! committed `.sqlx/`), except the seed's COPY and its catalog-written DDL
+//! ([`bulk`] says why).
 //!
 //! Functions take `impl PgExecutor` so a caller can run them on the pool, a
-//! checked-out connection or inside a transaction. sqlx prepares each
-//! statement once per connection and reuses it (its statement cache), so no
-//! statement is parsed twice.
+//! checked-out connection or inside a transaction (the seed's take `&mut
+//! PgConnection`: they only ever run on its one connection). sqlx prepares
+//! each statement once per connection and reuses it (its statement cache),
+//! so no statement is parsed twice.
 
 pub mod attempts;
+pub mod bulk;
+// The pool: ours (deadpool over sqlx connections, no round trip on release)
+// or, with the `sqlx-pool` feature, sqlx's own, for the side-by-side
+// measurement in docs/exceptions.md.
+#[cfg(not(feature = "sqlx-pool"))]
+pub mod pool;
+#[cfg(feature = "sqlx-pool")]
+#[path = "pool_sqlx.rs"]
 pub mod pool;
 pub mod progress;
 pub mod quizzes;
+pub mod server;
+pub mod techempower;
 pub mod users;
 
+use secrecy::ExposeSecret as _;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions as _;
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use crate::config::Config;
 pub use pool::{DbConn, DbPool};
+
+/// Limits of a [`DbPool`] (from `DB_POOL_*` and `DB_*_TIMEOUT*`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max: usize,
+    /// Connections kept open while idle (opened at start, in the background).
+    pub min: usize,
+    /// How long a request waits for a connection (and for one to open).
+    pub acquire_timeout: Duration,
+    /// Connections older than this are replaced when next checked out.
+    pub max_lifetime: Option<Duration>,
+    /// Connections idle longer than this are closed (down to `min`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What the pool's gauges show.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolGauges {
+    pub size: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
 
 /// Builds the pool lazily: no connection is opened until the first query,
 /// so a worker starts (not ready) while Postgres is down. Must run inside
 /// the worker's runtime.
 pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
-    let mut opts = PgConnectOptions::from_str(&cfg.database_url)
+    let mut opts = PgConnectOptions::from_str(cfg.database_url.expose_secret())
         .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?
         .application_name("quizbench")
         .log_statements(tracing::log::LevelFilter::Trace);
@@ -31,7 +70,7 @@ pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
     }
     DbPool::new(
         opts,
-        pool::PoolSettings {
+        PoolSettings {
             max: cfg.db_pool_max as usize,
             min: cfg.db_pool_min as usize,
             acquire_timeout: cfg.db_acquire_timeout,

@@ -23,6 +23,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::{PoolGauges, PoolSettings};
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -32,20 +33,6 @@ use sqlx::{
     ConnectOptions as _, Connection as _, Describe, Either, Execute, Executor, PgConnection,
     Postgres,
 };
-
-/// Limits of a [`DbPool`] (from `DB_POOL_*` and `DB_*_TIMEOUT*`).
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub max: usize,
-    /// Connections kept open while idle (opened at start, in the background).
-    pub min: usize,
-    /// How long a request waits for a connection (and for one to open).
-    pub acquire_timeout: Duration,
-    /// Connections older than this are replaced when next checked out.
-    pub max_lifetime: Option<Duration>,
-    /// Connections idle longer than this are closed (down to `min`).
-    pub idle_timeout: Option<Duration>,
-}
 
 pub struct PgManager {
     opts: PgConnectOptions,
@@ -100,14 +87,6 @@ impl fmt::Debug for DbPool {
             .field("status", &self.inner.status())
             .finish()
     }
-}
-
-/// What the pool's gauges show.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolGauges {
-    pub size: usize,
-    pub idle: usize,
-    pub waiting: usize,
 }
 
 impl DbPool {

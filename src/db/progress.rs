@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub quiz_id: i64,
     pub quiz_title: String,
@@ -22,7 +22,7 @@ pub async fn record(
     score: i32,
     max_score: i32,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)
          values ($1, $2, $3, $4, 1, now())
          on conflict (user_id, quiz_id) do update
@@ -30,25 +30,26 @@ pub async fn record(
                 max_score = excluded.max_score,
                 attempt_count = progress.attempt_count + 1,
                 last_attempt_at = excluded.last_attempt_at",
+        user_id,
+        quiz_id,
+        score,
+        max_score,
     )
-    .bind(user_id)
-    .bind(quiz_id)
-    .bind(score)
-    .bind(max_score)
     .execute(db)
     .await
     .map(|_| ())
 }
 
 pub async fn for_user(db: impl PgExecutor<'_>, user_id: i64) -> sqlx::Result<Vec<Progress>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Progress,
         "select p.quiz_id, z.title as quiz_title, p.best_score, p.max_score,
                 p.attempt_count, p.last_attempt_at
            from progress p join quizzes z on z.id = p.quiz_id
           where p.user_id = $1
           order by p.quiz_id",
+        user_id,
     )
-    .bind(user_id)
     .fetch_all(db)
     .await
 }

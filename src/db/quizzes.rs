@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::PgExecutor;
 
 use crate::domain::grading::{normalize, Kind, QuestionKey};
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QuizSummary {
     pub id: i64,
     pub title: String,
@@ -40,24 +40,24 @@ pub struct QuizDetail {
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<QuizSummary>> {
-    sqlx::query_as(
-        "select z.id, z.title, z.description,
-                (select count(*) from questions q where q.quiz_id = z.id) as question_count
-           from quizzes z
-          order by z.id",
+    sqlx::query_as!(
+        QuizSummary,
+        r#"select z.id, z.title, z.description,
+                  (select count(*) from questions q where q.quiz_id = z.id) as "question_count!"
+             from quizzes z
+            order by z.id"#,
     )
     .fetch_all(db)
     .await
 }
 
-#[derive(FromRow)]
+/// A quiz without its questions.
 struct QuizRow {
     id: i64,
     title: String,
     description: String,
 }
 
-#[derive(FromRow)]
 struct QuestionRow {
     id: i64,
     position: i32,
@@ -67,20 +67,12 @@ struct QuestionRow {
     choices: Json<Vec<Choice>>,
 }
 
+/// A quiz with its questions in order (two statements on one connection).
 pub async fn get(db: &mut sqlx::PgConnection, id: i64) -> sqlx::Result<Option<QuizDetail>> {
-    let quiz: Option<QuizRow> =
-        sqlx::query_as("select id, title, description from quizzes where id = $1")
-            .bind(id)
-            .fetch_optional(&mut *db)
-            .await?;
-    let Some(quiz) = quiz else { return Ok(None) };
-    let rows: Vec<QuestionRow> = sqlx::query_as(
-        "select id, position, kind, prompt, points, choices
-           from questions where quiz_id = $1 order by position",
-    )
-    .bind(id)
-    .fetch_all(&mut *db)
-    .await?;
+    let Some(quiz) = header(&mut *db, id).await? else {
+        return Ok(None);
+    };
+    let rows = questions(&mut *db, id).await?;
     Ok(Some(QuizDetail {
         id: quiz.id,
         title: quiz.title,
@@ -99,7 +91,27 @@ pub async fn get(db: &mut sqlx::PgConnection, id: i64) -> sqlx::Result<Option<Qu
     }))
 }
 
-#[derive(FromRow)]
+async fn header(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<QuizRow>> {
+    sqlx::query_as!(
+        QuizRow,
+        "select id, title, description from quizzes where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+async fn questions(db: impl PgExecutor<'_>, quiz_id: i64) -> sqlx::Result<Vec<QuestionRow>> {
+    sqlx::query_as!(
+        QuestionRow,
+        r#"select id, position, kind, prompt, points, choices as "choices: Json<Vec<Choice>>"
+             from questions where quiz_id = $1 order by position"#,
+        quiz_id,
+    )
+    .fetch_all(db)
+    .await
+}
+
 struct KeyRow {
     id: i64,
     kind: String,
@@ -120,10 +132,14 @@ struct AnswerKey {
 /// The grading keys of a quiz's questions; empty when the quiz has none
 /// (or does not exist).
 pub async fn keys(db: impl PgExecutor<'_>, quiz_id: i64) -> sqlx::Result<Vec<QuestionKey>> {
-    let rows: Vec<KeyRow> = sqlx::query_as(
-        "select id, kind, points, choices, answer_key from questions where quiz_id = $1",
+    let rows = sqlx::query_as!(
+        KeyRow,
+        r#"select id, kind, points,
+                  choices as "choices: Json<Vec<Choice>>",
+                  answer_key as "answer_key: Json<AnswerKey>"
+             from questions where quiz_id = $1"#,
+        quiz_id,
     )
-    .bind(quiz_id)
     .fetch_all(db)
     .await?;
     Ok(rows
@@ -148,10 +164,12 @@ pub async fn keys(db: impl PgExecutor<'_>, quiz_id: i64) -> sqlx::Result<Vec<Que
 }
 
 pub async fn exists(db: impl PgExecutor<'_>, quiz_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from quizzes where id = $1)")
-        .bind(quiz_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from quizzes where id = $1) as "exists!""#,
+        quiz_id,
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Accepted answers of one short-text question, for the grade endpoint.
@@ -159,10 +177,11 @@ pub async fn accepted_answers(
     db: impl PgExecutor<'_>,
     question_id: i64,
 ) -> sqlx::Result<Option<Vec<String>>> {
-    let key: Option<Json<AnswerKey>> =
-        sqlx::query_scalar("select answer_key from questions where id = $1")
-            .bind(question_id)
-            .fetch_optional(db)
-            .await?;
+    let key = sqlx::query_scalar!(
+        r#"select answer_key as "answer_key: Json<AnswerKey>" from questions where id = $1"#,
+        question_id,
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(key.map(|k| k.0.accepted.iter().map(|a| normalize(a)).collect()))
 }

@@ -2,9 +2,9 @@
 //! and document 004's select-options query.
 
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor, Row as _};
+use sqlx::PgExecutor;
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -16,7 +16,7 @@ pub struct UserRow {
 }
 
 /// The public view of a user.
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -39,28 +39,30 @@ impl From<UserRow> for User {
     }
 }
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SelectOption {
     pub id: i64,
     pub label: String,
 }
 
 pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UserRow,
         "select id, username, password_hash, display_name, role, organization_id, cohort_id
            from users where username = $1",
+        username,
     )
-    .bind(username)
     .fetch_optional(db)
     .await
 }
 
 pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UserRow,
         "select id, username, password_hash, display_name, role, organization_id, cohort_id
            from users where id = $1",
+        id,
     )
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -74,42 +76,54 @@ pub async fn insert_student(
     display_name: &str,
     cohort_id: Option<i64>,
 ) -> sqlx::Result<User> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        User,
         "insert into users (username, password_hash, display_name, role, organization_id, cohort_id)
          select $1, $2, $3, 'student', c.organization_id, c.id
            from (select 1) one left join cohorts c on c.id = $4
          returning id, username, display_name, role, organization_id, cohort_id",
+        username,
+        password_hash,
+        display_name,
+        cohort_id,
     )
-    .bind(username)
-    .bind(password_hash)
-    .bind(display_name)
-    .bind(cohort_id)
     .fetch_one(db)
     .await
 }
 
 pub async fn cohort_exists(db: impl PgExecutor<'_>, cohort_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("select exists (select 1 from cohorts where id = $1)")
-        .bind(cohort_id)
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from cohorts where id = $1) as "exists!""#,
+        cohort_id,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn set_password(db: impl PgExecutor<'_>, id: i64, hash: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update users set password_hash = $2 where id = $1",
+        id,
+        hash,
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Whether any user exists (`seed --if-empty` loads only an empty database).
+pub async fn any(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(r#"select exists (select 1 from users) as "exists!""#)
         .fetch_one(db)
         .await
 }
 
-pub async fn set_password(db: impl PgExecutor<'_>, id: i64, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("update users set password_hash = $2 where id = $1")
-        .bind(id)
-        .bind(hash)
-        .execute(db)
-        .await
-        .map(|_| ())
-}
-
 /// `[{id, label}]` of the students of an organization and cohort (served by
-/// the composite index `users_organization_cohort_idx`), as JSON bytes
-/// written from each row as it arrives: no per-row `String`, no `Vec` of
-/// rows, no second pass (measurable at 100 rows a request). Takes the pool
-/// and checks a connection out itself: streamed on `&DbPool`, the rows
-/// would be buffered first (see its executor).
+/// the index-only scan of `users_select_options_idx`), as JSON bytes
+/// written from each row as it arrives: no `Vec` of rows, no second pass
+/// (measurable at 100 rows a request). Takes the pool and checks a
+/// connection out itself: streamed on `&DbPool`, the rows would be buffered
+/// first (see its executor).
 pub async fn select_options_json(
     db: &super::DbPool,
     organization_id: i64,
@@ -117,32 +131,27 @@ pub async fn select_options_json(
 ) -> sqlx::Result<Vec<u8>> {
     use futures_util::TryStreamExt as _;
     let mut conn = db.acquire().await?;
-    let mut rows = sqlx::query(
-        "select id, display_name || ' (' || username || ')' as label
-           from users
-          where organization_id = $1 and cohort_id = $2 and role = 'student'
-          order by id
-          limit 1000",
+    let mut rows = sqlx::query!(
+        r#"select id, display_name || ' (' || username || ')' as "label!"
+             from users
+            where organization_id = $1 and cohort_id = $2 and role = 'student'
+            order by id
+            limit 1000"#,
+        organization_id,
+        cohort_id,
     )
-    .bind(organization_id)
-    .bind(cohort_id)
     .fetch(&mut conn);
     let mut out = Vec::with_capacity(4096);
     let mut ids = itoa::Buffer::new();
     out.push(b'[');
     while let Some(row) = rows.try_next().await? {
-        // Columns by position and without sqlx's per-value type check (the
-        // statement fixes them as bigint and text); decoding still checks
-        // each value (UTF-8 included).
-        let id: i64 = row.try_get_unchecked(0)?;
-        let label: &str = row.try_get_unchecked(1)?;
         if out.len() > 1 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"id\":");
-        out.extend_from_slice(ids.format(id).as_bytes());
+        out.extend_from_slice(ids.format(row.id).as_bytes());
         out.extend_from_slice(b",\"label\":");
-        serde_json::to_writer(&mut out, label).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        serde_json::to_writer(&mut out, &row.label).map_err(|e| sqlx::Error::Decode(e.into()))?;
         out.push(b'}');
     }
     out.push(b']');

@@ -19,6 +19,8 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret as _;
+
 use crate::config::{BudgetMode, Config};
 
 /// Exit code of a worker that refused to serve under `CONNECTION_BUDGET=strict`.
@@ -118,7 +120,8 @@ pub fn evaluate(
 /// each (not the worker's pools, so the check leaves no connection behind).
 pub async fn check(cfg: &Config, pools: usize) -> Report {
     let timeout = cfg.db_acquire_timeout.max(Duration::from_secs(1));
-    let pg = match tokio::time::timeout(timeout, pg_limits(&cfg.database_url)).await {
+    let pg = match tokio::time::timeout(timeout, pg_limits(cfg.database_url.expose_secret())).await
+    {
         Ok(Ok(l)) => Some(l),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "connection budget: could not ask PostgreSQL");
@@ -129,41 +132,30 @@ pub async fn check(cfg: &Config, pools: usize) -> Report {
             None
         }
     };
-    let redis = match tokio::time::timeout(timeout, redis_limits(&cfg.redis_url)).await {
-        Ok(Ok(l)) => Some(l),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "connection budget: could not ask Redis");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("connection budget: Redis did not answer in time");
-            None
-        }
-    };
+    let redis =
+        match tokio::time::timeout(timeout, redis_limits(cfg.redis_url.expose_secret())).await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "connection budget: could not ask Redis");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("connection budget: Redis did not answer in time");
+                None
+            }
+        };
     evaluate(pools, cfg.db_pool_max, cfg.redis_pool_max, pg, redis)
 }
 
 async fn pg_limits(url: &str) -> anyhow::Result<PgLimits> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(url).await?;
-    // Other clients: client backends that are neither this check nor
-    // quizbench pools on this database (application_name = quizbench).
-    let row: (i64, i64, i64, i64) = sqlx::query_as(
-        "select current_setting('max_connections')::bigint,
-                current_setting('superuser_reserved_connections')::bigint,
-                coalesce(current_setting('reserved_connections', true), '0')::bigint,
-                (select count(*) from pg_stat_activity
-                  where backend_type = 'client backend'
-                    and pid <> pg_backend_pid()
-                    and not (application_name = 'quizbench' and datname = current_database()))",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let limits = crate::db::server::connection_limits(&mut conn).await?;
     let _ = conn.close().await;
     Ok(PgLimits {
-        max_connections: row.0,
-        reserved: row.1 + row.2,
-        others: row.3,
+        max_connections: limits.max_connections,
+        reserved: limits.superuser_reserved + limits.reserved,
+        others: limits.other_clients,
     })
 }
 

@@ -86,7 +86,11 @@ pub fn build_state(
 }
 
 fn redis_pool(cfg: &Config) -> anyhow::Result<crate::redis_pool::RedisPool> {
-    crate::redis_pool::pool(&cfg.redis_url, cfg.redis_pool_max, cfg.redis_timeout)
+    crate::redis_pool::pool(
+        secrecy::ExposeSecret::expose_secret(&cfg.redis_url),
+        cfg.redis_pool_max,
+        cfg.redis_timeout,
+    )
 }
 
 /// The link of a supervised worker process to its supervisor.

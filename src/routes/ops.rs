@@ -36,12 +36,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.lifecycle.is_draining();
     let probe_timeout = state.cfg.db_acquire_timeout + Duration::from_millis(500);
     let postgres = matches!(
-        tokio::time::timeout(
-            probe_timeout,
-            sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db)
-        )
-        .await,
-        Ok(Ok(1))
+        tokio::time::timeout(probe_timeout, crate::db::server::ping(&state.db)).await,
+        Ok(Ok(true))
     );
     let redis = redis_ok(&state).await;
     let ready = postgres && !draining;

@@ -6,7 +6,7 @@
 //! per request for `/fortunes`, `Server` and `Date` headers on every
 //! response (hyper adds `Date`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use axum::extract::State;
@@ -14,9 +14,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use sqlx::FromRow;
 
 use super::RouteList;
+use crate::db::techempower::{self as tables, Fortune, World};
 use crate::domain::techempower::{count, WORLD_ROWS};
 use crate::error::ApiError;
 use crate::extract::AppQuery;
@@ -62,29 +62,13 @@ async fn plaintext() -> Response {
         .into_response()
 }
 
-#[derive(Serialize, FromRow, Clone, Copy)]
-struct World {
-    id: i32,
-    #[serde(rename = "randomNumber")]
-    randomnumber: i32,
-}
-
 fn random_id() -> i32 {
     rand::random_range(1..=WORLD_ROWS)
 }
 
-async fn fetch_world(db: &mut sqlx::PgConnection, id: i32) -> Result<World, ApiError> {
-    Ok(
-        sqlx::query_as("select id, randomnumber from world where id = $1")
-            .bind(id)
-            .fetch_one(db)
-            .await?,
-    )
-}
-
 async fn db(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let world = fetch_world(&mut conn, random_id()).await?;
+    let world = tables::world(&mut conn, random_id()).await?;
     Ok(super::json(StatusCode::OK, &world))
 }
 
@@ -96,7 +80,7 @@ async fn queries(
     let mut conn = state.db.acquire().await?;
     let mut worlds = Vec::with_capacity(n);
     for _ in 0..n {
-        worlds.push(fetch_world(&mut conn, random_id()).await?);
+        worlds.push(tables::world(&mut conn, random_id()).await?);
     }
     Ok(super::json(StatusCode::OK, &worlds))
 }
@@ -108,27 +92,18 @@ async fn updates(
     let n = count(&params, "queries");
     let mut conn = state.db.acquire().await?;
     let mut worlds = Vec::with_capacity(n);
+    // The new number of each id drawn: an id drawn twice keeps the number
+    // it got first, so the response shows what the table will hold.
+    let mut numbers = BTreeMap::new();
     for _ in 0..n {
-        let mut w = fetch_world(&mut conn, random_id()).await?;
-        w.randomnumber = random_id();
+        let mut w = tables::world(&mut conn, random_id()).await?;
+        w.randomnumber = *numbers.entry(w.id).or_insert_with(random_id);
         worlds.push(w);
     }
     // One batched update (allowed by the rules), in id order so concurrent
     // batches cannot deadlock.
-    let mut sorted = worlds.clone();
-    sorted.sort_by_key(|w| w.id);
-    sorted.dedup_by_key(|w| w.id);
-    let ids: Vec<i32> = sorted.iter().map(|w| w.id).collect();
-    let numbers: Vec<i32> = sorted.iter().map(|w| w.randomnumber).collect();
-    sqlx::query(
-        "update world set randomnumber = v.r
-           from (select unnest($1::int[]) as id, unnest($2::int[]) as r) v
-          where world.id = v.id",
-    )
-    .bind(&ids)
-    .bind(&numbers)
-    .execute(&mut *conn)
-    .await?;
+    let (ids, numbers): (Vec<i32>, Vec<i32>) = numbers.into_iter().unzip();
+    tables::set_numbers(&mut conn, &ids, &numbers).await?;
     Ok(super::json(StatusCode::OK, &worlds))
 }
 
@@ -142,11 +117,7 @@ async fn cached_queries(
     let cache = match CACHE.get() {
         Some(c) => c,
         None => {
-            let mut rows: Vec<World> =
-                sqlx::query_as("select id, randomnumber from world order by id")
-                    .fetch_all(&state.db)
-                    .await?;
-            rows.sort_by_key(|w| w.id);
+            let rows = tables::all_worlds(&state.db).await?;
             CACHE.get_or_init(|| rows)
         }
     };
@@ -160,16 +131,8 @@ async fn cached_queries(
     Ok(super::json(StatusCode::OK, &worlds))
 }
 
-#[derive(FromRow)]
-struct Fortune {
-    id: i32,
-    message: String,
-}
-
 async fn fortunes(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut rows: Vec<Fortune> = sqlx::query_as("select id, message from fortune")
-        .fetch_all(&state.db)
-        .await?;
+    let mut rows = tables::fortunes(&state.db).await?;
     rows.push(Fortune {
         id: 0,
         message: "Additional fortune added at request time.".into(),

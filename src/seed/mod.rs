@@ -15,6 +15,9 @@ use std::time::Instant;
 use sqlx::migrate::MigrateDatabase as _;
 use sqlx::{Connection as _, PgConnection, Postgres};
 
+use secrecy::ExposeSecret as _;
+
+use crate::db::{self, bulk};
 use crate::password::Passwords;
 pub use data::student_home;
 use data::{attempts, cohorts, fortunes, organizations, questions, quizzes, users, world};
@@ -94,89 +97,63 @@ pub async fn seed(
 ) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
     let mut conn = connect(database_url).await?;
-    if if_empty {
-        let any: bool = sqlx::query_scalar("select exists (select 1 from users)")
-            .fetch_one(&mut conn)
-            .await?;
-        if any {
-            return Ok(SeedReport {
-                skipped: true,
-                students: 0,
-                attempts: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
+    if if_empty && db::users::any(&mut conn).await? {
+        return Ok(SeedReport {
+            skipped: true,
+            students: 0,
+            attempts: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     let hash = passwords.hash(SEED_PASSWORD);
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "truncate attempts, progress, questions, quizzes, users, cohorts, organizations,
-                  world, fortune
-         restart identity cascade",
-    )
-    .execute(&mut *tx)
-    .await?;
-    copy(&mut tx, "organizations (id, name)", &organizations(size)).await?;
-    copy(
+    bulk::truncate_all(&mut tx).await?;
+    bulk::copy_in(&mut tx, "organizations (id, name)", &organizations(size)).await?;
+    bulk::copy_in(
         &mut tx,
         "cohorts (id, organization_id, name)",
         &cohorts(size),
     )
     .await?;
-    copy(
+    bulk::copy_in(
         &mut tx,
         "users (id, username, password_hash, display_name, role, organization_id, cohort_id)",
         &users(size, &hash),
     )
     .await?;
-    copy(&mut tx, "quizzes (id, title, description)", &quizzes(size)).await?;
+    bulk::copy_in(&mut tx, "quizzes (id, title, description)", &quizzes(size)).await?;
     let (questions_text, keys) = questions(size);
-    copy(
+    bulk::copy_in(
         &mut tx,
         "questions (id, quiz_id, position, kind, prompt, choices, answer_key, points)",
         &questions_text,
     )
     .await?;
-    copy(&mut tx, "world (id, randomnumber)", &world()).await?;
-    copy(&mut tx, "fortune (id, message)", &fortunes()).await?;
+    bulk::copy_in(&mut tx, "world (id, randomnumber)", &world()).await?;
+    bulk::copy_in(&mut tx, "fortune (id, message)", &fortunes()).await?;
     // Bulk-load the big tables without their foreign keys and secondary
     // indexes, then rebuild them in one pass each (PostgreSQL's "populating
     // a database" advice); all inside this transaction, so it is atomic.
     let deferred = defer_constraints(&mut tx, &["attempts", "progress"]).await?;
     let (attempts_text, progress_text) = attempts(size, &keys);
-    copy(
+    bulk::copy_in(
         &mut tx,
         "attempts (id, user_id, quiz_id, answers, score, max_score, submitted_at)",
         &attempts_text,
     )
     .await?;
-    copy(
+    bulk::copy_in(
         &mut tx,
         "progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)",
         &progress_text,
     )
     .await?;
-    for ddl in deferred {
-        sqlx::query(&ddl).execute(&mut *tx).await?;
+    for item in deferred {
+        bulk::run_catalog_ddl(&mut tx, &item.create).await?;
     }
-    for table in [
-        "organizations",
-        "cohorts",
-        "users",
-        "quizzes",
-        "questions",
-        "attempts",
-    ] {
-        sqlx::query(&format!(
-            "select setval(pg_get_serial_sequence('{table}', 'id'), greatest(1, (select max(id) from {table})))"
-        ))
-        .execute(&mut *tx)
-        .await?;
-    }
+    bulk::reset_sequences(&mut tx).await?;
     tx.commit().await?;
-    sqlx::query("analyze users, attempts, progress, questions, quizzes")
-        .execute(&mut conn)
-        .await?;
+    bulk::analyze(&mut conn).await?;
     conn.close().await?;
     Ok(SeedReport {
         skipped: false,
@@ -187,53 +164,20 @@ pub async fn seed(
 }
 
 /// Drops the foreign keys and non-primary indexes of `tables` and returns
-/// the statements that re-create them, read from the catalog (so they stay
-/// exactly what the migrations made).
+/// them, with the statements that re-create them read from the catalog (so
+/// they stay exactly what the migrations made).
 async fn defer_constraints(
     conn: &mut PgConnection,
     tables: &[&str],
-) -> anyhow::Result<Vec<String>> {
-    let mut recreate = Vec::new();
+) -> anyhow::Result<Vec<bulk::Deferrable>> {
+    let mut deferred = Vec::new();
     for table in tables {
-        let fks: Vec<(String, String)> = sqlx::query_as(
-            "select conname::text, pg_get_constraintdef(oid)
-               from pg_constraint
-              where conrelid = $1::regclass and contype = 'f'",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (name, def) in fks {
-            sqlx::query(&format!("alter table {table} drop constraint {name}"))
-                .execute(&mut *conn)
-                .await?;
-            recreate.push(format!("alter table {table} add constraint {name} {def}"));
-        }
-        let indexes: Vec<(String, String)> = sqlx::query_as(
-            "select i.relname::text, pg_get_indexdef(x.indexrelid)
-               from pg_index x join pg_class i on i.oid = x.indexrelid
-              where x.indrelid = $1::regclass and not x.indisprimary",
-        )
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        for (name, def) in indexes {
-            sqlx::query(&format!("drop index {name}"))
-                .execute(&mut *conn)
-                .await?;
-            recreate.push(def);
+        for item in bulk::deferrable(conn, table).await? {
+            bulk::run_catalog_ddl(conn, &item.drop).await?;
+            deferred.push(item);
         }
     }
-    Ok(recreate)
-}
-
-async fn copy(conn: &mut PgConnection, target: &str, data: &str) -> anyhow::Result<()> {
-    let mut sink = conn
-        .copy_in_raw(&format!("copy {target} from stdin"))
-        .await?;
-    sink.send(data.as_bytes()).await?;
-    sink.finish().await?;
-    Ok(())
+    Ok(deferred)
 }
 
 /// After a re-seed: bump the content version (every worker drops its cached
@@ -241,7 +185,7 @@ async fn copy(conn: &mut PgConnection, target: &str, data: &str) -> anyhow::Resu
 /// may no longer exist. A Redis that is down only earns a warning.
 pub async fn invalidate_caches(cfg: &crate::config::Config) {
     let result: anyhow::Result<()> = async {
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let client = redis::Client::open(cfg.redis_url.expose_secret())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let prefix = &cfg.redis_prefix;
         redis::cmd("INCR")

@@ -37,3 +37,70 @@ async fn seed_migrates_an_empty_database_first() {
     assert!(status.success(), "seed failed on an empty database");
     assert_eq!(students, 3);
 }
+
+/// A password in `DATABASE_URL` or `REDIS_URL` reaches no log line and no
+/// error message: not at trace level, not when Redis refuses it, not when
+/// PostgreSQL cannot be reached.
+#[tokio::test]
+async fn connection_passwords_reach_no_output() {
+    let db = TestDb::empty().await;
+    let prefix = redis_prefix();
+    // The server's own password when the test URL has one, else one that a
+    // trust-auth PostgreSQL ignores (and a password-less Redis refuses).
+    let mut pg = reqwest::Url::parse(&db.url).unwrap();
+    if pg.password().is_none() {
+        pg.set_password(Some("pg-s3cret")).unwrap();
+    }
+    let pg_secret = pg.password().unwrap().to_string();
+    let mut redis = reqwest::Url::parse(&redis_url()).unwrap();
+    if redis.password().is_none() {
+        redis.set_password(Some("redis-s3cret")).unwrap();
+    }
+    let redis_secret = redis.password().unwrap().to_string();
+    let mut unreachable = pg.clone();
+    unreachable.set_port(Some(1)).unwrap();
+
+    let run = |args: &[&str], database: &str| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", database)
+            .env("REDIS_URL", redis.as_str())
+            .env("REDIS_PREFIX", &prefix)
+            .env("ARGON2_MEMORY_KIB", "64")
+            .env("ARGON2_ITERATIONS", "1")
+            .env("LOG_LEVEL", "trace")
+            .output()
+            .unwrap()
+    };
+    let seeded = run(
+        &[
+            "seed",
+            "--organizations",
+            "1",
+            "--cohorts-per-org",
+            "1",
+            "--students-per-cohort",
+            "3",
+            "--quizzes",
+            "2",
+            "--attempts",
+            "5",
+        ],
+        pg.as_str(),
+    );
+    let refused = run(&["migrate"], unreachable.as_str());
+    cleanup_redis(&redis_url(), &prefix);
+    assert!(seeded.status.success(), "seed failed");
+    assert!(!refused.status.success(), "migrate reached port 1");
+    for out in [&seeded, &refused] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.is_empty());
+        for secret in [&pg_secret, &redis_secret] {
+            assert!(!text.contains(secret.as_str()), "{secret} printed:\n{text}");
+        }
+    }
+}

@@ -73,3 +73,52 @@ async fn techempower_routes() {
     assert!(html.contains("フレームワークのベンチマーク"));
     assert_eq!(html.matches("<tr>").count(), 14);
 }
+
+/// `/updates` stores what it answers: an id drawn twice in one request gets
+/// one new number, in the response and in the table.
+#[tokio::test]
+async fn updates_store_what_they_answer_when_an_id_repeats() {
+    let app = TestApp::spawn().await;
+    // 500 draws from 10,000 ids repeat one with probability 1 - 4e-6 per
+    // request; a few requests make a miss impossible in practice.
+    for _ in 0..5 {
+        let rows: Value = app
+            .get("/updates?queries=500", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let rows: Vec<(i64, i64)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["randomNumber"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|(id, _)| *id).collect();
+        if distinct.len() == rows.len() {
+            continue;
+        }
+        let values: Vec<String> = rows.iter().map(|(id, n)| format!("({id}, {n})")).collect();
+        let differing = app
+            .count(&format!(
+                "select count(*) from (values {}) v (id, n) join world w on w.id = v.id
+                  where w.randomnumber <> v.n",
+                values.join(", ")
+            ))
+            .await;
+        assert_eq!(
+            differing,
+            0,
+            "{differing} of {} answered rows differ from the table ({} distinct ids)",
+            rows.len(),
+            distinct.len()
+        );
+        return;
+    }
+    panic!("no id repeated in 5 requests of 500 draws each");
+}
