@@ -3,9 +3,10 @@
 //!
 //! The data is deterministic (a fixed-seed SplitMix64), so seeding twice
 //! gives the same rows: `seed` resets the tables to the reference set,
-//! `seed --if-empty` loads it only into an empty database. Every user shares
-//! one password hash (`quizbench`), made once with the configured argon2
-//! parameters.
+//! `seed --if-empty` loads it only into an empty database (several replicas
+//! may run it at once: one loads, the others find users and skip). Every
+//! user shares one password hash (`quizbench`), made once with the
+//! configured argon2 parameters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +20,10 @@ use crate::password::Passwords;
 
 /// The shared password of every seeded account.
 pub const SEED_PASSWORD: &str = "quizbench";
+
+/// The transaction-level advisory lock every seeder of a database holds
+/// while it checks and loads ("qbseed").
+pub const SEED_LOCK_KEY: i64 = 0x7162_7365_6564;
 
 /// Sizes of the generated data set.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +60,15 @@ impl SeedSize {
 /// Creates the database if needed and applies the embedded migrations.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     if !Postgres::database_exists(database_url).await? {
-        Postgres::create_database(database_url).await?;
-        tracing::info!("created the database");
+        match Postgres::create_database(database_url).await {
+            Ok(()) => tracing::info!("created the database"),
+            // Another replica created it since the check: fine.
+            Err(_) if Postgres::database_exists(database_url).await? => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    // sqlx's migrator holds an advisory lock while it applies migrations,
+    // so replicas migrating at once apply each migration once.
     let mut conn = connect(database_url).await?;
     sqlx::migrate!("./migrations").run(&mut conn).await?;
     conn.close().await?;
@@ -91,22 +102,29 @@ pub async fn seed(
     if_empty: bool,
 ) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
+    let skipped = || SeedReport {
+        skipped: true,
+        students: 0,
+        attempts: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     let mut conn = connect(database_url).await?;
-    if if_empty {
-        let any: bool = sqlx::query_scalar("select exists (select 1 from users)")
-            .fetch_one(&mut conn)
-            .await?;
-        if any {
-            return Ok(SeedReport {
-                skipped: true,
-                students: 0,
-                attempts: 0,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
+    if if_empty && has_users(&mut conn).await? {
+        return Ok(skipped());
     }
     let hash = passwords.hash(SEED_PASSWORD);
     let mut tx = conn.begin().await?;
+    // One seeder at a time per database (replicas starting together): the
+    // lock is held until this transaction ends, and the check is made again
+    // under it, so a second `--if-empty` never truncates what the first one
+    // loaded (and what replicas serving since then have written).
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(SEED_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    if if_empty && has_users(&mut tx).await? {
+        return Ok(skipped());
+    }
     sqlx::query(
         "truncate attempts, progress, questions, quizzes, users, cohorts, organizations,
                   world, fortune
@@ -182,6 +200,12 @@ pub async fn seed(
         attempts: size.attempts,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+async fn has_users(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from users)")
+        .fetch_one(conn)
+        .await
 }
 
 /// Drops the foreign keys and non-primary indexes of `tables` and returns

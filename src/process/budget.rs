@@ -13,13 +13,20 @@
 //! PostgreSQL or Redis at that moment logs that it could not check and
 //! serves: a dependency down at start is not a reason to refuse.
 //!
+//! With `DB_POOLER=pgbouncer`, DATABASE_URL is a PgBouncer in session
+//! pooling mode: each client connection holds a server connection while it
+//! is open, so the pools are checked against PgBouncer's pool for that
+//! database (`SHOW DATABASES`, `SHOW POOLS` on its admin console) instead
+//! of PostgreSQL's `max_connections`, which PgBouncer's pool is sized to
+//! fit; a pool mode other than session is reported as a misfit.
+//!
 //! During a rolling restart or a recycle, a replacement overlaps the worker
 //! it replaces, so one more worker's pool may be open for a moment; the
 //! report states that headroom but does not count it against the budget.
 
 use std::time::Duration;
 
-use crate::config::{BudgetMode, Config};
+use crate::config::{BudgetMode, Config, DbPooler};
 
 /// Exit code of a worker that refused to serve under `CONNECTION_BUDGET=strict`.
 pub const EXIT_BUDGET_REFUSED: i32 = 4;
@@ -39,6 +46,59 @@ pub struct PgLimits {
     pub others: i64,
 }
 
+/// What PgBouncer reported for the database DATABASE_URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolerLimits {
+    /// Server connections the pool may open: pool_size + reserve_pool
+    /// (capped by max_db_connections when that is set).
+    pub pool: i64,
+    /// The pool mode that applies (session, transaction or statement).
+    pub pool_mode: String,
+    /// Clients connected to this database through PgBouncer now.
+    pub others: i64,
+}
+
+/// The database side's limits: PostgreSQL's, or a pooler's in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLimits {
+    Postgres(PgLimits),
+    PgBouncer(PoolerLimits),
+}
+
+impl DbLimits {
+    fn available(&self) -> i64 {
+        match self {
+            DbLimits::Postgres(l) => l.max_connections - l.reserved - l.others,
+            DbLimits::PgBouncer(l) => l.pool - l.others,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DbLimits::Postgres(l) => format!(
+                "max_connections {} - reserved {} - {} held by other clients",
+                l.max_connections, l.reserved, l.others
+            ),
+            DbLimits::PgBouncer(l) => format!(
+                "PgBouncer pool {} ({} pooling) - {} other clients",
+                l.pool, l.pool_mode, l.others
+            ),
+        }
+    }
+
+    /// Why the pools cannot work through this pooler at all.
+    fn misfit(&self) -> Option<String> {
+        match self {
+            DbLimits::PgBouncer(l) if l.pool_mode != "session" => Some(format!(
+                "PgBouncer's pool_mode is {}: sqlx's named prepared statements and the \
+                 session-level statement_timeout need pool_mode = session",
+                l.pool_mode
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// What Redis reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedisLimits {
@@ -55,12 +115,15 @@ pub struct Report {
     pub db_available: Option<i64>,
     pub redis_needed: i64,
     pub redis_available: Option<i64>,
+    /// The pools cannot work through the database side as configured.
+    pub misfit: Option<String>,
     pub text: String,
 }
 
 impl Report {
     pub fn exceeded(&self) -> bool {
-        self.db_available.is_some_and(|a| self.db_needed > a)
+        self.misfit.is_some()
+            || self.db_available.is_some_and(|a| self.db_needed > a)
             || self.redis_available.is_some_and(|a| self.redis_needed > a)
     }
 }
@@ -70,24 +133,22 @@ pub fn evaluate(
     pools: usize,
     db_pool_max: u32,
     redis_pool_max: usize,
-    pg: Option<PgLimits>,
+    db: Option<DbLimits>,
     redis: Option<RedisLimits>,
 ) -> Report {
     let db_needed = pools as i64 * db_pool_max as i64;
     let redis_needed = pools as i64 * redis_pool_max as i64;
-    let db_available = pg.map(|l| l.max_connections - l.reserved - l.others);
+    let db_available = db.as_ref().map(DbLimits::available);
     let redis_available = redis.map(|l| l.maxclients - l.others);
+    let misfit = db.as_ref().and_then(DbLimits::misfit);
     let mut text =
         format!("PostgreSQL: {pools} pools x DB_POOL_MAX {db_pool_max} = {db_needed} connections");
-    match pg {
-        Some(l) => text.push_str(&format!(
-            ", available {} (max_connections {} - reserved {} - {} held by other clients)",
-            l.max_connections - l.reserved - l.others,
-            l.max_connections,
-            l.reserved,
-            l.others
-        )),
+    match &db {
+        Some(l) => text.push_str(&format!(", available {} ({})", l.available(), l.describe())),
         None => text.push_str(", limit unknown (PostgreSQL unreachable)"),
+    }
+    if let Some(m) = &misfit {
+        text.push_str(&format!(" ({m})"));
     }
     text.push_str(&format!(
         "; Redis: {pools} pools x REDIS_POOL_MAX {redis_pool_max} = {redis_needed} clients"
@@ -110,6 +171,7 @@ pub fn evaluate(
         db_available,
         redis_needed,
         redis_available,
+        misfit,
         text,
     }
 }
@@ -118,7 +180,7 @@ pub fn evaluate(
 /// each (not the worker's pools, so the check leaves no connection behind).
 pub async fn check(cfg: &Config, pools: usize) -> Report {
     let timeout = cfg.db_acquire_timeout.max(Duration::from_secs(1));
-    let pg = match tokio::time::timeout(timeout, pg_limits(&cfg.database_url)).await {
+    let pg = match tokio::time::timeout(timeout, db_limits(cfg)).await {
         Ok(Ok(l)) => Some(l),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "connection budget: could not ask PostgreSQL");
@@ -143,6 +205,13 @@ pub async fn check(cfg: &Config, pools: usize) -> Report {
     evaluate(pools, cfg.db_pool_max, cfg.redis_pool_max, pg, redis)
 }
 
+async fn db_limits(cfg: &Config) -> anyhow::Result<DbLimits> {
+    Ok(match cfg.db_pooler {
+        DbPooler::None => DbLimits::Postgres(pg_limits(&cfg.database_url).await?),
+        DbPooler::PgBouncer => DbLimits::PgBouncer(pgbouncer_limits(&cfg.database_url).await?),
+    })
+}
+
 async fn pg_limits(url: &str) -> anyhow::Result<PgLimits> {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(url).await?;
@@ -165,6 +234,105 @@ async fn pg_limits(url: &str) -> anyhow::Result<PgLimits> {
         reserved: row.1 + row.2,
         others: row.3,
     })
+}
+
+/// Asks PgBouncer's admin console (database `pgbouncer`, same host, port and
+/// user as DATABASE_URL; the user must be in its admin_users or stats_users).
+async fn pgbouncer_limits(url: &str) -> anyhow::Result<PoolerLimits> {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let opts: PgConnectOptions = url.parse()?;
+    let database = opts
+        .get_database()
+        .unwrap_or(opts.get_username())
+        .to_string();
+    let mut conn = opts.database("pgbouncer").connect().await?;
+    // The admin console speaks only the simple query protocol.
+    let databases = AdminRow::show(&mut conn, "SHOW DATABASES").await?;
+    let config = AdminRow::show(&mut conn, "SHOW CONFIG").await?;
+    let pools = AdminRow::show(&mut conn, "SHOW POOLS").await?;
+    let _ = conn.close().await;
+    let setting = |key: &str| {
+        config
+            .iter()
+            .find(|r| r.text("key") == key)
+            .map(|r| r.text("value"))
+            .unwrap_or_default()
+    };
+    let number = |key: &str| setting(key).trim().parse::<i64>().unwrap_or(0);
+    // A database served through the `*` entry is listed only once a client
+    // has used it: until then the defaults of SHOW CONFIG apply.
+    let entry = databases.iter().find(|r| r.text("name") == database);
+    let (mut pool, cap, pool_mode) = match entry {
+        Some(e) => (
+            e.number("pool_size") + e.number("reserve_pool"),
+            e.number("max_connections"),
+            e.text("pool_mode"),
+        ),
+        None => (
+            number("default_pool_size") + number("reserve_pool_size"),
+            0,
+            String::new(),
+        ),
+    };
+    let cap = if cap > 0 { cap } else { number("max_db_connections") };
+    if cap > 0 {
+        pool = pool.min(cap);
+    }
+    let pool_mode = match pool_mode {
+        mode if mode.is_empty() => setting("pool_mode"),
+        mode => mode,
+    };
+    let others = pools
+        .iter()
+        .filter(|r| r.text("database") == database)
+        .map(|r| r.number("cl_active") + r.number("cl_waiting"))
+        .sum();
+    Ok(PoolerLimits {
+        pool,
+        pool_mode,
+        others,
+    })
+}
+
+/// A row of PgBouncer's admin console, every column read as text.
+struct AdminRow(Vec<(String, Option<String>)>);
+
+impl From<&sqlx::postgres::PgRow> for AdminRow {
+    fn from(row: &sqlx::postgres::PgRow) -> AdminRow {
+        use sqlx::{Column as _, Row as _};
+        AdminRow(
+            row.columns()
+                .iter()
+                .map(|c| {
+                    // Text-format values decode as strings whatever their type.
+                    let value = row.try_get_unchecked::<Option<String>, _>(c.ordinal());
+                    (c.name().to_string(), value.ok().flatten())
+                })
+                .collect(),
+        )
+    }
+}
+
+impl AdminRow {
+    async fn show(conn: &mut sqlx::PgConnection, command: &str) -> sqlx::Result<Vec<AdminRow>> {
+        use sqlx::Executor as _;
+        // A bare string has no arguments: sqlx sends it as a simple query.
+        let rows = conn.fetch_all(command).await?;
+        Ok(rows.iter().map(AdminRow::from).collect())
+    }
+
+    fn text(&self, column: &str) -> String {
+        self.0
+            .iter()
+            .find(|(name, _)| name == column)
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    fn number(&self, column: &str) -> i64 {
+        self.text(column).trim().parse().unwrap_or(0)
+    }
 }
 
 async fn redis_limits(url: &str) -> anyhow::Result<RedisLimits> {
@@ -268,7 +436,7 @@ mod tests {
             maxclients: 10_000,
             others: 1,
         };
-        let r = evaluate(8, 80, 200, Some(pg), Some(redis));
+        let r = evaluate(8, 80, 200, Some(DbLimits::Postgres(pg)), Some(redis));
         assert!(r.exceeded());
         assert_eq!(r.db_needed, 640);
         assert_eq!(r.db_available, Some(95));
@@ -277,7 +445,7 @@ mod tests {
             "{}",
             r.text
         );
-        let ok = evaluate(2, 40, 200, Some(pg), Some(redis));
+        let ok = evaluate(2, 40, 200, Some(DbLimits::Postgres(pg)), Some(redis));
         assert!(!ok.exceeded());
     }
 
@@ -295,6 +463,32 @@ mod tests {
         );
         assert!(r.exceeded());
         assert!(r.text.contains("PostgreSQL unreachable"));
+    }
+
+    #[test]
+    fn pgbouncer_pool_is_the_limit_in_session_mode() {
+        let bouncer = |pool_mode: &str, others| {
+            Some(DbLimits::PgBouncer(PoolerLimits {
+                pool: 20,
+                pool_mode: pool_mode.into(),
+                others,
+            }))
+        };
+        // Three replicas x 4 fit a pool of 20 that other clients use 5 of.
+        let fits = evaluate(3, 4, 16, bouncer("session", 5), None);
+        assert!(!fits.exceeded(), "{}", fits.text);
+        assert_eq!(fits.db_available, Some(15));
+        assert!(fits.text.contains("PgBouncer pool 20 (session pooling)"));
+        // A fourth replica's pool does not.
+        assert!(evaluate(1, 4, 16, bouncer("session", 17), None).exceeded());
+        // Transaction pooling breaks named statements whatever the numbers.
+        let misfit = evaluate(1, 1, 1, bouncer("transaction", 0), None);
+        assert!(misfit.exceeded());
+        assert!(
+            misfit.text.contains("pool_mode = session"),
+            "{}",
+            misfit.text
+        );
     }
 
     #[test]

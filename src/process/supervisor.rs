@@ -62,7 +62,7 @@ use super::budget::EXIT_BUDGET_REFUSED;
 use super::handoff::{self, Handoff};
 use super::notify::{self, Notifier, Reader};
 use super::{listeners, worker, Shape, EXIT_BOOT_FAILURE};
-use crate::config::{BudgetMode, Config, ListenerMode, WorkerSpawn};
+use crate::config::{Config, ListenerMode, WorkerSpawn};
 use crate::metrics::{Metrics, RestartReason, WorkerState, MAX_SLOTS};
 
 /// Crash-loop breaker: this many crashes within the window stop the supervisor.
@@ -197,6 +197,8 @@ struct Supervisor {
     /// Slots still to restart for a SIGHUP, one at a time.
     rolling: VecDeque<usize>,
     parent: Pid,
+    /// The start-up checks (budget, exposure) are still to run: worker 0 of
+    /// the first generation runs them.
     budget_pending: bool,
 }
 
@@ -223,7 +225,7 @@ pub fn run(cfg: Arc<Config>, shape: Shape) -> anyhow::Result<()> {
         fatal: None,
         rolling: VecDeque::new(),
         parent: nix::unistd::getpid(),
-        budget_pending: cfg.connection_budget != BudgetMode::Off,
+        budget_pending: true,
         cfg,
         shape,
     };
@@ -417,7 +419,7 @@ impl Supervisor {
     /// Starts the slot's worker (no worker is running in it).
     fn start_current(&mut self, slot: usize) -> anyhow::Result<()> {
         let exec = self.cfg.worker_spawn == WorkerSpawn::Exec || self.slots[slot].force_exec;
-        // Worker 0 of the first generation checks the connection budget.
+        // Worker 0 of the first generation runs the start-up checks.
         let budget = slot == 0 && std::mem::take(&mut self.budget_pending);
         let proc = self.spawn(slot, exec, budget)?;
         let s = &mut self.slots[slot];
