@@ -275,7 +275,11 @@ async fn pgbouncer_limits(url: &str) -> anyhow::Result<PoolerLimits> {
             String::new(),
         ),
     };
-    let cap = if cap > 0 { cap } else { number("max_db_connections") };
+    let cap = if cap > 0 {
+        cap
+    } else {
+        number("max_db_connections")
+    };
     if cap > 0 {
         pool = pool.min(cap);
     }
