@@ -2,9 +2,11 @@
 # deploy/upgrade-pgdata.sh — once, when upgrading a compose deployment made with a
 # docker-compose.yml older than the `pgdata` volume (commit 7a5428b and before):
 # PostgreSQL's data sits in the anonymous volume of the old postgres container, and
-# the new file mounts the named volume <project>_pgdata instead. This script stops
-# the stack, lets compose create the new postgres container and its named volume,
-# and copies the data across. Then `docker compose up -d` (or docker-compose) serves
+# the new file mounts the named volume <project>_pgdata instead. (docker-compose v1
+# even keeps using the old anonymous volume when it recreates the container, with a
+# warning, until the next `down` loses it.) This script stops the stack, replaces the
+# postgres container by one with the named volume, and copies the data across (and
+# drops the old redis container's empty anonymous volume). Then `docker compose up -d` (or docker-compose) serves
 # the same data. Run it from the checkout, with the new docker-compose.yml in place,
 # before the first `up` with it (an `up` first would initialise an empty database in
 # the named volume: the script then refuses rather than mix two databases).
@@ -62,6 +64,16 @@ fi
 
 say "stopping the stack (containers and volumes are kept)"
 "${QB_COMPOSE[@]}" stop >&2
+# The old container must go: compose (v1 at least) would otherwise carry its
+# anonymous volume over to the new container and ignore the named one. Removing a
+# container without -v keeps its volumes.
+say "removing the old postgres container (its volume $old stays)"
+"${QB_COMPOSE[@]}" rm -f postgres >&2
+# The old redis container has an anonymous /data volume too, always empty (this
+# Redis saves nothing); the new file mounts a tmpfs there. Remove both, or compose
+# would carry the volume over and leave it behind at the next `down`.
+say "removing the old redis container and its empty anonymous /data volume"
+"${QB_COMPOSE[@]}" rm -f -v redis >&2
 say "creating the new postgres container and its named volume (not started)"
 "${QB_COMPOSE[@]}" up --no-start postgres >&2
 cid="$("${QB_COMPOSE[@]}" ps -a -q postgres | head -n 1)"

@@ -112,7 +112,7 @@ http() {
 	BODY="$(cat "$WORK/body" 2>/dev/null || true)"
 	HEADERS="$(cat "$WORK/headers" 2>/dev/null || true)"
 }
-json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print($2)" "$BODY"; }
+json() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print($1)" "$BODY"; }
 header() { awk -v h="$1" 'tolower($1) == tolower(h) ":" {sub(/\r$/, "", $2); print $2}' <<<"$HEADERS"; }
 
 # login BASE_URL USER -> prints the bearer token.
@@ -181,6 +181,13 @@ worker_pids() {
 	done | sort -u | grep -c .
 }
 
+# logs COMPOSE_ARRAY_NAME SERVICE: the service's log without colours (grep it from
+# a variable: `logs ... | grep -q` would fail the pipeline with SIGPIPE).
+logs() {
+	local -n compose="$1"
+	"${compose[@]}" logs --no-color "$2" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
+}
+
 migrate_exit_code() {
 	docker inspect -f '{{.State.ExitCode}}' "$("${BASE[@]}" ps -a -q migrate | head -n 1)"
 }
@@ -234,7 +241,7 @@ env PROCESSES=2 "${BASE[@]}" up -d >"$WORK/up.log" 2>&1 || {
 }
 wait_healthy BASE app 1
 [[ "$(migrate_exit_code)" == 0 ]] || fail "the migrate service did not exit 0"
-"${BASE[@]}" logs migrate 2>&1 | grep -q "seed skipped" || fail "migrate re-seeded an upgraded database"
+grep -q "seed skipped" <<<"$(logs BASE migrate)" || fail "migrate re-seeded an upgraded database"
 TOKEN="$(login "$APP" student1)"
 has_attempt "$APP" "$TOKEN" "$OLD_ATTEMPT" || fail "attempt $OLD_ATTEMPT lost in the upgrade"
 say "    attempt $OLD_ATTEMPT made with the old file is served after the upgrade"
@@ -273,9 +280,10 @@ http GET "$APP/runtime"
 [[ "$(json 'd["processes"]')" == 1 ]] || fail "PROCESSES=auto under APP_CPUS=1: $BODY"
 pids="$(worker_pids "$APP" 20)"
 [[ "$pids" == 1 ]] || fail "PROCESSES=auto under APP_CPUS=1 answered from $pids pids"
-"${BASE[@]}" logs app 2>&1 | grep -qE 'cgroup_cpu_quota="?1\.00' ||
-	fail "the start-up line does not show the 1.00 CPU quota: $("${BASE[@]}" logs app 2>&1 | grep 'quizbench starting' | tail -n 1)"
-say "    1 worker; start-up line: $("${BASE[@]}" logs app 2>&1 | grep -oE 'cgroup_cpu_quota="?[0-9.]+"?' | tail -n 1)"
+starting="$(logs BASE app | grep 'quizbench starting' | tail -n 1)"
+grep -qE 'cgroup_cpu_quota="?1\.00"? usable_cpus=1 ' <<<"$starting" ||
+	fail "the start-up line does not show the 1.00 CPU quota: $starting"
+say "    1 worker; start-up line: $(grep -oE 'cgroup_cpu_quota="?[0-9.]+"? usable_cpus=[0-9]+' <<<"$starting")"
 step_done
 
 # --- 6. docker stop drains -----------------------------------------------------
@@ -350,7 +358,7 @@ rows="$(psql_in -d quizbench -c "select count(*) || ' ' || count(distinct idempo
 pools="$(psql_in -h pgbouncer -p 6432 -d pgbouncer -F ' ' -c 'show pools' | awk '$1 == "quizbench" {n += $7 + $8 + $9 + $10 + $11 + $12 + $13} END {print n + 0}')"
 ((pools <= 8)) || fail "PgBouncer has $pools server connections, pool size 8"
 ((errors <= 10)) || fail "$errors failed tries during the kill (bound 10)"
-"${SCALE[@]}" logs app 2>&1 | grep -q "PgBouncer pool" || fail "no replica checked its budget against PgBouncer"
+grep -q "budget ok: .*PgBouncer pool 8 (session pooling)" <<<"$(logs SCALE app)" || fail "no replica checked its budget against PgBouncer"
 say "    per replica: $(for k in "${!per_replica[@]}"; do printf '%s=%s ' "$k" "${per_replica[$k]}"; done)"
 say "    killed ${victim:0:12} before attempt 15; failed tries $errors; acknowledged $acknowledged = rows $acknowledged"
 say "    PgBouncer server connections for quizbench: $pools (pool 8)"
