@@ -57,7 +57,7 @@ pooled="postgres://postgres@127.0.0.1:$bouncer_port/$DB"
 echo "==> seeding $DB (reference data set)" >&2
 DATABASE_URL="$direct" "$QUIZBENCH" seed >/dev/null
 
-PGBOUNCER_LISTEN_ADDR=127.0.0.1 PGBOUNCER_PORT="$bouncer_port" PGBOUNCER_UPSTREAM_HOST="$pg_host" \
+PGBOUNCER_LISTEN_ADDR=127.0.0.1 PGBOUNCER_LISTEN_PORT="$bouncer_port" PGBOUNCER_UPSTREAM_HOST="$pg_host" \
 	PGBOUNCER_UPSTREAM_PORT="$pg_port" PGBOUNCER_POOL_SIZE=8 sh deploy/pgbouncer/render-config.sh "$WORK/pgbouncer"
 chmod -R a+rX "$WORK/pgbouncer"
 as_user=()
@@ -93,7 +93,10 @@ def pick(*keys):
         if k in lat: return lat[k]
         if k in d: return d[k]
     return float("nan")
-print(f'{d["rps"]:.0f} {pick("p50", "p50_ms"):.2f} {pick("p99", "p99_ms"):.2f} {d.get("errors", 0)}')
+errors = d.get("errors", 0)
+if isinstance(errors, dict):
+    errors = errors.get("total", 0)
+print(f'{d["rps"]:.0f} {pick("p50", "p50_ms"):.2f} {pick("p99", "p99_ms"):.2f} {errors}')
 PY
 }
 

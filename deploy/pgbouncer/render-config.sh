@@ -4,7 +4,7 @@
 # variables (defaults in brackets). Used by the image's entrypoint and by the
 # scale-out test (tests/scaleout), so both run the same configuration.
 #
-#   PGBOUNCER_LISTEN_ADDR   [0.0.0.0]   PGBOUNCER_PORT      [6432]
+#   PGBOUNCER_LISTEN_ADDR   [0.0.0.0]   PGBOUNCER_LISTEN_PORT [6432]
 #   PGBOUNCER_UPSTREAM_HOST [postgres]  PGBOUNCER_UPSTREAM_PORT [5432]
 #   PGBOUNCER_POOL_SIZE     [20]  server connections per database and user: keep
 #                                 pool x users <= PostgreSQL's max_connections - reserved
@@ -35,7 +35,7 @@ cat >"$dir/pgbouncer.ini" <<INI
 
 [pgbouncer]
 listen_addr = ${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}
-listen_port = ${PGBOUNCER_PORT:-6432}
+listen_port = ${PGBOUNCER_LISTEN_PORT:-6432}
 unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt

@@ -111,10 +111,7 @@ impl Mount {
         let top = under(root, &self.point);
         // The cgroup relative to what is mounted: a container sees only its
         // own subtree, mounted with the host path as its root.
-        let relative = match strip_cgroup_prefix(path, &self.root) {
-            Some(rest) => rest,
-            None => "",
-        };
+        let relative = strip_cgroup_prefix(path, &self.root).unwrap_or_default();
         let mut dir = top.join(relative.trim_start_matches('/'));
         if !dir.is_dir() {
             // A path that is not mounted as such (another namespace's

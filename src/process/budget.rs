@@ -16,7 +16,7 @@
 //! With `DB_POOLER=pgbouncer`, DATABASE_URL is a PgBouncer in session
 //! pooling mode: each client connection holds a server connection while it
 //! is open, so the pools are checked against PgBouncer's pool for that
-//! database (`SHOW DATABASES`, `SHOW POOLS` on its admin console) instead
+//! database (`SHOW DATABASES`, `SHOW CLIENTS` on its admin console) instead
 //! of PostgreSQL's `max_connections`, which PgBouncer's pool is sized to
 //! fit; a pool mode other than session is reported as a misfit.
 //!
@@ -246,12 +246,33 @@ async fn pgbouncer_limits(url: &str) -> anyhow::Result<PoolerLimits> {
         .get_database()
         .unwrap_or(opts.get_username())
         .to_string();
-    let mut conn = opts.database("pgbouncer").connect().await?;
+    // Named so that this check finds its own row in SHOW CLIENTS.
+    let me = format!("quizbench-budget-{}", std::process::id());
+    let mut conn = opts
+        .database("pgbouncer")
+        .application_name(&me)
+        .connect()
+        .await?;
     // The admin console speaks only the simple query protocol.
     let databases = AdminRow::show(&mut conn, "SHOW DATABASES").await?;
     let config = AdminRow::show(&mut conn, "SHOW CONFIG").await?;
-    let pools = AdminRow::show(&mut conn, "SHOW POOLS").await?;
+    let clients = AdminRow::show(&mut conn, "SHOW CLIENTS").await?;
     let _ = conn.close().await;
+    Ok(pooler_limits(&database, &databases, &config, &clients, &me))
+}
+
+/// PgBouncer's pool for `database` and the clients that count against it:
+/// every client of that database except this server's own workers, taken
+/// as the `quizbench` clients from the address this check (`me`) connects
+/// from. (Replicas on other hosts or containers count; replicas sharing
+/// this one's address are taken for its own workers.)
+fn pooler_limits(
+    database: &str,
+    databases: &[AdminRow],
+    config: &[AdminRow],
+    clients: &[AdminRow],
+    me: &str,
+) -> PoolerLimits {
     let setting = |key: &str| {
         config
             .iter()
@@ -287,16 +308,20 @@ async fn pgbouncer_limits(url: &str) -> anyhow::Result<PoolerLimits> {
         mode if mode.is_empty() => setting("pool_mode"),
         mode => mode,
     };
-    let others = pools
+    let my_addr = clients
+        .iter()
+        .find(|r| r.text("application_name") == me)
+        .map(|r| r.text("addr"));
+    let others = clients
         .iter()
         .filter(|r| r.text("database") == database)
-        .map(|r| r.number("cl_active") + r.number("cl_waiting"))
-        .sum();
-    Ok(PoolerLimits {
+        .filter(|r| !(r.text("application_name") == "quizbench" && Some(r.text("addr")) == my_addr))
+        .count() as i64;
+    PoolerLimits {
         pool,
         pool_mode,
         others,
-    })
+    }
 }
 
 /// A row of PgBouncer's admin console, every column read as text.
@@ -493,6 +518,63 @@ mod tests {
             "{}",
             misfit.text
         );
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> AdminRow {
+        AdminRow(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn pgbouncer_answers_give_the_pool_and_the_other_clients() {
+        let databases = [
+            row(&[("name", "pgbouncer"), ("pool_size", "2")]),
+            row(&[
+                ("name", "quizbench"),
+                ("pool_size", "20"),
+                ("reserve_pool", "2"),
+                ("max_connections", "0"),
+                ("pool_mode", ""),
+            ]),
+        ];
+        let config = [
+            row(&[("key", "pool_mode"), ("value", "session")]),
+            row(&[("key", "default_pool_size"), ("value", "10")]),
+            row(&[("key", "max_db_connections"), ("value", "0")]),
+        ];
+        let client = |db: &str, app: &str, addr: &str| {
+            row(&[("database", db), ("application_name", app), ("addr", addr)])
+        };
+        let clients = [
+            client("pgbouncer", "quizbench-budget-7", "172.18.0.5"),
+            // This server's own workers, another replica's, another program's.
+            client("quizbench", "quizbench", "172.18.0.5"),
+            client("quizbench", "quizbench", "172.18.0.6"),
+            client("quizbench", "psql", "172.18.0.5"),
+            client("other", "quizbench", "172.18.0.6"),
+        ];
+        let l = pooler_limits(
+            "quizbench",
+            &databases,
+            &config,
+            &clients,
+            "quizbench-budget-7",
+        );
+        assert_eq!(
+            l,
+            PoolerLimits {
+                pool: 22,
+                pool_mode: "session".into(),
+                others: 2
+            }
+        );
+        // Not listed yet (served by `*`): the configured defaults.
+        let unlisted = pooler_limits("fresh", &databases, &config, &[], "x");
+        assert_eq!((unlisted.pool, unlisted.others), (10, 0));
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Bouncer {
             .arg(&dir.0)
             .envs([
                 ("PGBOUNCER_LISTEN_ADDR", "127.0.0.1".to_string()),
-                ("PGBOUNCER_PORT", port.to_string()),
+                ("PGBOUNCER_LISTEN_PORT", port.to_string()),
                 ("PGBOUNCER_UPSTREAM_HOST", upstream.get_host().to_string()),
                 ("PGBOUNCER_UPSTREAM_PORT", upstream.get_port().to_string()),
                 ("PGBOUNCER_POOL_SIZE", pool_size.to_string()),
