@@ -243,6 +243,13 @@ mod tests {
             fixture
         }
 
+        /// A cgroup v1 quota of `quota_us` per 100 ms period in `dir`.
+        fn v1_quota(self, dir: &str, quota_us: i64) -> Fixture {
+            self.write(&format!("{dir}/cpu.cfs_quota_us"), &format!("{quota_us}\n"));
+            self.write(&format!("{dir}/cpu.cfs_period_us"), "100000\n");
+            self
+        }
+
         fn write(&self, path: &str, text: &str) {
             let path = self.0.join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -328,12 +335,9 @@ mod tests {
         let f = Fixture::new(
             &cgroup,
             Some(&mountinfo),
-            &[
-                ("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "100000\n"),
-                ("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
-                ("sys/fs/cgroup/cpuacct/cpuacct.usage", "1\n"),
-            ],
-        );
+            &[("sys/fs/cgroup/cpuacct/cpuacct.usage", "1\n")],
+        )
+        .v1_quota("sys/fs/cgroup/cpu", 100000);
         assert_eq!(f.quota(), Some(1.0));
     }
 
@@ -346,13 +350,10 @@ mod tests {
                  33 31 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n\
                  41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
             ),
-            &[
-                ("sys/fs/cgroup/cpu/batch/cpu.cfs_quota_us", "250000\n"),
-                ("sys/fs/cgroup/cpu/batch/cpu.cfs_period_us", "100000\n"),
-                ("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
-                ("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
-            ],
-        );
+            &[],
+        )
+        .v1_quota("sys/fs/cgroup/cpu/batch", 250000)
+        .v1_quota("sys/fs/cgroup/cpu", -1);
         assert_eq!(f.quota(), Some(2.5));
     }
 
@@ -361,17 +362,9 @@ mod tests {
         let f = Fixture::new(
             "4:cpu,cpuacct:/system.slice/app.service\n",
             Some("30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"),
-            &[
-                (
-                    "sys/fs/cgroup/cpu,cpuacct/system.slice/app.service/cpu.cfs_quota_us",
-                    "200000\n",
-                ),
-                (
-                    "sys/fs/cgroup/cpu,cpuacct/system.slice/app.service/cpu.cfs_period_us",
-                    "100000\n",
-                ),
-            ],
-        );
+            &[],
+        )
+        .v1_quota("sys/fs/cgroup/cpu,cpuacct/system.slice/app.service", 200000);
         assert_eq!(f.quota(), Some(2.0));
     }
 
@@ -382,11 +375,9 @@ mod tests {
             Some(&format!(
                 "90 80 0:26 /docker/{ID} /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n"
             )),
-            &[
-                ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "150000\n"),
-                ("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n"),
-            ],
-        );
+            &[],
+        )
+        .v1_quota("sys/fs/cgroup/cpu,cpuacct", 150000);
         assert_eq!(f.quota(), Some(1.5));
     }
 
@@ -398,11 +389,9 @@ mod tests {
                 "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
                  41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
             ),
-            &[
-                ("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n"),
-                ("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
-            ],
-        );
+            &[],
+        )
+        .v1_quota("sys/fs/cgroup/cpu", -1);
         assert_eq!(f.quota(), None);
     }
 
@@ -420,14 +409,8 @@ mod tests {
     /// and a host path that is not mounted as such falls back to the top.
     #[test]
     fn without_a_mount_table() {
-        let f = Fixture::new(
-            &format!("1:cpu:/docker/{ID}\n"),
-            None,
-            &[
-                ("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "100000\n"),
-                ("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"),
-            ],
-        );
+        let f = Fixture::new(&format!("1:cpu:/docker/{ID}\n"), None, &[])
+            .v1_quota("sys/fs/cgroup/cpu", 100000);
         assert_eq!(f.quota(), Some(1.0));
     }
 

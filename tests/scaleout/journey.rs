@@ -38,6 +38,17 @@ pub struct Tally {
 
 const TRIES: usize = 20;
 
+/// The error and its causes ("error sending request: ...: connection closed").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 struct Student {
     http: reqwest::Client,
     base: String,
@@ -64,7 +75,7 @@ impl Student {
                 let body = res.json::<Value>().await.ok();
                 (served_by, Ok(status), body)
             }
-            Err(e) => (None, Err(e.to_string()), None),
+            Err(e) => (None, Err(error_chain(&e)), None),
         };
         let event = Event {
             at: Instant::now(),

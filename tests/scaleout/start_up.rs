@@ -171,18 +171,7 @@ async fn strict_budget_refuses_pools_beyond_pgbouncers() {
     );
     env.insert("BIND".into(), "127.0.0.1:0".into());
     let mut server = Proc::spawn(&mut serve_command(crate::common::BIN.as_ref(), &env));
-    let until = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < until,
-            "still serving; log:\n{}",
-            server.log.dump()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.wait_exit(Duration::from_secs(15));
     let log = server.log.dump();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(

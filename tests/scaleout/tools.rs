@@ -94,6 +94,22 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Waits (up to `limit`) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "still running after {limit:?}; log:\n{}",
+                self.log.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits (up to `limit`) until `port` on 127.0.0.1 accepts connections.
     pub fn wait_port(&mut self, port: u16, limit: Duration) {
         let until = Instant::now() + limit;
