@@ -43,6 +43,9 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	psql "$TEST_DATABASE_URL" -qc "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
+	if command -v redis-cli >/dev/null; then
+		redis-cli -u "$REDIS_URL" --scan --pattern "qbpoolercost$$:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null || true
+	fi
 	rm -rf "$WORK"
 	qb_services_release
 }

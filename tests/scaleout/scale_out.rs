@@ -14,11 +14,10 @@ use serde_json::Value;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::common::{
-    admin_url, cleanup_redis, db_url, redis_prefix, redis_url, serve_command, server_env,
-    unique_name, TestDb, TEST_SEED,
+    admin_url, db_url, redis_url, serve_command, server_env, unique_name, TestDb, TEST_SEED,
 };
 use crate::journey::{self, Tally};
-use crate::tools::{free_port, quizbench, seed_args, Balancer, Bouncer, Proc, TempDir};
+use crate::tools::{free_port, quizbench, seed_args, Balancer, Bouncer, Proc, RedisKeys, TempDir};
 
 const REPLICAS: usize = 3;
 const DB_POOL_MAX: usize = 2;
@@ -156,9 +155,9 @@ async fn three_replicas_share_one_seed_and_survive_losing_one_behind_haproxy_and
         url: db_url(&name),
         name,
     };
-    let prefix = redis_prefix();
+    let keys = RedisKeys::new();
     let files = TempDir::new("scale-files");
-    let mut replicas = start_replicas(&db.url, &bouncer.url(&db.name), &prefix, &files);
+    let mut replicas = start_replicas(&db.url, &bouncer.url(&db.name), &keys.0, &files);
 
     // Created and migrated by whichever came first, seeded exactly once.
     for r in &replicas {
@@ -237,7 +236,6 @@ async fn three_replicas_share_one_seed_and_survive_losing_one_behind_haproxy_and
     drop(balancer);
     drop(replicas);
     drop(bouncer);
-    cleanup_redis(&redis_url(), &prefix);
 }
 
 /// The verdict, with every count printed.

@@ -11,12 +11,18 @@ use quizbench::config::Config;
 use quizbench::seed::{self, SEED_LOCK_KEY};
 use sqlx::{Connection as _, PgConnection};
 
-use crate::common::{redis_prefix, redis_url, serve_command, server_env, spawn_logged, TestDb};
-use crate::tools::{quizbench, seed_args, Bouncer, Proc, TempDir};
+use crate::common::{redis_url, serve_command, server_env, spawn_logged, TestDb};
+use crate::tools::{quizbench, seed_args, Bouncer, Proc, RedisKeys, TempDir};
 
-fn env_for(url: &str, vars: &[(&str, &str)]) -> HashMap<String, String> {
-    let files = std::env::temp_dir().join("qb-scale-unused-files");
-    server_env(url, &redis_url(), &redis_prefix(), &files, &[], vars)
+/// A server's (or command's) variables: this test's database, Redis keys
+/// and files directory.
+fn env_for(
+    url: &str,
+    keys: &RedisKeys,
+    files: &TempDir,
+    vars: &[(&str, &str)],
+) -> HashMap<String, String> {
+    server_env(url, &redis_url(), &keys.0, &files.0, &[], vars)
 }
 
 /// The first seeder holds the seed lock while it loads; a second one
@@ -34,7 +40,8 @@ async fn a_second_seeder_waits_for_the_first_and_keeps_what_was_written_since() 
         .await
         .unwrap();
 
-    let env = env_for(&db.url, &[]);
+    let (keys, files) = (RedisKeys::new(), TempDir::new("scale-seed"));
+    let env = env_for(&db.url, &keys, &files, &[]);
     let second = std::thread::spawn(move || {
         let mut args = vec!["seed".to_string(), "--if-empty".to_string()];
         args.extend(seed_args());
@@ -161,8 +168,11 @@ async fn strict_budget_refuses_pools_beyond_pgbouncers() {
         return;
     };
     let db = TestDb::new().await;
+    let (keys, files) = (RedisKeys::new(), TempDir::new("scale-strict"));
     let mut env = env_for(
         &bouncer.url(&db.name),
+        &keys,
+        &files,
         &[
             ("DB_POOLER", "pgbouncer"),
             ("DB_POOL_MAX", "3"),
@@ -185,9 +195,9 @@ async fn strict_budget_refuses_pools_beyond_pgbouncers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exposed_server_warns_while_the_seeded_accounts_exist() {
     let db = TestDb::new().await;
-    let files = TempDir::new("scale-exposed");
+    let (keys, files) = (RedisKeys::new(), TempDir::new("scale-exposed"));
     let start = |publish: &str| {
-        let mut env = server_env(&db.url, &redis_url(), &redis_prefix(), &files.0, &[], &[]);
+        let mut env = env_for(&db.url, &keys, &files, &[]);
         env.insert("PUBLISH_IP".into(), publish.into());
         let (child, log) = spawn_logged(
             &mut serve_command(crate::common::BIN.as_ref(), &env),

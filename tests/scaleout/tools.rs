@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Executor as _, PgConnection};
 
-use crate::common::{admin_url, spawn_logged, unique_name, Log, BIN};
+use crate::common::{
+    admin_url, cleanup_redis, redis_prefix, redis_url, spawn_logged, unique_name, Log, BIN,
+};
 
 const INSTALL: &str = "install them (Debian: apt-get install haproxy pgbouncer; scripts/test.sh \
      does when it runs as root), or set QB_SKIP_SCALEOUT=1 to skip the scale-out tests";
@@ -74,6 +76,21 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A Redis key prefix of this suite; its keys are deleted when the guard drops.
+pub struct RedisKeys(pub String);
+
+impl RedisKeys {
+    pub fn new() -> RedisKeys {
+        RedisKeys(redis_prefix())
+    }
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        cleanup_redis(&redis_url(), &self.0);
     }
 }
 
