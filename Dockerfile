@@ -4,8 +4,11 @@
 #            loadtests/experiments/ under /app (the working directory)
 #
 #   docker build -t quizbench .
-#   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... quizbench
-# (docker-compose.yml runs it with PostgreSQL and Redis: `docker compose up --build`.)
+#   docker run --rm -p 127.0.0.1:8000:8000 -e DATABASE_URL=... -e REDIS_URL=... quizbench
+# (docker-compose.yml runs it with PostgreSQL and Redis: `docker compose up --build`;
+# deploy/compose.scale.yml runs N replicas behind HAProxy with PgBouncer.)
+# Published on all interfaces (-p 8000:8000) the server warns at start-up while the
+# seeded accounts exist: set PUBLISH_IP to the address the port is published on.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

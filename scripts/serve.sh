@@ -8,9 +8,15 @@
 # The script becomes the server (exec: same pid, signals and exit status);
 # throwaway services started here are stopped when the server exits.
 #
+# Without a Rust toolchain (no cargo, or rustc older than 1.85) but with Docker and
+# compose, it runs the compose deployment in the foreground instead
+# (`docker compose up --build`, or docker-compose; the same variables apply);
+# with neither, it says what to install.
+#
 #   scripts/serve.sh                      # http://127.0.0.1:8000/
 #   PROCESSES=2 THREADS=1 scripts/serve.sh
 #   PROFILE=NAME scripts/serve.sh         # defaults from config/NAME.env
+#   QB_SERVE=docker scripts/serve.sh      # the compose deployment even with cargo
 
 set -euo pipefail
 
@@ -18,6 +24,35 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
+
+MIN_RUST=1.85
+# True when cargo is there and rustc is at least MIN_RUST.
+rust_ok() {
+	command -v cargo >/dev/null 2>&1 || return 1
+	local version
+	version="$(rustc --version 2>/dev/null | awk '{print $2}')"
+	[[ -n "$version" ]] && [[ "$(printf '%s\n%s\n' "$MIN_RUST" "${version%%-*}" | sort -V | head -n 1)" == "$MIN_RUST" ]]
+}
+
+if [[ "${QB_SERVE:-auto}" == docker ]] || ! rust_ok; then
+	if qb_find_compose; then
+		((${#@} == 0)) || echo "serve.sh: arguments '$*' are for 'quizbench serve' and ignored by compose" >&2
+		qb_compose_check_pgdata || exit 1
+		echo "==> no Rust toolchain >= $MIN_RUST here: running the compose deployment" >&2
+		echo "==> ${QB_COMPOSE[*]} up --build   (http://127.0.0.1:${APP_PORT:-8000}/; Ctrl-C stops it)" >&2
+		exec "${QB_COMPOSE[@]}" up --build
+	fi
+	cat >&2 <<MSG
+serve.sh: quizbench needs one of:
+  - a Rust toolchain >= $MIN_RUST (found: $(rustc --version 2>/dev/null || echo none)):
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+    plus PostgreSQL 15 and Redis 7 (Debian/Ubuntu: sudo apt-get install postgresql redis-server),
+    or Docker for those two; then run scripts/serve.sh again;
+  - or Docker Engine with compose (the 'docker compose' plugin, or docker-compose >= 1.29):
+    scripts/serve.sh then runs the container deployment (docker compose up --build).
+MSG
+	exit 1
+fi
 
 qb_services_up
 trap qb_services_release EXIT

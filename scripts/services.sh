@@ -333,16 +333,44 @@ qb_local_redis_stop() {
 # --- Docker Compose ------------------------------------------------------------
 
 QB_COMPOSE=()
-qb_find_compose() { # sets QB_COMPOSE if a Docker engine and compose are usable
+QB_COMPOSE_BIN=()
+# Sets QB_COMPOSE_BIN (`docker compose` v2, else `docker-compose` v1) and QB_COMPOSE
+# (the same with this checkout's docker-compose.yml) if a Docker engine and compose
+# are usable.
+qb_find_compose() {
 	command -v docker >/dev/null 2>&1 || return 1
 	timeout 10 docker info >/dev/null 2>&1 || return 1
 	if docker compose version >/dev/null 2>&1; then
-		QB_COMPOSE=(docker compose -f "$QB_ROOT/docker-compose.yml")
+		QB_COMPOSE_BIN=(docker compose)
 	elif command -v docker-compose >/dev/null 2>&1; then
-		QB_COMPOSE=(docker-compose -f "$QB_ROOT/docker-compose.yml")
+		QB_COMPOSE_BIN=(docker-compose)
 	else
 		return 1
 	fi
+	QB_COMPOSE=("${QB_COMPOSE_BIN[@]}" -f "$QB_ROOT/docker-compose.yml")
+}
+
+# The anonymous volume holding PostgreSQL's data when the project's postgres
+# container was created by a compose file older than the `pgdata` volume
+# (commit 7a5428b and before); prints nothing otherwise. Needs QB_COMPOSE.
+qb_compose_old_pgdata() {
+	local cid
+	cid="$("${QB_COMPOSE[@]}" ps -a -q postgres 2>/dev/null | head -n 1)"
+	[[ -n "$cid" ]] || return 0
+	docker inspect -f '{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}{{.Type}} {{.Name}}{{"\n"}}{{end}}{{end}}' "$cid" 2>/dev/null |
+		awk '$1 == "volume" && $2 ~ /^[0-9a-f]{64}$/ {print $2}'
+}
+
+# Refuses (returns 1) while the data sits in such an old anonymous volume.
+qb_compose_check_pgdata() {
+	local old
+	old="$(qb_compose_old_pgdata)"
+	[[ -z "$old" ]] && return 0
+	qb_log "error: PostgreSQL's data is in the anonymous volume $old, created by an older"
+	qb_log "docker-compose.yml; starting this one would show an empty database. Move the data"
+	qb_log "into the named volume first (once): $QB_ROOT/deploy/upgrade-pgdata.sh"
+	qb_log "(docs/deployment.md, Upgrading)."
+	return 1
 }
 
 qb_compose_wait_healthy() { # SERVICE...
@@ -361,6 +389,7 @@ qb_compose_wait_healthy() { # SERVICE...
 
 qb_docker_start() { # SERVICE... (postgres and/or redis)
 	qb_find_compose || return 1
+	qb_compose_check_pgdata || return 1
 	qb_log "starting ${*} with: ${QB_COMPOSE[*]} up -d ${*}"
 	export POSTGRES_PORT="${POSTGRES_PORT:-15432}" REDIS_PORT="${REDIS_PORT:-16379}"
 	"${QB_COMPOSE[@]}" up -d "$@" >&2 || return 1

@@ -16,7 +16,8 @@
 # Tests get TEST_DATABASE_URL (a server where they may CREATE DATABASE) and
 # TEST_REDIS_URL. QB_SKIP_LINT=1 skips fmt and clippy. The fault suite needs
 # schemathesis: installed once into ~/.cache/quizbench/venv (QB_SKIP_SCHEMATHESIS=1
-# skips that test).
+# skips that test). The scale-out suite needs haproxy and pgbouncer: installed with
+# apt-get when missing (as root; QB_SKIP_SCALEOUT=1 skips those tests).
 #
 #   scripts/test.sh
 #   scripts/test.sh -- --nocapture        # extra arguments go to cargo test
@@ -80,6 +81,27 @@ if [[ "${QB_SKIP_SCHEMATHESIS:-0}" != 1 ]]; then
 			run "$venv/bin/pip" install --quiet 'schemathesis>=4.32,<5'
 		fi
 		export SCHEMATHESIS="$venv/bin/schemathesis"
+	fi
+fi
+# The scale-out tests (tests/scaleout) run HAProxy and PgBouncer as processes: Debian's
+# packages, installed when missing and this runs as root with apt (QB_SKIP_SCALEOUT=1
+# skips those tests).
+if [[ "${QB_SKIP_SCALEOUT:-0}" != 1 ]]; then
+	missing=()
+	for tool in haproxy pgbouncer; do
+		PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	if ((${#missing[@]})) && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+		# The packages would start system-wide services on install: a policy-rc.d
+		# (the Docker-image convention) keeps them stopped; the tests run their own.
+		policy=/usr/sbin/policy-rc.d own_policy=0
+		if [[ ! -e "$policy" ]]; then
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+		fi
+		export DEBIAN_FRONTEND=noninteractive
+		run apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+			{ apt-get update -qq && run apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+		((own_policy == 0)) || rm -f "$policy"
 	fi
 fi
 run cargo test --workspace "$@"

@@ -9,7 +9,13 @@
 //! pathology (one slow request blocks every other request of the worker).
 //!
 //! The pool's threads are created on first use, after any fork.
+//!
+//! Also how many CPUs this process may use (affinity mask and cgroup quota,
+//! read by [`cgroup`]), which `PROCESSES=auto` and the pool size follow.
 
+pub mod cgroup;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -155,60 +161,14 @@ pub fn usable_cpus() -> (usize, String) {
     }
 }
 
-/// The cgroup CPU quota in CPUs, if one is set (cgroup v2 `cpu.max` or v1
-/// `cpu.cfs_quota_us` / `cpu.cfs_period_us` of this process's cgroup).
+/// The cgroup CPU quota in CPUs, if one is set (see [`cgroup`]).
 pub fn cgroup_cpu_quota() -> Option<f64> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    for line in cgroups.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if controllers.is_empty() {
-            let max = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cpu.max"))
-                .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/cpu.max"))
-                .ok();
-            if let Some(q) = max.as_deref().and_then(parse_cpu_max) {
-                return Some(q);
-            }
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            for base in [
-                format!("/sys/fs/cgroup/cpu,cpuacct{path}"),
-                format!("/sys/fs/cgroup/cpu{path}"),
-                "/sys/fs/cgroup/cpu,cpuacct".to_string(),
-            ] {
-                let quota = std::fs::read_to_string(format!("{base}/cpu.cfs_quota_us"));
-                let period = std::fs::read_to_string(format!("{base}/cpu.cfs_period_us"));
-                if let (Ok(q), Ok(p)) = (quota, period) {
-                    let (q, p): (i64, i64) = (q.trim().parse().ok()?, p.trim().parse().ok()?);
-                    return (q > 0 && p > 0).then(|| q as f64 / p as f64);
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Parses cgroup v2 `cpu.max` ("max 100000" or "50000 100000").
-pub fn parse_cpu_max(text: &str) -> Option<f64> {
-    let mut parts = text.split_whitespace();
-    let quota = parts.next()?;
-    let period: f64 = parts.next()?.parse().ok()?;
-    if quota == "max" || period <= 0.0 {
-        return None;
-    }
-    Some(quota.parse::<f64>().ok()? / period)
+    cgroup::cpu_quota_at(Path::new("/proc/self"), Path::new("/"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_max_parsing() {
-        assert_eq!(parse_cpu_max("max 100000\n"), None);
-        assert_eq!(parse_cpu_max("50000 100000\n"), Some(0.5));
-        assert_eq!(parse_cpu_max("200000 100000"), Some(2.0));
-        assert_eq!(parse_cpu_max("garbage"), None);
-    }
 
     /// Never more than the CPUs the kernel lets this process use, read
     /// independently from /proc (never the host's cores).

@@ -40,6 +40,8 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("DB_MAX_LIFETIME_SECS", "1800"),
     ("DB_IDLE_TIMEOUT_SECS", "600"),
     ("DB_STATEMENT_TIMEOUT_MS", "5000"),
+    ("DB_POOLER", "none"),
+    ("PUBLISH_IP", ""),
     ("REDIS_POOL_MAX", "16"),
     ("REDIS_TIMEOUT_MS", "1000"),
     ("CACHE_MODE", "local"),

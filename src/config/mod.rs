@@ -12,7 +12,7 @@ mod profile;
 mod reader;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,6 +69,17 @@ pub enum BudgetMode {
     Warn,
     /// Refuse to serve: the server stops with the numbers.
     Strict,
+}
+
+/// What DATABASE_URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbPooler {
+    /// PostgreSQL itself.
+    None,
+    /// A PgBouncer in session pooling mode: the statement timeout is set with
+    /// `SET` on each new connection (PgBouncer refuses startup options), and
+    /// the connection budget is checked against PgBouncer's pool.
+    PgBouncer,
 }
 
 /// Cache mode for content common to all students (quiz list, quiz detail).
@@ -212,6 +223,11 @@ pub struct Config {
     pub db_idle_timeout: Option<Duration>,
     /// `DB_STATEMENT_TIMEOUT_MS`: server-side statement_timeout per connection (0 = none).
     pub db_statement_timeout_ms: u64,
+    /// `DB_POOLER`: none | pgbouncer (DATABASE_URL is a PgBouncer in session mode).
+    pub db_pooler: DbPooler,
+    /// `PUBLISH_IP`: the host address a deployment publishes the port on
+    /// (compose's ports); unset = BIND's address. See [`Config::exposed`].
+    pub publish_ip: Option<IpAddr>,
     /// `REDIS_POOL_MAX`
     pub redis_pool_max: usize,
     /// `REDIS_TIMEOUT_MS`: wait/create/recycle and command timeout.
@@ -351,6 +367,14 @@ impl Config {
             db_max_lifetime: r.optional_secs("DB_MAX_LIFETIME_SECS")?,
             db_idle_timeout: r.optional_secs("DB_IDLE_TIMEOUT_SECS")?,
             db_statement_timeout_ms: r.ranged("DB_STATEMENT_TIMEOUT_MS", 0, 3_600_000)? as u64,
+            db_pooler: r.choice(
+                "DB_POOLER",
+                &[("none", DbPooler::None), ("pgbouncer", DbPooler::PgBouncer)],
+            )?,
+            publish_ip: match r.raw("PUBLISH_IP") {
+                "" => None,
+                _ => Some(r.parse("PUBLISH_IP", "an IP address such as 127.0.0.1")?),
+            },
             redis_pool_max: r.ranged("REDIS_POOL_MAX", 1, 100_000)?,
             redis_timeout: Duration::from_millis(r.ranged("REDIS_TIMEOUT_MS", 1, 600_000)? as u64),
             cache_mode: r.choice(
@@ -399,6 +423,13 @@ impl Config {
             });
         }
         Ok(cfg)
+    }
+
+    /// Whether clients beyond this machine can reach the server: the
+    /// published address (`PUBLISH_IP`), else the bound one, is not a
+    /// loopback address.
+    pub fn exposed(&self) -> bool {
+        !self.publish_ip.unwrap_or(self.bind.ip()).is_loopback()
     }
 
     /// The usual "PxT" name of the process model, e.g. "2x1 prefork reuseport".
@@ -480,6 +511,26 @@ mod tests {
         assert_eq!(e.var, "BIND");
         let e = cfg(&[("DB_POOL_MIN", "20"), ("DB_POOL_MAX", "10")]).unwrap_err();
         assert_eq!(e.var, "DB_POOL_MIN");
+    }
+
+    #[test]
+    fn exposure_follows_the_published_address_then_the_bound_one() {
+        assert!(!cfg(&[]).unwrap().exposed());
+        assert!(cfg(&[("BIND", "0.0.0.0:8000")]).unwrap().exposed());
+        // In a container BIND is 0.0.0.0 while compose publishes on loopback.
+        let c = cfg(&[("BIND", "0.0.0.0:8000"), ("PUBLISH_IP", "127.0.0.1")]).unwrap();
+        assert!(!c.exposed());
+        assert!(cfg(&[("PUBLISH_IP", "0.0.0.0")]).unwrap().exposed());
+        assert_eq!(
+            cfg(&[("PUBLISH_IP", "here")]).unwrap_err().var,
+            "PUBLISH_IP"
+        );
+        let pooled = cfg(&[("DB_POOLER", "pgbouncer")]).unwrap();
+        assert_eq!(pooled.db_pooler, DbPooler::PgBouncer);
+        assert_eq!(
+            cfg(&[("DB_POOLER", "pgpool")]).unwrap_err().var,
+            "DB_POOLER"
+        );
     }
 
     #[test]

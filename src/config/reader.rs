@@ -11,7 +11,7 @@ pub(super) struct Reader<'f, F> {
 }
 
 impl<'a, F: Fn(&str) -> Option<&'a str>> Reader<'_, F> {
-    fn raw(&self, var: &str) -> &'a str {
+    pub(super) fn raw(&self, var: &str) -> &'a str {
         match (self.lookup)(var) {
             Some(v) if !v.trim().is_empty() => v.trim(),
             _ => DEFAULTS

@@ -13,6 +13,15 @@
 
 use sqlx::{Executor as _, PgConnection};
 
+/// Takes the transaction-level advisory lock `key` (held until the
+/// transaction ends).
+pub async fn advisory_xact_lock(conn: &mut PgConnection, key: i64) -> sqlx::Result<()> {
+    sqlx::query!("select pg_advisory_xact_lock($1)", key)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// Empties every table the seed loads and restarts their identities.
 pub async fn truncate_all(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query!(

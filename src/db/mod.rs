@@ -32,7 +32,7 @@ use sqlx::ConnectOptions as _;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, DbPooler};
 pub use pool::{DbConn, DbPool};
 
 /// Limits of a [`DbPool`] (from `DB_POOL_*` and `DB_*_TIMEOUT*`).
@@ -65,10 +65,17 @@ pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
         .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?
         .application_name("quizbench")
         .log_statements(tracing::log::LevelFilter::Trace);
-    if cfg.db_statement_timeout_ms > 0 {
-        opts = opts.options([("statement_timeout", cfg.db_statement_timeout_ms.to_string())]);
+    let timeout = cfg.db_statement_timeout_ms;
+    let mut session_setup = None;
+    match cfg.db_pooler {
+        _ if timeout == 0 => {}
+        DbPooler::None => opts = opts.options([("statement_timeout", timeout.to_string())]),
+        // PgBouncer refuses the `options` startup parameter; in session
+        // pooling a session-level SET lasts as long as the client connection
+        // (PgBouncer resets the server connection when it is released).
+        DbPooler::PgBouncer => session_setup = Some(format!("set statement_timeout = {timeout}")),
     }
-    DbPool::new(
+    DbPool::with_session_setup(
         opts,
         PoolSettings {
             max: cfg.db_pool_max as usize,
@@ -77,6 +84,7 @@ pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
             max_lifetime: cfg.db_max_lifetime,
             idle_timeout: cfg.db_idle_timeout,
         },
+        session_setup,
     )
 }
 

@@ -37,6 +37,8 @@ use sqlx::{
 pub struct PgManager {
     opts: PgConnectOptions,
     max_lifetime: Option<Duration>,
+    /// Run (simple protocol) on each new connection before its first use.
+    session_setup: Option<String>,
 }
 
 /// A pooled connection and whether it failed in a way that leaves it unusable.
@@ -50,8 +52,12 @@ impl managed::Manager for PgManager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<PooledPg, sqlx::Error> {
+        let mut conn = self.opts.connect().await?;
+        if let Some(sql) = &self.session_setup {
+            conn.execute(sql.as_str()).await?;
+        }
         Ok(PooledPg {
-            conn: self.opts.connect().await?,
+            conn,
             broken: false,
         })
     }
@@ -94,10 +100,21 @@ impl DbPool {
     /// ready) while Postgres is down. With `min` or `idle_timeout` set it
     /// spawns its upkeep task, so it must be built inside a runtime.
     pub fn new(opts: PgConnectOptions, settings: PoolSettings) -> anyhow::Result<DbPool> {
+        DbPool::with_session_setup(opts, settings, None)
+    }
+
+    /// [`DbPool::new`], running `session_setup` on each new connection
+    /// (within the acquire timeout) before it is used.
+    pub fn with_session_setup(
+        opts: PgConnectOptions,
+        settings: PoolSettings,
+        session_setup: Option<String>,
+    ) -> anyhow::Result<DbPool> {
         let t = Some(settings.acquire_timeout);
         let inner = managed::Pool::builder(PgManager {
             opts,
             max_lifetime: settings.max_lifetime,
+            session_setup,
         })
         .max_size(settings.max)
         .wait_timeout(t)

@@ -1,6 +1,7 @@
 //! Facts about the PostgreSQL server itself, not about quizbench's tables:
 //! whether it answers (readiness) and how many connections it accepts (the
-//! connection budget).
+//! connection budget), and the listings of PgBouncer's admin console when
+//! one stands in front of it.
 
 use sqlx::PgExecutor;
 
@@ -38,4 +39,29 @@ pub async fn connection_limits(db: impl PgExecutor<'_>) -> sqlx::Result<Connecti
     )
     .fetch_one(db)
     .await
+}
+
+/// A listing of PgBouncer's admin console.
+#[derive(Debug, Clone, Copy)]
+pub enum PgBouncerShow {
+    Databases,
+    Config,
+    Clients,
+}
+
+/// Runs `SHOW ...` on a connection to PgBouncer's admin console (database
+/// `pgbouncer`). The console is not PostgreSQL: it speaks only the simple
+/// query protocol, so this cannot be a checked `query!` (a bare string with
+/// no arguments is sent as a simple query).
+pub async fn pgbouncer_show(
+    conn: &mut sqlx::PgConnection,
+    command: PgBouncerShow,
+) -> sqlx::Result<Vec<sqlx::postgres::PgRow>> {
+    use sqlx::Executor as _;
+    let sql = match command {
+        PgBouncerShow::Databases => "SHOW DATABASES",
+        PgBouncerShow::Config => "SHOW CONFIG",
+        PgBouncerShow::Clients => "SHOW CLIENTS",
+    };
+    conn.fetch_all(sql).await
 }

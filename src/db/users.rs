@@ -56,6 +56,17 @@ pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> sqlx::Resul
     .await
 }
 
+/// How many users have exactly this password hash (the seeded accounts
+/// share one).
+pub async fn count_with_hash(db: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from users where password_hash = $1"#,
+        hash
+    )
+    .fetch_one(db)
+    .await
+}
+
 pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as!(
         UserRow,

@@ -10,6 +10,7 @@
 //! worker code at once, before any start-up logging.
 
 pub mod budget;
+pub mod exposure;
 pub mod handoff;
 pub mod listeners;
 pub mod notify;
@@ -109,8 +110,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.heartbeat_timeout.is_some() {
         tracing::debug!("HEARTBEAT_TIMEOUT_SECS needs a supervisor; not enforced");
     }
-    let budget_pools =
-        (cfg.connection_budget != crate::config::BudgetMode::Off).then_some(shape.runtimes);
+    let budget_pools = Some(shape.runtimes);
     worker::run(worker::WorkerPlan {
         info: worker_info(&cfg, &shape, 0),
         cfg,

@@ -107,7 +107,8 @@ struct LoopContext {
     /// Index of this event loop in its process (thread-per-core), else 0.
     runtime: usize,
     handle_signals: bool,
-    /// Run the connection-budget check with this many pools in the server.
+    /// Run the start-up checks (connection budget, seeded accounts when
+    /// exposed) with this many pools in the server.
     budget_pools: Option<usize>,
 }
 
@@ -224,8 +225,9 @@ pub struct WorkerPlan {
     pub listeners: Vec<StdListener>,
     /// The supervisor link (None for a bare single process).
     pub supervised: Option<Arc<Supervised>>,
-    /// Run the connection-budget check, counting this many pools in the
-    /// whole server (worker 0 of the first generation only).
+    /// Run the start-up checks (connection budget, seeded accounts when
+    /// exposed), counting this many pools in the whole server (worker 0 of
+    /// the first generation only).
     pub budget_pools: Option<usize>,
 }
 
@@ -325,14 +327,18 @@ async fn serve_state(
     spawn_housekeeping(state.clone(), ctx.clone());
     let _ = state.cache.refresh_version().await;
     if let Some(pools) = ctx.budget_pools {
-        if state.cfg.connection_budget == BudgetMode::Strict {
+        let strict = state.cfg.connection_budget == BudgetMode::Strict;
+        if strict {
             super::budget::enforce(&state.cfg, pools).await?;
-        } else {
-            let cfg = state.cfg.clone();
-            tokio::spawn(async move {
-                let _ = super::budget::enforce(&cfg, pools).await;
-            });
         }
+        // The exposure check uses the pool: after the budget has counted.
+        let state = state.clone();
+        tokio::spawn(async move {
+            if !strict {
+                let _ = super::budget::enforce(&state.cfg, pools).await;
+            }
+            super::exposure::warn_if_seeded_accounts_exposed(&state).await;
+        });
     }
     let router = app::router(state.clone());
     let opts = ServeOptions::from_config(&state.cfg, state.worker.index);

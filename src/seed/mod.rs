@@ -3,8 +3,9 @@
 //!
 //! The rows come from [`data`] (deterministic, so seeding twice gives the
 //! same rows); this module loads them: `seed` resets the tables to the
-//! reference set, `seed --if-empty` loads it only into an empty database,
-//! in one transaction either way. Every user shares
+//! reference set, `seed --if-empty` loads it only into an empty database
+//! (several replicas may run it at once: one loads, the others find users
+//! and skip), in one transaction either way. Every user shares
 //! one password hash (`quizbench`), made once with the configured argon2
 //! parameters.
 
@@ -24,6 +25,10 @@ use data::{attempts, cohorts, fortunes, organizations, questions, quizzes, users
 
 /// The shared password of every seeded account.
 pub const SEED_PASSWORD: &str = "quizbench";
+
+/// The transaction-level advisory lock every seeder of a database holds
+/// while it checks and loads ("qbseed").
+pub const SEED_LOCK_KEY: i64 = 0x7162_7365_6564;
 
 /// Sizes of the generated data set.
 #[derive(Debug, Clone, Copy)]
@@ -60,9 +65,15 @@ impl SeedSize {
 /// Creates the database if needed and applies the embedded migrations.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     if !Postgres::database_exists(database_url).await? {
-        Postgres::create_database(database_url).await?;
-        tracing::info!("created the database");
+        match Postgres::create_database(database_url).await {
+            Ok(()) => tracing::info!("created the database"),
+            // Another replica created it since the check: fine.
+            Err(_) if Postgres::database_exists(database_url).await? => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    // sqlx's migrator holds an advisory lock while it applies migrations,
+    // so replicas migrating at once apply each migration once.
     let mut conn = connect(database_url).await?;
     sqlx::migrate!("./migrations").run(&mut conn).await?;
     conn.close().await?;
@@ -96,17 +107,26 @@ pub async fn seed(
     if_empty: bool,
 ) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
+    let skipped = || SeedReport {
+        skipped: true,
+        students: 0,
+        attempts: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     let mut conn = connect(database_url).await?;
     if if_empty && db::users::any(&mut conn).await? {
-        return Ok(SeedReport {
-            skipped: true,
-            students: 0,
-            attempts: 0,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        return Ok(skipped());
     }
     let hash = passwords.hash(SEED_PASSWORD);
     let mut tx = conn.begin().await?;
+    // One seeder at a time per database (replicas starting together): the
+    // lock is held until this transaction ends, and the check is made again
+    // under it, so a second `--if-empty` never truncates what the first one
+    // loaded (and what replicas serving since then have written).
+    bulk::advisory_xact_lock(&mut tx, SEED_LOCK_KEY).await?;
+    if if_empty && db::users::any(&mut *tx).await? {
+        return Ok(skipped());
+    }
     bulk::truncate_all(&mut tx).await?;
     bulk::copy_in(&mut tx, "organizations (id, name)", &organizations(size)).await?;
     bulk::copy_in(

@@ -63,7 +63,7 @@ use self::policy::{BootFailures, CrashStreak, CrashWindow, KillCause, Recycle, R
 use self::spawn::cstring;
 use super::notify::Reader;
 use super::{listeners, Shape};
-use crate::config::{BudgetMode, Config, ListenerMode};
+use crate::config::{Config, ListenerMode};
 use crate::metrics::{Metrics, RestartReason, MAX_SLOTS};
 
 /// Wake-up period of the loop for its timers.
@@ -172,6 +172,8 @@ struct Supervisor {
     /// Slots still to restart for a SIGHUP, one at a time.
     rolling: VecDeque<usize>,
     parent: Pid,
+    /// The start-up checks (budget, exposure) are still to run: worker 0 of
+    /// the first generation runs them.
     budget_pending: bool,
 }
 
@@ -198,7 +200,7 @@ pub fn run(cfg: Arc<Config>, shape: Shape) -> anyhow::Result<()> {
         fatal: None,
         rolling: VecDeque::new(),
         parent: nix::unistd::getpid(),
-        budget_pending: cfg.connection_budget != BudgetMode::Off,
+        budget_pending: true,
         cfg,
         shape,
     };

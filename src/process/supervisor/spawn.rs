@@ -32,7 +32,7 @@ impl Supervisor {
     /// Starts the slot's worker (no worker is running in it).
     pub(super) fn start_current(&mut self, slot: usize) -> anyhow::Result<()> {
         let exec = self.cfg.worker_spawn == WorkerSpawn::Exec || self.slots[slot].force_exec;
-        // Worker 0 of the first generation checks the connection budget.
+        // Worker 0 of the first generation runs the start-up checks.
         let budget = slot == 0 && std::mem::take(&mut self.budget_pending);
         let proc = self.spawn(slot, exec, budget)?;
         let s = &mut self.slots[slot];
