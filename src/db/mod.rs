@@ -6,6 +6,7 @@
 //! statement is parsed twice.
 
 pub mod attempts;
+pub mod cohorts;
 pub mod pool;
 pub mod progress;
 pub mod quizzes;

@@ -7,7 +7,8 @@ use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::grading::{normalize, Kind, QuestionKey};
 
-#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+/// Serialized into the content cache; read back by the quiz list page.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, FromRow, utoipa::ToSchema)]
 pub struct QuizSummary {
     pub id: i64,
     pub title: String,
@@ -21,7 +22,7 @@ pub struct Choice {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Question {
     pub id: i64,
     pub position: i32,
@@ -31,7 +32,8 @@ pub struct Question {
     pub choices: Vec<Choice>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// Serialized into the content cache; read back by the quiz page.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct QuizDetail {
     pub id: i64,
     pub title: String,

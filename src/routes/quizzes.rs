@@ -19,8 +19,9 @@ pub fn routes() -> RouteList {
         .api(documented!(one))
 }
 
-/// The serialized quiz list, through the content cache.
-async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
+/// The serialized quiz list, through the content cache (the API's response
+/// body, and what the quiz list page reads).
+pub(crate) async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
     let (body, outcome) = state
         .cache
         .get_or_build(Key::QuizList, || async {
@@ -43,7 +44,8 @@ fn count(state: &AppState, outcome: Outcome) {
     }
 }
 
-fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
+/// Says how the content cache produced the response (`X-Cache`).
+pub(crate) fn with_cache_header(mut res: Response, outcome: Outcome) -> Response {
     res.headers_mut().insert(
         HeaderName::from_static("x-cache"),
         HeaderValue::from_static(outcome.as_str()),
@@ -87,6 +89,20 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
         (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
     ))]
 async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
+    let (body, outcome) = quiz_bytes(&state, id).await?;
+    let body = body.ok_or(ApiError::NotFound("quiz"))?;
+    Ok(with_cache_header(
+        super::json_bytes(StatusCode::OK, body),
+        outcome,
+    ))
+}
+
+/// One serialized quiz (None: no such quiz), through the content cache
+/// (the API's response body, and what the quiz page reads).
+pub(crate) async fn quiz_bytes(
+    state: &AppState,
+    id: i64,
+) -> Result<(Option<Bytes>, Outcome), ApiError> {
     let (body, outcome) = state
         .cache
         .get_or_build(Key::Quiz(id), || async {
@@ -99,10 +115,6 @@ async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Respon
             }
         })
         .await?;
-    count(&state, outcome);
-    let body = body.ok_or(ApiError::NotFound("quiz"))?;
-    Ok(with_cache_header(
-        super::json_bytes(StatusCode::OK, body),
-        outcome,
-    ))
+    count(state, outcome);
+    Ok((body, outcome))
 }
