@@ -386,16 +386,22 @@ mod tests {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        FormPost::from_request(b.body(axum::body::Body::from(body.to_string())).unwrap(), &())
-            .await
+        FormPost::from_request(
+            b.body(axum::body::Body::from(body.to_string())).unwrap(),
+            &(),
+        )
+        .await
     }
 
     #[tokio::test]
     async fn form_posts_keep_repeated_fields_and_refuse_other_sites() {
         let ct = ("content-type", "application/x-www-form-urlencoded");
-        let f = form(&[ct, ("origin", "http://h"), ("host", "h")], "q=1&q=3&t=a+b%21")
-            .await
-            .unwrap();
+        let f = form(
+            &[ct, ("origin", "http://h"), ("host", "h")],
+            "q=1&q=3&t=a+b%21",
+        )
+        .await
+        .unwrap();
         assert_eq!(f.all("q").collect::<Vec<_>>(), ["1", "3"]);
         assert_eq!(f.get("t"), Some("a b!"));
         assert_eq!(f.get("none"), None);
@@ -415,7 +421,9 @@ mod tests {
         let with = |v: &str| FormPost(vec![("csrf".into(), v.into())]);
         assert!(check_form_token(&token, &with(&t)).is_ok());
         assert_eq!(
-            check_form_token(&token, &with("forged")).unwrap_err().status(),
+            check_form_token(&token, &with("forged"))
+                .unwrap_err()
+                .status(),
             403
         );
         assert!(check_form_token(&token, &FormPost::default()).is_err());

@@ -28,7 +28,11 @@ async fn a_person_takes_a_quiz_in_chromium_with_and_without_javascript() {
     let out = tools::artifacts("journey");
     let rendered = out.join("rendered");
     std::fs::create_dir_all(&rendered).unwrap();
-    std::fs::write(rendered.join("server-error.html"), server_error_page().await).unwrap();
+    std::fs::write(
+        rendered.join("server-error.html"),
+        server_error_page().await,
+    )
+    .unwrap();
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let started = Instant::now();
@@ -82,7 +86,11 @@ async fn a_person_takes_a_quiz_in_chromium_with_and_without_javascript() {
         assert_eq!(serde_json::json!(id), j["attemptId"], "{run}");
     }
     assert_eq!(summary["resubmit"]["posts"], 4);
-    assert_eq!(keyed_attempts(&site, "student3", 1).await, 1, "four sends, one attempt");
+    assert_eq!(
+        keyed_attempts(&site, "student3", 1).await,
+        1,
+        "four sends, one attempt"
+    );
 }
 
 /// Attempts `username` made at `quiz_id` through a form (seeded attempts

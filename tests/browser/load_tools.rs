@@ -25,7 +25,16 @@ async fn the_locust_journey_runs_without_failures() {
         Command::new(locust)
             .arg("-f")
             .arg(root.join("loadtests/locustfile.py"))
-            .args(["--headless", "-u", "5", "-r", "5", "-t", "4s", "--only-summary"])
+            .args([
+                "--headless",
+                "-u",
+                "5",
+                "-r",
+                "5",
+                "-t",
+                "4s",
+                "--only-summary",
+            ])
             .args(["--host", &site_base])
             .arg("--csv")
             .arg(&csv)
@@ -45,7 +54,11 @@ async fn the_locust_journey_runs_without_failures() {
     assert!(output.status.success(), "locust failed:\n{text}");
     let stats = std::fs::read_to_string(&stats_file)
         .unwrap_or_else(|e| panic!("locust's CSV: {e}\n{text}"));
-    let rows: Vec<Vec<&str>> = stats.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = stats
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     let total = rows
         .iter()
         .find(|r| r[1] == "Aggregated")
@@ -92,7 +105,11 @@ async fn the_quizload_journey_runs_without_failures() {
     let report: loadtests::analysis::report::RunReport =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report.requests > 20, "{report:?}");
-    assert_eq!(report.successes, report.requests, "{:?}", report.status_codes);
+    assert_eq!(
+        report.successes, report.requests,
+        "{:?}",
+        report.status_codes
+    );
     assert!(
         report.status_codes.keys().all(|s| matches!(s, 200 | 201)),
         "{:?}",

@@ -9,11 +9,11 @@ use std::time::Duration;
 use quizbench::password::Passwords;
 use quizbench::seed::{self, SeedSize};
 
-pub use crate::common::{scalar, HttpApi};
 use crate::common::{
-    cheap_argon2, cleanup_redis, redis_prefix, redis_url, serve_command, server_env,
-    spawn_logged, unique_name, wait_listening, Log, TestDb, BIN,
+    cheap_argon2, cleanup_redis, redis_prefix, redis_url, serve_command, server_env, spawn_logged,
+    unique_name, wait_listening, Log, TestDb, BIN,
 };
+pub use crate::common::{scalar, HttpApi};
 
 /// One cohort of the reference set: its 100 students and their teacher
 /// (`teacher1`), its 50 quizzes, and the reference set's 10 attempts per
@@ -55,7 +55,11 @@ impl Site {
             .expect("seed");
         let prefix = redis_prefix();
         let files_dir = std::env::temp_dir().join(unique_name("qb-browser-files-"));
-        let defaults = [("PROCESSES", "1"), ("THREADS", "1"), ("CPU_POOL_THREADS", "1")];
+        let defaults = [
+            ("PROCESSES", "1"),
+            ("THREADS", "1"),
+            ("CPU_POOL_THREADS", "1"),
+        ];
         let env = server_env(&db.url, &redis_url(), &prefix, &files_dir, &defaults, &[]);
         let (mut child, log) = spawn_logged(&mut serve_command(BIN.as_ref(), &env), 5_000);
         let Some(addr) = wait_listening(&mut child, &log, Duration::from_secs(20)) else {

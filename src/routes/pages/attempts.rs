@@ -25,10 +25,7 @@ use crate::state::AppState;
 const LISTED: i64 = 100;
 
 /// My latest attempts, newest first, each linked to its result.
-pub async fn list(
-    State(state): State<AppState>,
-    visitor: SignedIn,
-) -> Result<Response, HtmlError> {
+pub async fn list(State(state): State<AppState>, visitor: SignedIn) -> Result<Response, HtmlError> {
     let attempts =
         db::attempts::recent_for_user(&state.db, visitor.session.user_id, LISTED).await?;
     let page = document(

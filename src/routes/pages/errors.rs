@@ -156,7 +156,10 @@ mod tests {
     async fn server_errors_are_pages_without_their_cause() {
         let res = error_page(ApiError::Internal(anyhow::anyhow!("secret_table broke")));
         assert_eq!(res.status(), 500);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         assert!(res.extensions().get::<crate::error::ErrorCause>().is_some());
         let body = text(res).await;
         assert!(body.starts_with("<!DOCTYPE html>"), "{body}");

@@ -52,7 +52,10 @@ pub fn routes() -> RouteList {
             page(get(sign_in::register_form).post(sign_in::register)),
         )
         .route("/logout", page(post(sign_in::sign_out)))
-        .route("/quizzes/{id}", page(get(quizzes::form).post(quizzes::submit)))
+        .route(
+            "/quizzes/{id}",
+            page(get(quizzes::form).post(quizzes::submit)),
+        )
         .route("/attempts", page(get(attempts::list)))
         .route("/attempts/{id}", page(get(attempts::result)))
         .route("/cohort", page(get(cohort::dashboard)))

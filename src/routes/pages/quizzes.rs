@@ -46,7 +46,10 @@ pub async fn list(
             }
         },
     );
-    Ok(with_cache_header(html_response(StatusCode::OK, page), outcome))
+    Ok(with_cache_header(
+        html_response(StatusCode::OK, page),
+        outcome,
+    ))
 }
 
 /// A cached body read back (the API's JSON).
@@ -102,7 +105,15 @@ pub async fn submit(
     if answers.is_empty() {
         return refused("Answer at least one question, then submit.");
     }
-    match record(&state, visitor.session.user_id, quiz_id, Some(key), &answers).await {
+    match record(
+        &state,
+        visitor.session.user_id,
+        quiz_id,
+        Some(key),
+        &answers,
+    )
+    .await
+    {
         Ok(recorded) => Ok(see_other(&format!("/attempts/{}", recorded.attempt.id))),
         Err(ApiError::Unprocessable {
             code: "idempotency_key_reused",
@@ -153,7 +164,12 @@ fn field(id: i64) -> String {
 
 /// The quiz's form, filled with `filled` (a refused submit's fields), and a
 /// fresh idempotency key: each form shown is one attempt.
-fn quiz_page(visitor: &SignedIn, quiz: &QuizDetail, filled: &FormPost, error: Option<&str>) -> Markup {
+fn quiz_page(
+    visitor: &SignedIn,
+    quiz: &QuizDetail,
+    filled: &FormPost,
+    error: Option<&str>,
+) -> Markup {
     let key = crate::sessions::new_token();
     document(
         &quiz.title,
