@@ -104,5 +104,32 @@ if [[ "${QB_SKIP_SCALEOUT:-0}" != 1 ]]; then
 		((own_policy == 0)) || rm -f "$policy"
 	fi
 fi
+# The browser suite (tests/browser) drives Debian's Chromium with Playwright's
+# library and checks every page with axe-core and the Nu Html Checker: npm
+# packages installed into a folder outside the checkout, like the venv above.
+# It also runs loadtests/locustfile.py: Locust goes into that venv.
+# QB_SKIP_BROWSER=1 and QB_SKIP_LOCUST=1 skip those tests and installs.
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/quizbench"
+if [[ "${QB_SKIP_BROWSER:-0}" != 1 ]]; then
+	if [[ ! -x /usr/bin/chromium ]] || ! command -v node >/dev/null || ! command -v java >/dev/null; then
+		run apt-get update -qq
+		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm default-jre-headless
+	fi
+	modules="$cache/browser"
+	if ! cmp -s tests/browser/package.json "$modules/package.json" ||
+		[[ ! -d "$modules/node_modules/playwright-core" ]]; then
+		mkdir -p "$modules"
+		cp tests/browser/package.json "$modules/package.json"
+		run npm install --prefix "$modules" --no-audit --no-fund --no-package-lock --ignore-scripts
+	fi
+	export QB_BROWSER_MODULES="$modules/node_modules"
+fi
+if [[ "${QB_SKIP_LOCUST:-0}" != 1 ]] && [[ -z "${LOCUST:-}" ]] && ! command -v locust >/dev/null; then
+	if [[ ! -x "$cache/venv/bin/locust" ]]; then
+		[[ -x "$cache/venv/bin/pip" ]] || run python3 -m venv "$cache/venv"
+		run "$cache/venv/bin/pip" install --quiet 'locust>=2.30,<3'
+	fi
+	export LOCUST="$cache/venv/bin/locust"
+fi
 run cargo test --workspace "$@"
 echo "==> all checks passed" >&2

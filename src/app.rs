@@ -3,7 +3,7 @@
 //! tries before it.
 
 use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
@@ -113,8 +113,13 @@ async fn spin(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route")
+/// An unknown path: the site's 404 page for a browser outside `/api/`,
+/// the JSON error for everyone else.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    if routes::pages::wants_html(&uri, &headers) {
+        return routes::pages::error_page(ApiError::NotFound("page"));
+    }
+    ApiError::NotFound("route").into_response()
 }
 
 async fn method_not_allowed() -> Response {

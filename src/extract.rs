@@ -1,7 +1,14 @@
 //! Extractors that fail in our JSON error format instead of axum's plain
-//! text: JSON bodies, query strings, numeric ids and names in paths, and the
-//! current session. Handlers use these, never axum's own `Json`, `Path` or
-//! `Query` (`clippy.toml` refuses them outside this module).
+//! text: JSON bodies, query strings, numeric ids and names in paths, HTML
+//! form posts, and the current session. Handlers use these, never axum's own
+//! `Json`, `Path` or `Query` (`clippy.toml` refuses them outside this module).
+//!
+//! Cross-site request forgery is refused here, by one rule for every write
+//! a browser could be tricked into: a cookie-authenticated API write or any
+//! HTML form post must come from our own site (`Sec-Fetch-Site`, else
+//! `Origin`). A form posted by a signed-in browser must also carry the
+//! session's form token ([`form_token`]), so a browser that sends neither
+//! header is covered too.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -216,7 +223,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .lookup(&token)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        if via_cookie && !is_safe_method(&parts.method) && is_cross_site(parts) {
+        if via_cookie && !is_safe_method(&parts.method) && is_cross_site(&parts.headers) {
             return Err(ApiError::Forbidden(
                 "cross-site request refused for cookie authentication",
             ));
@@ -230,12 +237,12 @@ fn is_safe_method(m: &Method) -> bool {
 }
 
 /// True when a browser tells us the request comes from another site.
-fn is_cross_site(parts: &Parts) -> bool {
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
         return !matches!(site.as_bytes(), b"same-origin" | b"none");
     }
-    if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        let host = parts.headers.get(header::HOST).map(|h| h.as_bytes());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).map(|h| h.as_bytes());
         let origin_host = origin
             .to_str()
             .ok()
@@ -244,6 +251,91 @@ fn is_cross_site(parts: &Parts) -> bool {
     }
     // Non-browser clients send neither header.
     false
+}
+
+/// An HTML form post (`application/x-www-form-urlencoded`) from our own
+/// site: its fields in order, repeated names kept (a group of checkboxes).
+/// Refused with 403 when a browser says it comes from another site, 400
+/// when it is not a form, 413 over the route's body limit.
+#[derive(Debug, Default)]
+pub struct FormPost(pub Vec<(String, String)>);
+
+impl FormPost {
+    /// The first value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.all(name).next()
+    }
+
+    /// Every value of field `name`, in order.
+    pub fn all<'a: 'n, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormPost {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if is_cross_site(req.headers()) {
+            return Err(ApiError::Forbidden("cross-site form post refused"));
+        }
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(ApiError::bad_request(
+                "not_a_form",
+                "expected an HTML form post (application/x-www-form-urlencoded)",
+            ));
+        }
+        let AppBytes(body) = AppBytes::from_request(req, state).await?;
+        Ok(FormPost(
+            form_urlencoded::parse(&body).into_owned().collect(),
+        ))
+    }
+}
+
+/// The form token of a session: a hidden field of every form a signed-in
+/// page shows, derived from the session token (which only that browser
+/// holds, in an HttpOnly cookie), so nothing is stored and another site
+/// cannot know it. Reveals nothing of the session token (SHA-256).
+pub fn form_token(session_token: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"quizbench form token\0")
+        .chain_update(session_token.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// Refuses (403) a form whose `csrf` field is not the session's form token.
+pub fn check_form_token(session_token: &str, form: &FormPost) -> Result<(), ApiError> {
+    let expected = form_token(session_token);
+    let given = form.get("csrf").unwrap_or_default();
+    // Compared in constant time: the mismatch's position tells nothing.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this form has expired or was not made by this site: reload the page and try again",
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -273,19 +365,67 @@ mod tests {
     #[test]
     fn cross_site_detection() {
         let same = parts(&[("sec-fetch-site", "same-origin")], Method::POST);
-        assert!(!is_cross_site(&same));
+        assert!(!is_cross_site(&same.headers));
         let cross = parts(&[("sec-fetch-site", "cross-site")], Method::POST);
-        assert!(is_cross_site(&cross));
+        assert!(is_cross_site(&cross.headers));
         let origin_ok = parts(
             &[("origin", "http://h:8000"), ("host", "h:8000")],
             Method::POST,
         );
-        assert!(!is_cross_site(&origin_ok));
+        assert!(!is_cross_site(&origin_ok.headers));
         let origin_bad = parts(
             &[("origin", "http://evil"), ("host", "h:8000")],
             Method::POST,
         );
-        assert!(is_cross_site(&origin_bad));
-        assert!(!is_cross_site(&parts(&[], Method::POST)));
+        assert!(is_cross_site(&origin_bad.headers));
+        assert!(!is_cross_site(&parts(&[], Method::POST).headers));
+    }
+
+    async fn form(headers: &[(&str, &str)], body: &str) -> Result<FormPost, ApiError> {
+        let mut b = Request::builder().method(Method::POST).uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        FormPost::from_request(
+            b.body(axum::body::Body::from(body.to_string())).unwrap(),
+            &(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn form_posts_keep_repeated_fields_and_refuse_other_sites() {
+        let ct = ("content-type", "application/x-www-form-urlencoded");
+        let f = form(
+            &[ct, ("origin", "http://h"), ("host", "h")],
+            "q=1&q=3&t=a+b%21",
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.all("q").collect::<Vec<_>>(), ["1", "3"]);
+        assert_eq!(f.get("t"), Some("a b!"));
+        assert_eq!(f.get("none"), None);
+        let cross = form(&[ct, ("sec-fetch-site", "cross-site")], "q=1").await;
+        assert_eq!(cross.unwrap_err().status(), 403);
+        let json = form(&[("content-type", "application/json")], "{}").await;
+        assert_eq!(json.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn form_tokens_are_bound_to_the_session() {
+        let token = crate::sessions::new_token();
+        let t = form_token(&token);
+        assert_eq!(t, form_token(&token));
+        assert_ne!(t, form_token(&crate::sessions::new_token()));
+        assert!(!t.contains(&token));
+        let with = |v: &str| FormPost(vec![("csrf".into(), v.into())]);
+        assert!(check_form_token(&token, &with(&t)).is_ok());
+        assert_eq!(
+            check_form_token(&token, &with("forged"))
+                .unwrap_err()
+                .status(),
+            403
+        );
+        assert!(check_form_token(&token, &FormPost::default()).is_err());
     }
 }

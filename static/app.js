@@ -1,32 +1,25 @@
-// quizbench login page: posts the form to the JSON API, then goes to the
-// dashboard. The session cookie is HttpOnly: scripts never see it.
+// quizbench pages: progressive enhancement only. Every form works without
+// this script; with it, a form that was sent is not sent again by a second
+// click while the next page loads (without it, the quiz form's idempotency
+// key makes the server store a double submit once).
 "use strict";
-(function () {
-  const form = document.getElementById("login");
-  if (!form) return;
-  const error = document.getElementById("error");
-  form.addEventListener("submit", async (event) => {
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.dataset.sent === "1") {
     event.preventDefault();
-    error.textContent = "";
-    const body = JSON.stringify({
-      username: form.username.value,
-      password: form.password.value,
-    });
-    try {
-      const res = await fetch("/api/v1/auth/login", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body,
-        credentials: "same-origin",
-      });
-      if (res.ok) {
-        window.location.assign("/dashboard");
-        return;
-      }
-      const data = await res.json().catch(() => null);
-      error.textContent = (data && data.error && data.error.message) || "Login failed";
-    } catch (e) {
-      error.textContent = "The server could not be reached";
+    return;
+  }
+  form.dataset.sent = "1";
+  for (const button of form.querySelectorAll("button[type=submit]")) {
+    button.setAttribute("aria-disabled", "true");
+  }
+});
+// A page shown again from the back/forward cache can be sent again.
+window.addEventListener("pageshow", () => {
+  for (const form of document.querySelectorAll("form[data-sent]")) {
+    delete form.dataset.sent;
+    for (const button of form.querySelectorAll("button[type=submit]")) {
+      button.removeAttribute("aria-disabled");
     }
-  });
-})();
+  }
+});

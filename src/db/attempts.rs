@@ -95,3 +95,63 @@ pub async fn for_user_quiz(
     .fetch_all(db)
     .await
 }
+
+/// One of a student's attempts with its quiz's title (the attempts page).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: i64,
+    pub quiz_id: i64,
+    pub quiz_title: String,
+    pub score: i32,
+    pub max_score: i32,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A student's latest attempts at any quiz, newest first.
+pub async fn recent_for_user(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Listed>> {
+    sqlx::query_as!(
+        Listed,
+        "select a.id, a.quiz_id, z.title as quiz_title, a.score, a.max_score, a.submitted_at
+           from attempts a join quizzes z on z.id = a.quiz_id
+          where a.user_id = $1
+          order by a.id desc
+          limit $2",
+        user_id,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One attempt with the answers it carried (the result page).
+#[derive(Debug, Clone)]
+pub struct WithAnswers {
+    pub id: i64,
+    pub quiz_id: i64,
+    pub answers: Json<Vec<Answer>>,
+    pub score: i32,
+    pub max_score: i32,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// Attempt `id` if it is `user_id`'s (None for another student's).
+pub async fn with_answers(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    id: i64,
+) -> sqlx::Result<Option<WithAnswers>> {
+    sqlx::query_as!(
+        WithAnswers,
+        r#"select id, quiz_id, answers as "answers: Json<Vec<Answer>>", score, max_score,
+                  submitted_at
+             from attempts where id = $1 and user_id = $2"#,
+        id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}

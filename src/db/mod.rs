@@ -12,6 +12,7 @@
 
 pub mod attempts;
 pub mod bulk;
+pub mod cohorts;
 // The pool: ours (deadpool over sqlx connections, no round trip on release)
 // or, with the `sqlx-pool` feature, sqlx's own, for the side-by-side
 // measurement in docs/exceptions.md.

@@ -82,6 +82,17 @@ pub fn normalize(text: &str) -> String {
 
 /// Grades `answers` against the quiz's `questions`.
 pub fn grade(questions: &[QuestionKey], answers: &[Answer]) -> Result<Score, GradeError> {
+    grade_each(questions, answers, |_, _| {})
+}
+
+/// [`grade`], also telling `outcome(question_id, correct)` for each answer,
+/// in the order of `answers` (a result page shows them; the API needs only
+/// the score).
+pub fn grade_each(
+    questions: &[QuestionKey],
+    answers: &[Answer],
+    mut outcome: impl FnMut(i64, bool),
+) -> Result<Score, GradeError> {
     if answers.is_empty() {
         return Err(GradeError::Empty);
     }
@@ -123,6 +134,7 @@ pub fn grade(questions: &[QuestionKey], answers: &[Answer]) -> Result<Score, Gra
         if correct {
             score += q.points;
         }
+        outcome(q.id, correct);
     }
     Ok(Score { score, max_score })
 }
@@ -215,6 +227,19 @@ mod tests {
         );
         let s = grade(&quiz(), &[choice(2, &[1])]).unwrap();
         assert_eq!(s.score, 0);
+    }
+
+    #[test]
+    fn each_answer_has_its_outcome_in_order() {
+        let mut seen = Vec::new();
+        let s = grade_each(
+            &quiz(),
+            &[text(3, "select"), choice(1, &[2]), choice(2, &[1, 4])],
+            |id, correct| seen.push((id, correct)),
+        )
+        .unwrap();
+        assert_eq!(seen, [(3, true), (1, false), (2, true)]);
+        assert_eq!(s.score, 3);
     }
 
     #[test]

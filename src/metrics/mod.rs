@@ -40,7 +40,7 @@ const N_BUCKETS: usize = 15; // BUCKETS_US.len() + "+Inf"
 /// Route slots per worker: the route templates metrics count separately
 /// (see [`RouteLabels`]), plus one for `other`. Part of the table's layout,
 /// so the same in every process of a server.
-pub const ROUTE_SLOTS: usize = 30;
+pub const ROUTE_SLOTS: usize = 40;
 
 /// Why the supervisor restarted a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,11 +37,18 @@ pub(crate) struct SubmitBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Submitted {
-    id: i64,
-    quiz_id: i64,
-    score: i32,
-    max_score: i32,
-    submitted_at: chrono::DateTime<chrono::Utc>,
+    pub id: i64,
+    pub quiz_id: i64,
+    pub score: i32,
+    pub max_score: i32,
+    pub submitted_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A stored attempt, and whether it was stored by an earlier request with
+/// the same idempotency key (then replayed, not stored again).
+pub(crate) struct Recorded {
+    pub attempt: Submitted,
+    pub replayed: bool,
 }
 
 impl From<Attempt> for Submitted {
@@ -67,10 +74,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )
     };
     let s = v.to_str().map_err(|_| bad())?.trim_matches('"');
-    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+    if !valid_idempotency_key(s) {
         return Err(bad());
     }
     Ok(Some(s.to_string()))
+}
+
+/// An idempotency key is 1 to 255 visible ASCII characters (the header's
+/// and an HTML form's hidden field alike).
+pub(crate) fn valid_idempotency_key(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn validate(answers: &[Answer]) -> Result<(), ApiError> {
@@ -115,9 +128,9 @@ fn request_hash(quiz_id: i64, answers: &[Answer]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn created(a: Submitted, replayed: bool) -> Response {
-    let mut res = super::json(StatusCode::CREATED, &a);
-    if replayed {
+fn created(recorded: Recorded) -> Response {
+    let mut res = super::json(StatusCode::CREATED, &recorded.attempt);
+    if recorded.replayed {
         res.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -125,23 +138,23 @@ fn created(a: Submitted, replayed: bool) -> Response {
 }
 
 /// Replays a stored attempt for the same key, or refuses a different request.
-fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Response, ApiError> {
+fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Recorded, ApiError> {
     if stored.request_hash.as_deref() != Some(hash) {
         return Err(ApiError::invalid(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request",
         ));
     }
-    Ok(created(
-        Submitted {
+    Ok(Recorded {
+        attempt: Submitted {
             id: stored.id,
             quiz_id: stored.quiz_id,
             score: stored.score,
             max_score: stored.max_score,
             submitted_at: stored.submitted_at,
         },
-        true,
-    ))
+        replayed: true,
+    })
 }
 
 /// Submit an attempt: graded here, stored with the progress update in one
@@ -170,10 +183,30 @@ async fn submit(
     AppJson(body): AppJson<SubmitBody>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    validate(&body.answers)?;
-    let user_id = user.session.user_id;
-    let hash = request_hash(quiz_id, &body.answers);
-    if let Some(key) = &key {
+    let recorded = record(
+        &state,
+        user.session.user_id,
+        quiz_id,
+        key.as_deref(),
+        &body.answers,
+    )
+    .await?;
+    Ok(created(recorded))
+}
+
+/// Validates, grades and stores an attempt, or replays the one an earlier
+/// request with the same idempotency key stored: the one way attempts are
+/// made, by the API and by the quiz page's form.
+pub(crate) async fn record(
+    state: &AppState,
+    user_id: i64,
+    quiz_id: i64,
+    key: Option<&str>,
+    answers: &[Answer],
+) -> Result<Recorded, ApiError> {
+    validate(answers)?;
+    let hash = request_hash(quiz_id, answers);
+    if let Some(key) = key {
         if let Some(stored) = db::attempts::by_idempotency_key(&state.db, user_id, key).await? {
             return replay(stored, &hash);
         }
@@ -186,17 +219,17 @@ async fn submit(
             ApiError::NotFound("quiz")
         });
     }
-    let score = grading::grade(&keys, &body.answers)
+    let score = grading::grade(&keys, answers)
         .map_err(|e| ApiError::invalid("invalid_answers", e.to_string()))?;
 
     let new = NewAttempt {
         user_id,
         quiz_id,
-        answers: &body.answers,
+        answers,
         score: score.score,
         max_score: score.max_score,
-        idempotency_key: key.as_deref(),
-        request_hash: key.as_ref().map(|_| hash.as_slice()),
+        idempotency_key: key,
+        request_hash: key.map(|_| hash.as_slice()),
     };
     let mut conn = state.db.acquire().await?;
     let inserted = conn
@@ -213,13 +246,16 @@ async fn submit(
     drop(conn);
     let Some(attempt) = inserted? else {
         // A concurrent request with the same key committed first.
-        let key = key.as_deref().expect("conflicts need a key");
+        let key = key.expect("conflicts need a key");
         let stored = db::attempts::by_idempotency_key(&state.db, user_id, key)
             .await?
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent row vanished")))?;
         return replay(stored, &hash);
     };
-    Ok(created(attempt.into(), false))
+    Ok(Recorded {
+        attempt: attempt.into(),
+        replayed: false,
+    })
 }
 
 /// My attempts at a quiz, newest first.

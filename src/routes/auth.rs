@@ -25,10 +25,10 @@ pub fn routes() -> RouteList {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct RegisterBody {
-    username: String,
-    password: String,
-    display_name: Option<String>,
-    cohort_id: Option<i64>,
+    pub username: String,
+    pub password: String,
+    pub display_name: Option<String>,
+    pub cohort_id: Option<i64>,
 }
 
 /// Create a student account.
@@ -43,6 +43,16 @@ async fn register(
     State(state): State<AppState>,
     AppJson(body): AppJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
+    let user = create_student(&state, body).await?;
+    Ok(super::json(StatusCode::CREATED, &user))
+}
+
+/// Creates a student account (the API's and the register page's one way):
+/// validated, the password hashed on the CPU pool; a taken username is a 409.
+pub(crate) async fn create_student(
+    state: &AppState,
+    body: RegisterBody,
+) -> Result<db::users::User, ApiError> {
     validation::username(&body.username).map_err(|m| ApiError::invalid("invalid_username", m))?;
     validation::password(&body.password).map_err(|m| ApiError::invalid("invalid_password", m))?;
     let display_name = body.display_name.unwrap_or_else(|| body.username.clone());
@@ -74,7 +84,7 @@ async fn register(
     )
     .await
     {
-        Ok(user) => Ok(super::json(StatusCode::CREATED, &user)),
+        Ok(user) => Ok(user),
         Err(e) if db::is_unique_violation(&e, "users_username_key") => {
             Err(ApiError::Conflict("username is taken"))
         }
@@ -84,8 +94,8 @@ async fn register(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct LoginBody {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// The body of a successful login.
@@ -111,6 +121,21 @@ async fn login(
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> Result<Response, ApiError> {
+    let (token, user) = sign_in(&state, &headers, body).await?;
+    let cookie = session_cookie(&state, &token, state.cfg.session_absolute.as_secs());
+    let mut res = super::json(StatusCode::OK, &LoggedIn { token, user });
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(res)
+}
+
+/// Checks a username and password (failures throttled per username and
+/// address) and opens a session: the API's and the sign-in page's one way
+/// in. Returns the session token and the user.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: LoginBody,
+) -> Result<(String, db::users::User), ApiError> {
     validation::username(&body.username).map_err(|m| ApiError::invalid("invalid_username", m))?;
     if body.password.is_empty() || body.password.len() > 1024 {
         return Err(ApiError::invalid(
@@ -119,7 +144,7 @@ async fn login(
         ));
     }
     let addr = ClientConn::current().map(|conn| conn.peer().ip().to_string());
-    let throttle = Throttle::new(&state, &body.username, addr.as_deref());
+    let throttle = Throttle::new(state, &body.username, addr.as_deref());
     throttle.check().await?;
 
     let user = db::users::by_username(&state.db, &body.username).await?;
@@ -152,12 +177,23 @@ async fn login(
         }
     };
     throttle.clear_username().await;
-    // Rotation: the session the client came with (if any) ends here, so a
-    // planted cookie can never become an authenticated one.
+    let user = db::users::User::from(user);
+    let token = open_session(state, headers, &user).await?;
+    Ok((token, user))
+}
+
+/// Opens a session for `user` and returns its token. Rotation: the session
+/// the client came with (if any) ends here, so a planted cookie can never
+/// become an authenticated one.
+pub(crate) async fn open_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &db::users::User,
+) -> Result<String, ApiError> {
     // Only a cookie is rotated: it is what a browser (or an attacker who
     // planted it) carries; a bearer token belongs to another client's
     // session that this login must not end.
-    let parts_token = token_of(&headers)
+    let parts_token = token_of(headers)
         .filter(|(_, via_cookie)| *via_cookie)
         .map(|(t, _)| t);
     let session = Session {
@@ -172,14 +208,7 @@ async fn login(
     if let Some(old) = parts_token {
         let _ = state.sessions.revoke(&old, user.id).await;
     }
-    let cookie = session_cookie(&state, &token, state.cfg.session_absolute.as_secs());
-    let body = LoggedIn {
-        token,
-        user: db::users::User::from(user),
-    };
-    let mut res = super::json(StatusCode::OK, &body);
-    res.headers_mut().insert(header::SET_COOKIE, cookie);
-    Ok(res)
+    Ok(token)
 }
 
 /// End the current session.

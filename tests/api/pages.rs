@@ -1,4 +1,5 @@
 use crate::helpers::{HttpApi, TestApp};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
 
 /// HTML pages and static assets.
 #[tokio::test]
@@ -10,7 +11,12 @@ async fn pages_and_assets() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(res.text().await.unwrap().contains("<form id=\"login\">"));
+    // The sign-in form posts without JavaScript.
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("<form id=\"login\" method=\"post\" action=\"/\">"));
 
     let list = app.get("/quizzes", None).await.text().await.unwrap();
     assert!(list.contains("Quiz 1: SQL basics"));
@@ -67,4 +73,181 @@ async fn compression_by_negotiation() {
     }
     let plain = app.get("/static/style.css", None).await;
     assert!(plain.headers().get("content-encoding").is_none());
+}
+
+/// The value of hidden field `name` in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// Posts a form as a browser on this site does (its Origin).
+async fn post_form<K: AsRef<str>, V: AsRef<str>>(
+    app: &TestApp,
+    path: &str,
+    cookie: Option<&str>,
+    origin: &str,
+    fields: &[(K, V)],
+) -> reqwest::Response {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let mut req = app
+        .http
+        .post(app.url(path))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ORIGIN, origin)
+        .body(body);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+/// Signing in, submitting a quiz and signing out work as plain form posts;
+/// a post from another site, or without the session's form token, is a 403
+/// page and changes nothing; the same quiz form sent twice makes one
+/// attempt; the API's cookie clients, which send no Origin, are unchanged.
+#[tokio::test]
+async fn form_posts_are_same_site_and_carry_the_session_token() {
+    let app = TestApp::spawn().await;
+    let ours = app.base.clone();
+    let login = [
+        ("username", "student4"),
+        ("password", "quizbench"),
+        ("next", "/quizzes/2"),
+    ];
+    let res = post_form(&app, "/", None, "http://evil.example", &login).await;
+    assert_eq!(res.status(), 403);
+    assert!(res.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.headers().get("set-cookie").is_none());
+
+    let res = post_form(&app, "/", None, &ours, &login).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[LOCATION], "/quizzes/2");
+    let set = res.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = app
+        .http
+        .get(app.url("/quizzes/2"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (csrf, key) = (hidden(&page, "csrf"), hidden(&page, "idempotency_key"));
+    let question = page.split("name=\"q").nth(1).unwrap();
+    let question_id: i64 = question[..question.find('"').unwrap()].parse().unwrap();
+    let field = format!("q{question_id}");
+    let answer = |token: &str| {
+        [
+            ("csrf", token.to_string()),
+            ("idempotency_key", key.clone()),
+            (field.as_str(), "1".to_string()),
+        ]
+    };
+    let attempts = "select count(*) from attempts a join users u on u.id = a.user_id
+                     where u.username = 'student4' and a.idempotency_key is not null";
+    for (token, origin) in [
+        ("forged", ours.as_str()),
+        (csrf.as_str(), "http://evil.example"),
+    ] {
+        let res = post_form(&app, "/quizzes/2", Some(&cookie), origin, &answer(token)).await;
+        assert_eq!(res.status(), 403, "{token:?} from {origin}");
+    }
+    assert_eq!(app.count(attempts).await, 0);
+    let first = post_form(&app, "/quizzes/2", Some(&cookie), &ours, &answer(&csrf)).await;
+    let again = post_form(&app, "/quizzes/2", Some(&cookie), &ours, &answer(&csrf)).await;
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()[LOCATION], again.headers()[LOCATION]);
+    assert_eq!(
+        app.count(attempts).await,
+        1,
+        "the same form twice: one attempt"
+    );
+
+    // The API's cookie client: no Origin, JSON, as Locust and quizload send.
+    let res = app
+        .http
+        .post(app.url("/api/v1/quizzes/2/attempts"))
+        .header(COOKIE, &cookie)
+        .json(&serde_json::json!({"answers": [{"question_id": question_id, "choice_ids": [1]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let res = post_form(&app, "/logout", Some(&cookie), &ours, &[("csrf", "forged")]).await;
+    assert_eq!(res.status(), 403);
+    let res = post_form(&app, "/logout", Some(&cookie), &ours, &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let res = app
+        .http
+        .get(app.url("/attempts"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "the session ended");
+    assert_eq!(res.headers()[LOCATION], "/?next=%2Fattempts");
+}
+
+/// A browser gets the site's 404 page outside `/api/`; every other client,
+/// and every `/api/` path, the JSON error; a page asked with another method
+/// is a 405 page.
+#[tokio::test]
+async fn error_pages_for_browsers_json_for_the_api() {
+    let app = TestApp::spawn().await;
+    let browser = |path: &str| {
+        app.http
+            .get(app.url(path))
+            .header(ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+    };
+    let res = browser("/no/such/page").await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.text().await.unwrap().contains("Page not found"));
+    let res = browser("/api/v1/nope").await.unwrap();
+    crate::helpers::assert_error(res, 404, "not_found").await;
+    crate::helpers::assert_error(app.get("/no/such/page", None).await, 404, "not_found").await;
+    let res = browser("/quizzes/abc").await.unwrap();
+    assert_eq!(res.status(), 303, "signed out: sign in first");
+    let res = app.http.delete(app.url("/quizzes")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
+
+/// The quiz list page reads the content cache the API fills: a view costs
+/// no query once cached, and the API's next request is a hit.
+#[tokio::test]
+async fn the_quiz_list_page_shares_the_api_content_cache() {
+    let app = TestApp::spawn_with(&[("CACHE_MODE", "local")]).await;
+    let first = app.get("/quizzes", None).await;
+    assert_eq!(first.headers()["x-cache"], "miss");
+    let page = first.text().await.unwrap();
+    assert!(page.contains("<a class=\"title\" href=\"/quizzes/1\">Quiz 1: SQL basics</a>"));
+    assert_eq!(app.get("/quizzes", None).await.headers()["x-cache"], "hit");
+    assert_eq!(
+        app.get("/api/v1/quizzes", None).await.headers()["x-cache"],
+        "hit"
+    );
 }
