@@ -51,7 +51,9 @@ pub async fn list(
 /// Quiz `id` with its questions; a 404 when there is none.
 pub(super) async fn quiz_detail(state: &AppState, id: i64) -> Result<QuizDetail, HtmlError> {
     let mut conn = state.db.acquire().await.map_err(ApiError::from)?;
-    let quiz = db::quizzes::get(&mut conn, id).await.map_err(ApiError::from)?;
+    let quiz = db::quizzes::get(&mut conn, id)
+        .await
+        .map_err(ApiError::from)?;
     Ok(quiz.ok_or(ApiError::NotFound("quiz"))?)
 }
 
