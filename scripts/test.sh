@@ -111,9 +111,16 @@ fi
 # QB_SKIP_BROWSER=1 and QB_SKIP_LOCUST=1 skip those tests and installs.
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/quizbench"
 if [[ "${QB_SKIP_BROWSER:-0}" != 1 ]]; then
-	if [[ ! -x /usr/bin/chromium ]] || ! command -v node >/dev/null || ! command -v java >/dev/null; then
+	# Only what is missing: a Node.js from elsewhere (e.g. NodeSource, which
+	# bundles npm) conflicts with Debian's npm package.
+	packages=()
+	[[ -x /usr/bin/chromium ]] || packages+=(chromium)
+	command -v node >/dev/null || packages+=(nodejs)
+	command -v npm >/dev/null || packages+=(npm)
+	command -v java >/dev/null || packages+=(default-jre-headless)
+	if ((${#packages[@]})); then
 		run apt-get update -qq
-		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm default-jre-headless
+		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 	fi
 	modules="$cache/browser"
 	if ! cmp -s tests/browser/package.json "$modules/package.json" ||
