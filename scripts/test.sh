@@ -120,7 +120,7 @@ if [[ "${QB_SKIP_BROWSER:-0}" != 1 ]]; then
 	command -v java >/dev/null || packages+=(default-jre-headless)
 	if ((${#packages[@]})); then
 		run apt-get update -qq
-		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 	fi
 	modules="$cache/browser"
 	if ! cmp -s tests/browser/package.json "$modules/package.json" ||
