@@ -2,14 +2,17 @@
 //! to run, from the same target and load options as quizload's own runs
 //! ([`tool_run_from_args`]), and the run itself as a run report in
 //! quizload's shape ([`run_with_tool`]). Options the tools cannot honour
-//! (the open model, a ramp, headers Locust would not see) are refused here.
+//! (the open model, a ramp, headers Locust would not see) are refused here
+//! as usage errors. The target is connected to once before the login and
+//! the tool's launch; every error names the tool, the step and the URL,
+//! and the command line echoed has its cookies and tokens masked.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::bail;
+use anyhow::Context;
 
-use super::{LoadArgs, TargetArgs, ToolArgs};
+use super::{preflight, step, usage, LoadArgs, TargetArgs, ToolArgs};
 use crate::analysis::report::{ImportReport, RunReport};
 use crate::generator::engine::{Model, Progress, RunConfig, Stop};
 use crate::generator::http::HttpUrl;
@@ -30,21 +33,23 @@ fn tool_run_from_args(
     open: bool,
 ) -> anyhow::Result<ToolRun> {
     if open {
-        bail!(
-            "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too"
-        );
+        return Err(usage(
+            "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too",
+        ));
     }
     if load.ramp.is_some() {
-        bail!("--ramp runs with quizload only (use --spawn-rate with locust)");
+        return Err(usage(
+            "--ramp runs with quizload only (use --spawn-rate with locust)",
+        ));
     }
     if load.spawn_rate.is_some() && tool.tool != Tool::Locust {
-        bail!(
+        return Err(usage(format!(
             "--spawn-rate applies to locust (and quizload), not to {}",
             tool.tool.name()
-        );
+        )));
     }
     if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
+        return Err(usage("--concurrency must be at least 1"));
     }
     let stop = match (load.requests, load.duration) {
         (Some(n), _) => Stop::Requests(n),
@@ -55,10 +60,14 @@ fn tool_run_from_args(
     let load_kind = match (tool.tool, target.scenario) {
         (Tool::Locust, Some(ScenarioKind::Journey)) => {
             if !headers.is_empty() || target.weights.is_some() {
-                bail!("-H and --weights do not reach locustfile.py; edit it instead");
+                return Err(usage(
+                    "-H and --weights do not reach locustfile.py; edit it instead",
+                ));
             }
+            let host = target.base_url();
+            preflight_url(tool.tool, &host, load)?;
             ToolLoad::Journey {
-                host: target.base_url(),
+                host,
                 locustfile: tool
                     .locustfile
                     .clone()
@@ -66,17 +75,20 @@ fn tool_run_from_args(
                 think: parse_duration_range(&target.think)?,
             }
         }
-        (Tool::Locust, _) => bail!(
-            "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)"
-        ),
+        (Tool::Locust, _) => {
+            return Err(usage(
+                "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)",
+            ))
+        }
         (_, Some(kind)) => {
             let base = target.base_url();
+            let (_, addr) = preflight_url(tool.tool, &base, load)?;
             let session = if kind.needs_session() {
-                let url = HttpUrl::parse(&base)?;
-                Some(login_session(
-                    url.resolve_blocking()?,
-                    target.student_offset % SEEDED_STUDENTS + 1,
-                )?)
+                let login = format!("{}/api/v1/auth/login", base.trim_end_matches('/'));
+                Some(
+                    login_session(addr, target.student_offset % SEEDED_STUDENTS + 1)
+                        .with_context(|| step(tool.tool, "login POST", &login))?,
+                )
             } else {
                 None
             };
@@ -92,9 +104,11 @@ fn tool_run_from_args(
         }
         (_, None) => {
             let Some(url) = &target.url else {
-                bail!("give a URL to load, or --scenario NAME (with --base URL)");
+                return Err(usage(
+                    "give a URL to load, or --scenario NAME (with --base URL)",
+                ));
             };
-            let parsed = HttpUrl::parse(url)?;
+            let (parsed, _) = preflight_url(tool.tool, url, load)?;
             let body = target.body_bytes()?;
             ToolLoad::Fixed(FixedCall {
                 method: target.method.to_uppercase(),
@@ -117,6 +131,21 @@ fn tool_run_from_args(
     })
 }
 
+/// Parses and resolves `url` and connects to it once (see [`preflight`]):
+/// the URL and its address.
+fn preflight_url(
+    tool: Tool,
+    url: &str,
+    load: &LoadArgs,
+) -> anyhow::Result<(HttpUrl, std::net::SocketAddr)> {
+    let parsed = HttpUrl::parse(url).map_err(|e| usage(format!("{e:#}")))?;
+    let addr = parsed
+        .resolve_blocking()
+        .with_context(|| step(tool, "resolve", url))?;
+    preflight(tool, url, addr, load.timeout)?;
+    Ok((parsed, addr))
+}
+
 /// `quizload run --tool wrk|hey|locust`: the tool's run as a run report
 /// (`tool` names the tool) like quizload's own, and the tool's figures as
 /// read. The command line goes to stderr first unless quiet.
@@ -133,11 +162,11 @@ pub fn run_with_tool(
     if !load.quiet {
         eprintln!("running {}", command_preview(&run)?);
     }
-    let out = run_tool(&run)?;
     let target_label = match &run.load {
         ToolLoad::Fixed(c) => c.url.clone(),
         ToolLoad::Journey { host, .. } => host.clone(),
     };
+    let out = run_tool(&run).with_context(|| step(tool.tool, "load", &target_label))?;
     let scenario = target
         .scenario
         .map(ScenarioKind::name)
