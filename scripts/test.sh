@@ -12,6 +12,9 @@
 # schemathesis: installed once into ~/.cache/quizbench/venv (QB_SKIP_SCHEMATHESIS=1
 # skips that test).
 #
+# wrk (quizload's test of printed secrets runs it) is installed once with
+# apt-get when missing.
+#
 #   scripts/test.sh
 #   scripts/test.sh -- --nocapture        # extra arguments go to cargo test
 
@@ -55,6 +58,16 @@ if [[ "${QB_SKIP_SCHEMATHESIS:-0}" != 1 ]]; then
 			run "$venv/bin/pip" install --quiet 'schemathesis>=4.32,<5'
 		fi
 		export SCHEMATHESIS="$venv/bin/schemathesis"
+	fi
+fi
+# quizload's tests run wrk against the real server (to check that the
+# session cookie it is given is never printed). A Debian package, installed
+# once; without root or apt-get, that part of the test says it is skipped.
+if ! command -v wrk >/dev/null; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		run apt-get install -y -qq wrk || { run apt-get update -qq && run apt-get install -y -qq wrk; }
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+		run sudo apt-get install -y -qq wrk || echo "wrk not installed: its quizload test is skipped" >&2
 	fi
 fi
 run cargo test --workspace "$@"

@@ -20,7 +20,9 @@ use crate::generator::scenarios::{ScenarioKind, SEEDED_STUDENTS};
 use crate::generator::sysmon::available_cpus;
 use crate::tools::locust::default_locustfile;
 use crate::tools::quizbench::{login_session, scenario_call};
-use crate::tools::{command_preview, run_tool, tool_program, FixedCall, Tool, ToolLoad, ToolRun};
+use crate::tools::{
+    check_installed, command_preview, run_tool, tool_program, FixedCall, Tool, ToolLoad, ToolRun,
+};
 use crate::units::parse_duration_range;
 
 /// What an external tool is to run, from `run`'s target and load options
@@ -57,13 +59,33 @@ fn tool_run_from_args(
         (None, None) => Stop::Duration(Duration::from_secs(10)),
     };
     let headers = target.header_pairs()?;
+    match (tool.tool, target.scenario) {
+        (Tool::Locust, Some(ScenarioKind::Journey))
+            if !headers.is_empty() || target.weights.is_some() =>
+        {
+            return Err(usage(
+                "-H and --weights do not reach locustfile.py; edit it instead",
+            ))
+        }
+        (Tool::Locust, Some(ScenarioKind::Journey)) => {}
+        (Tool::Locust, _) => return Err(usage(
+            "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)",
+        )),
+        (_, Some(ScenarioKind::Journey)) => return Err(usage(
+            "the journey is not a single request: run it with --tool locust (locustfile.py) or quizload",
+        )),
+        (_, None) if target.url.is_none() => {
+            return Err(usage(
+                "give a URL to load, or --scenario NAME (with --base URL)",
+            ))
+        }
+        _ => {}
+    }
+    // Then whether the tool is there, before any connect or login.
+    let program = tool_program(tool.tool, tool.tool_bin.as_deref());
+    check_installed(tool.tool, &program)?;
     let load_kind = match (tool.tool, target.scenario) {
-        (Tool::Locust, Some(ScenarioKind::Journey)) => {
-            if !headers.is_empty() || target.weights.is_some() {
-                return Err(usage(
-                    "-H and --weights do not reach locustfile.py; edit it instead",
-                ));
-            }
+        (Tool::Locust, _) => {
             let host = target.base_url();
             preflight_url(tool.tool, &host, load)?;
             ToolLoad::Journey {
@@ -74,11 +96,6 @@ fn tool_run_from_args(
                     .unwrap_or_else(|| default_locustfile(Path::new("."))),
                 think: parse_duration_range(&target.think)?,
             }
-        }
-        (Tool::Locust, _) => {
-            return Err(usage(
-                "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)",
-            ))
         }
         (_, Some(kind)) => {
             let base = target.base_url();
@@ -103,11 +120,7 @@ fn tool_run_from_args(
             ToolLoad::Fixed(call)
         }
         (_, None) => {
-            let Some(url) = &target.url else {
-                return Err(usage(
-                    "give a URL to load, or --scenario NAME (with --base URL)",
-                ));
-            };
+            let url = target.url.as_ref().expect("checked above");
             let (parsed, _) = preflight_url(tool.tool, url, load)?;
             let body = target.body_bytes()?;
             ToolLoad::Fixed(FixedCall {
@@ -121,7 +134,7 @@ fn tool_run_from_args(
     };
     Ok(ToolRun {
         tool: tool.tool,
-        program: tool_program(tool.tool, tool.tool_bin.as_deref()),
+        program,
         load: load_kind,
         concurrency,
         stop,

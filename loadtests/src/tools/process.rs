@@ -154,6 +154,27 @@ fn launch(
         .map_err(|e| missing_tool(tool, program, e))
 }
 
+/// Whether the tool's executable is there (a path that exists, or a name
+/// found on PATH), so that a missing tool is reported, with how to install
+/// it, before anything is connected to or logged in.
+pub fn check_installed(tool: Tool, program: &Path) -> anyhow::Result<()> {
+    let found = if program.components().count() > 1 {
+        program.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(missing_tool(
+            tool,
+            program,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ))
+    }
+}
+
 /// The executable of a tool: `bin` if given, else its name on PATH.
 pub fn tool_program(tool: Tool, bin: Option<&Path>) -> PathBuf {
     bin.map(Path::to_path_buf)
