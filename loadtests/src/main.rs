@@ -1,8 +1,8 @@
 //! `quizload` entry point: parse the command line and hand over to
-//! [`loadtests::cli`].
+//! [`loadtests::cli`], which says the exit status.
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     loadtests::cli::main(loadtests::cli::Cli::parse())
 }

@@ -68,23 +68,26 @@ fn hey_runs_a_scenario_with_a_session() {
         ),
     );
     let json = d.join("out.json");
-    let stdout = ok(&[
-        "run",
-        "--tool",
-        "hey",
-        "--tool-bin",
-        fake.to_str().unwrap(),
-        "--scenario",
-        "select-options",
-        "--base",
-        &srv.url(""),
-        "-c",
-        "2",
-        "-n",
-        "20",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let (stdout, stderr) = common::quizload::ok(
+        &[
+            "run",
+            "--tool",
+            "hey",
+            "--tool-bin",
+            fake.to_str().unwrap(),
+            "--scenario",
+            "select-options",
+            "--base",
+            &srv.url(""),
+            "-c",
+            "2",
+            "-n",
+            "20",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        None,
+    );
     let args: Vec<String> = std::fs::read_to_string(d.join("args.log"))
         .unwrap()
         .lines()
@@ -107,7 +110,16 @@ fn hey_runs_a_scenario_with_a_session() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    assert_eq!(args, expected);
+    assert_eq!(args, expected, "hey gets the session");
+    assert!(
+        stderr.contains("running ") && stderr.contains("-H 'Cookie: qb_session=***'"),
+        "the echoed command masks it: {stderr}"
+    );
+    let printed = format!(
+        "{stdout}{stderr}{}",
+        std::fs::read_to_string(&json).unwrap()
+    );
+    assert!(!printed.contains("tok-1"), "{printed}");
     assert_eq!(srv.hits("POST /api/v1/auth/login"), 1, "one login first");
     assert!(
         stdout.contains("GET /api/v1/students/select-options"),
@@ -157,6 +169,9 @@ EOF
         ),
     );
     let json = d.join("out.json");
+    // Only its address is used: quizload connects once before the run.
+    let srv = TestServer::start(|_| Reply::ok(""));
+    let host = srv.url("");
     let stdout = ok(&[
         "run",
         "--tool",
@@ -168,7 +183,7 @@ EOF
         "--scenario",
         "journey",
         "--base",
-        "http://127.0.0.1:9",
+        &host,
         "-c",
         "3",
         "--spawn-rate",
@@ -185,7 +200,7 @@ EOF
         args.starts_with("-f /somewhere/locustfile.py --headless -u 3 -r 1.5 -t 2s --csv "),
         "{args}"
     );
-    assert!(args.contains("--host http://127.0.0.1:9"), "{args}");
+    assert!(args.contains(&format!("--host {host}")), "{args}");
     assert_eq!(
         std::fs::read_to_string(d.join("env.log")).unwrap().trim(),
         "1 2"

@@ -180,6 +180,7 @@ fn error_classification_is_exact() {
         fixed(&srv.url("/reset"), "GET", b""),
     );
     assert_eq!((r.requests, r.errors.io, r.errors.total), (6, 6, 6));
+    assert_eq!(r.errors.connection.reset, 6, "{:?}", r.errors);
 
     // a port with nothing listening
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -190,6 +191,67 @@ fn error_classification_is_exact() {
         fixed(&format!("http://{dead_addr}/"), "GET", b""),
     );
     assert_eq!((r.requests, r.errors.connect, r.responses), (10, 10, 0));
+    assert_eq!(
+        (r.errors.connection.refused, r.errors.connection.other),
+        (10, 0),
+        "fewer failures than the connect circuit's limit are measured"
+    );
+}
+
+/// A target where nothing listens ends a 30 s run at once: the connect
+/// circuit opens after its limit of failed connects (none succeeded) and
+/// the run's error says where it connected and which requests failed.
+#[test]
+fn a_refusing_target_opens_the_connect_circuit() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let started = std::time::Instant::now();
+    let e = engine::run(
+        &closed(dead_addr, 4, Stop::Duration(Duration::from_secs(30))),
+        fixed(&format!("http://{dead_addr}/x"), "GET", b""),
+    )
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let trip = e
+        .downcast_ref::<loadtests::generator::client::CircuitTrip>()
+        .expect("the circuit's error");
+    assert_eq!(trip.addr, dead_addr);
+    assert!(trip.failures >= 20, "{trip:?}");
+    assert!(trip.first_error.contains("refused"), "{trip:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("GET /x") && text.contains(&dead_addr.to_string()),
+        "{text}"
+    );
+}
+
+/// A server that dies mid-run is measured, not aborted: once a connect has
+/// succeeded the circuit stays closed, and the refused connects after the
+/// death are counted as such.
+#[test]
+fn a_server_dying_mid_run_is_measured_as_errors() {
+    let srv = TestServer::start(|_| Reply::ok("ok"));
+    let (addr, url) = (srv.addr, srv.url("/"));
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        drop(srv);
+    });
+    let mut cfg = closed(addr, 2, Stop::Duration(Duration::from_millis(1200)));
+    cfg.threads = 1;
+    let r = run(&cfg, fixed(&url, "GET", b""));
+    killer.join().unwrap();
+    assert!(r.successes > 0, "{:?}", r.errors);
+    assert!(r.errors.connection.refused > 20, "{:?}", r.errors);
+    assert_eq!(
+        r.errors.total,
+        r.requests - r.successes,
+        "every failure is counted"
+    );
 }
 
 /// Chunked and Content-Length responses parse; wire bytes are counted

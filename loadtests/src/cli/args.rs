@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::experiment::Metric;
-use crate::load::{LoadArgs, TargetArgs, ToolArgs};
+use crate::load::{LoadArgs, TargetArgs, Threshold, ToolArgs};
 use crate::tools::ImportTool;
 use crate::units::parse_duration;
 
@@ -116,6 +116,17 @@ pub struct RunArgs {
     /// Open model: total arrival rate in requests per second.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// A pass/fail criterion on the run's figures (repeatable), e.g.
+    /// `p99<10ms`, `errors<0.1%`, `rps>1000`: METRIC is p50, p90, p95,
+    /// p99, p99.9, mean, min, max (with a unit: us, ms, s), rps, or errors
+    /// (a count, or a percentage with %); OP is <, <=, > or >=. When one
+    /// is broken, quizload exits with status 99.
+    #[arg(long = "threshold", value_name = "CRITERION", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    s.parse()
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,9 +1,11 @@
 //! What each subcommand does: call the library with its arguments, print
-//! the result's text unless quiet, and write `--json FILE`. Nothing else.
+//! the result's text unless quiet (secrets masked), and write `--json FILE`.
+//! Nothing else.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use super::args::{CompareArgs, ExperimentArgs, ImportArgs, RunArgs, SweepArgs, TargetServeArgs};
 use crate::analysis::report::{ImportReport, RunReport, SweepReport};
@@ -13,38 +15,71 @@ use crate::experiment::{
     compare_folders, run_experiment, terminal_summary, CompareReport, ExperimentSpec,
     ExperimentSummary, RunOptions,
 };
-use crate::output::write_json;
+use crate::load::{check_thresholds, ThresholdResult};
+use crate::output::{mask_secrets, write_json};
 use crate::tools::Tool;
 
-/// `quizload run`.
-pub(super) fn run(a: &RunArgs) -> anyhow::Result<RunReport> {
+/// Prints text on stdout, secrets masked.
+fn say(text: &str) {
+    print!("{}", mask_secrets(text));
+}
+
+/// A run's JSON: the report, with the thresholds' results when any were
+/// given.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    #[serde(flatten)]
+    report: &'a RunReport,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    thresholds: &'a [ThresholdResult],
+}
+
+/// `quizload run`: whether every threshold held.
+pub(super) fn run(a: &RunArgs) -> anyhow::Result<bool> {
     let report = if a.tool.tool == Tool::Quizload {
         let report = crate::load::run(&a.target, &a.load, a.concurrency, a.rate)?;
         if !a.load.quiet {
-            print!("{}", report.render());
+            say(&report.render());
         }
         report
     } else {
         let (report, figures) =
             crate::load::run_with_tool(&a.tool, &a.target, &a.load, a.concurrency, a.rate)?;
         if !a.load.quiet {
-            print!("{}", figures.render());
-            print!("{}", figures.totals_line());
+            say(&figures.render());
+            say(&figures.totals_line());
         }
         report
     };
-    if let Some(p) = &a.load.json {
-        write_json(p, &report)?;
+    let results = check_thresholds(&a.thresholds, &report);
+    let held = results.iter().all(|r| r.passed);
+    if !results.is_empty() {
+        let lines: Vec<String> = results.iter().map(ThresholdResult::line).collect();
+        let text = format!("\nThresholds:\n  {}\n", lines.join("\n  "));
+        if a.load.quiet && !held {
+            eprint!("{}", mask_secrets(&text));
+        } else if !a.load.quiet {
+            say(&text);
+        }
     }
-    Ok(report)
+    if let Some(p) = &a.load.json {
+        write_json(
+            p,
+            &RunJson {
+                report: &report,
+                thresholds: &results,
+            },
+        )?;
+    }
+    Ok(held)
 }
 
 /// `quizload sweep`.
 pub(super) fn sweep(a: &SweepArgs) -> anyhow::Result<SweepReport> {
     let sweep = crate::load::sweep(&a.target, &a.load, &a.concurrency, &a.rate, a.pause)?;
     if !a.load.quiet {
-        println!("\n{} [{}]\n", sweep.target, sweep.scenario);
-        print!("{}", sweep.render());
+        say(&format!("\n{} [{}]\n\n", sweep.target, sweep.scenario));
+        say(&sweep.render());
         for r in &sweep.rows {
             for w in r
                 .report
@@ -53,7 +88,7 @@ pub(super) fn sweep(a: &SweepArgs) -> anyhow::Result<SweepReport> {
                 .iter()
                 .chain(&r.report.warnings)
             {
-                println!("  {}: {w}", r.level);
+                say(&format!("  {}: {w}\n", r.level));
             }
         }
     }
@@ -67,7 +102,7 @@ pub(super) fn sweep(a: &SweepArgs) -> anyhow::Result<SweepReport> {
 pub(super) fn calibrate(a: &CalibrateArgs) -> anyhow::Result<CalibrationReport> {
     let report = crate::calibrate::calibrate(a)?;
     if !a.quiet {
-        print!("{}", report.render());
+        say(&report.render());
     }
     if let Some(p) = &a.json {
         write_json(p, &report)?;
@@ -96,10 +131,11 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary
     };
     let (summary, out) = run_experiment(&spec, &opts)?;
     if !a.quiet {
-        print!(
-            "{}",
-            terminal_summary(&summary, opts.trials.unwrap_or(spec.trials), &out)
-        );
+        say(&terminal_summary(
+            &summary,
+            opts.trials.unwrap_or(spec.trials),
+            &out,
+        ));
     }
     if let Some(p) = &a.json {
         write_json(p, &summary)?;
@@ -110,7 +146,7 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary
 /// `quizload compare`.
 pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<CompareReport> {
     let r = compare_folders(&a.a, &a.b, a.metric)?;
-    print!("{}", r.render());
+    say(&r.render());
     if let Some(p) = &a.json {
         write_json(p, &r)?;
     }
@@ -120,7 +156,7 @@ pub(super) fn compare(a: &CompareArgs) -> anyhow::Result<CompareReport> {
 /// `quizload import`.
 pub(super) fn import(a: &ImportArgs) -> anyhow::Result<ImportReport> {
     let report = crate::tools::import_file(a.tool, &a.file, &a.name)?;
-    print!("{}", report.render());
+    say(&report.render());
     if let Some(p) = &a.json {
         write_json(p, &report)?;
     }

@@ -6,20 +6,52 @@
 //! the library, such as [`crate::load::LoadArgs`], are flattened in from
 //! there), `commands` what each subcommand does with them. It must hold no
 //! load, statistics, tool or experiment logic of its own: it parses,
-//! calls, prints and writes.
+//! calls, prints and writes. Everything it prints or writes goes through
+//! [`mask_secrets`]; it exits with one of the [`exit`] statuses.
 
 mod args;
 mod commands;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub use args::{CompareArgs, ExperimentArgs, ImportArgs, RunArgs, SweepArgs, TargetServeArgs};
 
 use crate::calibrate::CalibrateArgs;
+use crate::load::UsageError;
+use crate::output::mask_secrets;
+
+/// quizload's exit statuses.
+pub mod exit {
+    /// The command did what it was asked; a run's thresholds (if any) held.
+    /// Failed requests alone do not change it: give `--threshold
+    /// errors<...` for that.
+    pub const OK: u8 = 0;
+    /// An error: the run could not be made or finished (the target refused
+    /// or could not be reached, a login failed, a tool failed or is
+    /// missing, a file could not be read or written).
+    pub const ERROR: u8 = 1;
+    /// Bad usage: an unknown option, a bad value (a threshold's syntax
+    /// among them), options that do not go together (clap's status too).
+    pub const USAGE: u8 = 2;
+    /// The run finished, and at least one `--threshold` was broken (k6's
+    /// status for the same).
+    pub const THRESHOLDS: u8 = 99;
+}
+
+/// The exit statuses, as the help shows them.
+const EXIT_HELP: &str = "Exit status:
+  0   done; every --threshold held (failed requests alone do not change it)
+  1   error: the run could not be made or finished (target refused or
+      unreachable, login failed, tool failed or missing, file not written)
+  2   bad usage: unknown option, bad value or threshold syntax, options
+      that do not go together
+  99  the run finished and at least one --threshold was broken";
 
 /// quizload: load generator for quizbench (and any HTTP/1.1 server).
 #[derive(Debug, Parser)]
-#[command(name = "quizload", version, about, long_about = None)]
+#[command(name = "quizload", version, about, long_about = None, after_help = EXIT_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,6 +61,7 @@ pub struct Cli {
 pub enum Command {
     /// Load one URL or one quizbench scenario and report latencies, errors
     /// and the generator's own health.
+    #[command(after_help = EXIT_HELP)]
     Run(RunArgs),
     /// Repeat a run over several concurrencies or rates, one row each.
     Sweep(SweepArgs),
@@ -48,17 +81,31 @@ pub enum Command {
     Import(ImportArgs),
 }
 
-/// Runs the parsed command line.
-pub fn main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Run(a) => commands::run(&a).map(|_| ()),
-        Command::Sweep(a) => commands::sweep(&a).map(|_| ()),
-        Command::Calibrate(a) => commands::calibrate(&a).map(|_| ()),
-        Command::Experiment(a) => commands::experiment(&a).map(|_| ()),
-        Command::Compare(a) => commands::compare(&a).map(|_| ()),
-        Command::Target(a) => commands::target(&a),
-        Command::Import(a) => commands::import(&a).map(|_| ()),
-    }
+/// Runs the parsed command line: its exit status (see [`exit`]). An error
+/// is printed on stderr, on one line, secrets masked.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(a) => {
+            commands::run(&a).map(|held| if held { exit::OK } else { exit::THRESHOLDS })
+        }
+        Command::Sweep(a) => commands::sweep(&a).map(|_| exit::OK),
+        Command::Calibrate(a) => commands::calibrate(&a).map(|_| exit::OK),
+        Command::Experiment(a) => commands::experiment(&a).map(|_| exit::OK),
+        Command::Compare(a) => commands::compare(&a).map(|_| exit::OK),
+        Command::Target(a) => commands::target(&a).map(|_| exit::OK),
+        Command::Import(a) => commands::import(&a).map(|_| exit::OK),
+    };
+    ExitCode::from(match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", mask_secrets(&format!("{e:#}")));
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                exit::USAGE
+            } else {
+                exit::ERROR
+            }
+        }
+    })
 }
 
 #[cfg(test)]

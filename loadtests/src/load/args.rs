@@ -34,7 +34,9 @@ pub struct TargetArgs {
     /// HTTP method of the fixed request.
     #[arg(short = 'm', long, default_value = "GET")]
     pub method: String,
-    /// Extra header `Name: value` (repeatable).
+    /// Extra header `Name: value` on every request of the run, the
+    /// scenario's logins included, and passed to wrk and hey (repeatable),
+    /// e.g. `-H 'Accept-Encoding: gzip'`.
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
     /// Request body of the fixed request.
@@ -123,7 +125,10 @@ pub struct ToolArgs {
 impl TargetArgs {
     /// The `-H` headers as `(name, value)` pairs.
     pub fn header_pairs(&self) -> anyhow::Result<Vec<(String, String)>> {
-        self.headers.iter().map(|h| parse_header(h)).collect()
+        self.headers
+            .iter()
+            .map(|h| parse_header(h).map_err(|e| usage(e.to_string())))
+            .collect()
     }
 
     /// The fixed request's body: `--body`, the contents of `--body-file`, or
@@ -145,6 +150,24 @@ impl TargetArgs {
             .or_else(|| self.url.clone())
             .unwrap_or_else(|| DEFAULT_BASE.to_string())
     }
+}
+
+/// Options that do not go together or are out of range: the command line
+/// exits with its bad-usage status for these, not its error status.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] as an `anyhow` error.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
 }
 
 /// Parses a `Name: value` header.

@@ -6,9 +6,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::bail;
-
-use super::LoadArgs;
+use super::{usage, LoadArgs};
 use crate::generator::engine::{Model, Progress, RunConfig, Stop};
 use crate::generator::schedule::{parse_stages, Stage};
 use crate::generator::sysmon::available_cpus;
@@ -21,14 +19,14 @@ pub fn run_config(
     rate: Option<f64>,
 ) -> anyhow::Result<RunConfig> {
     if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
+        return Err(usage("--concurrency must be at least 1"));
     }
     let stages: Option<Vec<Stage>> = match (&load.stages, rate) {
-        (Some(_), Some(_)) => bail!("give either --rate or --stages, not both"),
-        (Some(s), None) => Some(parse_stages(s)?),
+        (Some(_), Some(_)) => return Err(usage("give either --rate or --stages, not both")),
+        (Some(s), None) => Some(parse_stages(s).map_err(|e| usage(format!("--stages: {e:#}")))?),
         (None, Some(r)) => {
             if !(r > 0.0 && r.is_finite()) {
-                bail!("--rate must be a positive number");
+                return Err(usage("--rate must be a positive number"));
             }
             Some(vec![Stage {
                 seconds: f64::INFINITY,
@@ -38,7 +36,7 @@ pub fn run_config(
         (None, None) => None,
     };
     let stop = match (load.requests, load.duration, &stages) {
-        (Some(0), _, _) => bail!("--requests must be at least 1"),
+        (Some(0), _, _) => return Err(usage("--requests must be at least 1")),
         (Some(n), _, _) => Stop::Requests(n),
         (None, Some(d), _) => Stop::Duration(d),
         (None, None, Some(st)) if st.iter().all(|s| s.seconds.is_finite()) => {
@@ -48,13 +46,15 @@ pub fn run_config(
     };
     if let Stop::Duration(d) = stop {
         if d.is_zero() {
-            bail!("--duration must be positive");
+            return Err(usage("--duration must be positive"));
         }
     }
     let model = match stages {
         Some(stages) => {
             if load.ramp.is_some() || load.spawn_rate.is_some() {
-                bail!("--ramp/--spawn-rate apply to the closed model, not with --rate/--stages");
+                return Err(usage(
+                    "--ramp/--spawn-rate apply to the closed model, not with --rate/--stages",
+                ));
             }
             Model::Open {
                 stages,
@@ -65,7 +65,7 @@ pub fn run_config(
         None => {
             if let Some(r) = load.spawn_rate {
                 if !(r > 0.0 && r.is_finite()) {
-                    bail!("--spawn-rate must be a positive number");
+                    return Err(usage("--spawn-rate must be a positive number"));
                 }
             }
             Model::Closed {

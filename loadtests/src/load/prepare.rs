@@ -1,22 +1,26 @@
 //! Preparing a target ([`prepare`]): resolving its address and building
 //! what the virtual users send, a fixed request or a quizbench scenario,
-//! with the labels the report uses. It sends nothing.
+//! with the labels the report uses. It sends nothing. Its errors name the
+//! step and the URL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::Context;
 
-use super::TargetArgs;
+use super::{step, usage, TargetArgs};
 use crate::generator::http::{HttpUrl, RequestBuilder};
 use crate::generator::scenarios::{
     FixedRequest, JourneyWeights, Quizbench, QuizbenchOptions, ScenarioFactory,
 };
+use crate::tools::Tool;
 use crate::units::parse_duration_range;
 
 /// A prepared target: where to connect, what to send, how to label it.
 pub struct Prepared {
     pub addr: SocketAddr,
+    /// The URL loaded (a scenario's base URL).
+    pub url: String,
     pub scenario: Arc<dyn ScenarioFactory>,
     pub target_label: String,
     pub scenario_label: String,
@@ -29,15 +33,20 @@ pub fn prepare(t: &TargetArgs, open: bool) -> anyhow::Result<Prepared> {
     let headers = t.header_pairs()?;
     match t.scenario {
         None => {
-            let Some(url) = &t.url else {
-                bail!("give a URL to load, or --scenario NAME (with --base URL)");
+            let Some(text) = &t.url else {
+                return Err(usage(
+                    "give a URL to load, or --scenario NAME (with --base URL)",
+                ));
             };
-            let url = HttpUrl::parse(url)?;
+            let url = HttpUrl::parse(text).map_err(|e| usage(format!("{e:#}")))?;
             let body = t.body_bytes()?;
             let builder = RequestBuilder::new(url.host_header.clone(), headers);
             let fixed = FixedRequest::new(&builder, &t.method, &url.path, &body);
             Ok(Prepared {
-                addr: url.resolve_blocking()?,
+                addr: url
+                    .resolve_blocking()
+                    .with_context(|| step(Tool::Quizload, "resolve", text))?,
+                url: text.clone(),
                 scenario: Arc::new(fixed),
                 target_label: format!(
                     "{} http://{}{}",
@@ -50,9 +59,12 @@ pub fn prepare(t: &TargetArgs, open: bool) -> anyhow::Result<Prepared> {
         }
         Some(kind) => {
             if t.body.is_some() || t.body_file.is_some() {
-                bail!("--body/--body-file apply to a fixed URL, not to --scenario");
+                return Err(usage(
+                    "--body/--body-file apply to a fixed URL, not to --scenario",
+                ));
             }
-            let url = HttpUrl::parse(&t.base_url())?;
+            let base = t.base_url();
+            let url = HttpUrl::parse(&base).map_err(|e| usage(format!("{e:#}")))?;
             let builder = RequestBuilder::new(url.host_header.clone(), headers);
             let weights = match &t.weights {
                 Some(w) => JourneyWeights::parse(w)?,
@@ -68,7 +80,10 @@ pub fn prepare(t: &TargetArgs, open: bool) -> anyhow::Result<Prepared> {
                 student_offset: t.student_offset,
             };
             Ok(Prepared {
-                addr: url.resolve_blocking()?,
+                addr: url
+                    .resolve_blocking()
+                    .with_context(|| step(Tool::Quizload, "resolve", &base))?,
+                url: base,
                 scenario: Arc::new(Quizbench::new(opts, builder)),
                 target_label: format!("http://{}", url.host_header),
                 scenario_label: kind.name(),

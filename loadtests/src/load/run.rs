@@ -1,20 +1,24 @@
 //! Running with quizload's engine: one prepared configuration
 //! ([`execute`]), a whole `quizload run` ([`run`]) and a sweep ([`sweep`]),
-//! each returning its report. Progress goes to stderr unless quiet; the
-//! results are the caller's to print or write.
+//! each returning its report. `run` and `sweep` connect once first
+//! ([`preflight`]); an engine error (such as its connect circuit opening)
+//! names the URL. Progress goes to stderr unless quiet; the results are the
+//! caller's to print or write.
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::bail;
+use anyhow::Context;
 
-use super::{prepare, run_config, LoadArgs, Prepared, TargetArgs};
+use super::{preflight, prepare, run_config, step, usage, LoadArgs, Prepared, TargetArgs};
 use crate::analysis::report::{RunReport, SweepReport, SweepRow};
 use crate::generator::engine::{self, RunConfig};
+use crate::tools::Tool;
 
 /// Runs one configuration and builds its report.
 pub fn execute(cfg: &RunConfig, prepared: &Prepared) -> anyhow::Result<RunReport> {
     let started = SystemTime::now();
-    let outcome = engine::run(cfg, prepared.scenario.clone())?;
+    let outcome = engine::run(cfg, prepared.scenario.clone())
+        .with_context(|| step(Tool::Quizload, "load", &prepared.url))?;
     Ok(RunReport::new(
         cfg,
         &outcome,
@@ -34,6 +38,7 @@ pub fn run(
 ) -> anyhow::Result<RunReport> {
     let prepared = prepare(target, rate.is_some() || load.stages.is_some())?;
     let cfg = run_config(load, prepared.addr, concurrency, rate)?;
+    preflight(Tool::Quizload, &prepared.url, prepared.addr, load.timeout)?;
     execute(&cfg, &prepared)
 }
 
@@ -49,12 +54,17 @@ pub fn sweep(
 ) -> anyhow::Result<SweepReport> {
     let by_rate = !rates.is_empty();
     if by_rate && concurrency.len() > 1 {
-        bail!("sweep over either --concurrency or --rate; with --rate give one -c (connections)");
+        return Err(usage(
+            "sweep over either --concurrency or --rate; with --rate give one -c (connections)",
+        ));
     }
     if load.stages.is_some() {
-        bail!("--stages does not combine with sweep; use --rate LIST");
+        return Err(usage(
+            "--stages does not combine with sweep; use --rate LIST",
+        ));
     }
     let prepared = prepare(target, by_rate)?;
+    preflight(Tool::Quizload, &prepared.url, prepared.addr, load.timeout)?;
     let levels: Vec<(usize, Option<f64>)> = if by_rate {
         rates.iter().map(|r| (concurrency[0], Some(*r))).collect()
     } else {

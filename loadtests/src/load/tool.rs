@@ -2,14 +2,17 @@
 //! to run, from the same target and load options as quizload's own runs
 //! ([`tool_run_from_args`]), and the run itself as a run report in
 //! quizload's shape ([`run_with_tool`]). Options the tools cannot honour
-//! (the open model, a ramp, headers Locust would not see) are refused here.
+//! (the open model, a ramp, headers Locust would not see) are refused here
+//! as usage errors. The target is connected to once before the login and
+//! the tool's launch; every error names the tool, the step and the URL,
+//! and the command line echoed has its cookies and tokens masked.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::bail;
+use anyhow::Context;
 
-use super::{LoadArgs, TargetArgs, ToolArgs};
+use super::{preflight, step, usage, LoadArgs, TargetArgs, ToolArgs};
 use crate::analysis::report::{ImportReport, RunReport};
 use crate::generator::engine::{Model, Progress, RunConfig, Stop};
 use crate::generator::http::HttpUrl;
@@ -17,7 +20,9 @@ use crate::generator::scenarios::{ScenarioKind, SEEDED_STUDENTS};
 use crate::generator::sysmon::available_cpus;
 use crate::tools::locust::default_locustfile;
 use crate::tools::quizbench::{login_session, scenario_call};
-use crate::tools::{command_preview, run_tool, tool_program, FixedCall, Tool, ToolLoad, ToolRun};
+use crate::tools::{
+    check_installed, command_preview, run_tool, tool_program, FixedCall, Tool, ToolLoad, ToolRun,
+};
 use crate::units::parse_duration_range;
 
 /// What an external tool is to run, from `run`'s target and load options
@@ -30,21 +35,23 @@ fn tool_run_from_args(
     open: bool,
 ) -> anyhow::Result<ToolRun> {
     if open {
-        bail!(
-            "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too"
-        );
+        return Err(usage(
+            "--rate/--stages (the open model) run with quizload only: wrk and hey are closed-loop (hey's -q is per worker), Locust too",
+        ));
     }
     if load.ramp.is_some() {
-        bail!("--ramp runs with quizload only (use --spawn-rate with locust)");
+        return Err(usage(
+            "--ramp runs with quizload only (use --spawn-rate with locust)",
+        ));
     }
     if load.spawn_rate.is_some() && tool.tool != Tool::Locust {
-        bail!(
+        return Err(usage(format!(
             "--spawn-rate applies to locust (and quizload), not to {}",
             tool.tool.name()
-        );
+        )));
     }
     if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
+        return Err(usage("--concurrency must be at least 1"));
     }
     let stop = match (load.requests, load.duration) {
         (Some(n), _) => Stop::Requests(n),
@@ -52,13 +59,37 @@ fn tool_run_from_args(
         (None, None) => Stop::Duration(Duration::from_secs(10)),
     };
     let headers = target.header_pairs()?;
+    match (tool.tool, target.scenario) {
+        (Tool::Locust, Some(ScenarioKind::Journey))
+            if !headers.is_empty() || target.weights.is_some() =>
+        {
+            return Err(usage(
+                "-H and --weights do not reach locustfile.py; edit it instead",
+            ))
+        }
+        (Tool::Locust, Some(ScenarioKind::Journey)) => {}
+        (Tool::Locust, _) => return Err(usage(
+            "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)",
+        )),
+        (_, Some(ScenarioKind::Journey)) => return Err(usage(
+            "the journey is not a single request: run it with --tool locust (locustfile.py) or quizload",
+        )),
+        (_, None) if target.url.is_none() => {
+            return Err(usage(
+                "give a URL to load, or --scenario NAME (with --base URL)",
+            ))
+        }
+        _ => {}
+    }
+    // Then whether the tool is there, before any connect or login.
+    let program = tool_program(tool.tool, tool.tool_bin.as_deref());
+    check_installed(tool.tool, &program)?;
     let load_kind = match (tool.tool, target.scenario) {
-        (Tool::Locust, Some(ScenarioKind::Journey)) => {
-            if !headers.is_empty() || target.weights.is_some() {
-                bail!("-H and --weights do not reach locustfile.py; edit it instead");
-            }
+        (Tool::Locust, _) => {
+            let host = target.base_url();
+            preflight_url(tool.tool, &host, load)?;
             ToolLoad::Journey {
-                host: target.base_url(),
+                host,
                 locustfile: tool
                     .locustfile
                     .clone()
@@ -66,17 +97,15 @@ fn tool_run_from_args(
                 think: parse_duration_range(&target.think)?,
             }
         }
-        (Tool::Locust, _) => bail!(
-            "locust runs the journey of locustfile.py: give --scenario journey (use hey or wrk for a single request)"
-        ),
         (_, Some(kind)) => {
             let base = target.base_url();
+            let (_, addr) = preflight_url(tool.tool, &base, load)?;
             let session = if kind.needs_session() {
-                let url = HttpUrl::parse(&base)?;
-                Some(login_session(
-                    url.resolve_blocking()?,
-                    target.student_offset % SEEDED_STUDENTS + 1,
-                )?)
+                let login = format!("{}/api/v1/auth/login", base.trim_end_matches('/'));
+                Some(
+                    login_session(addr, target.student_offset % SEEDED_STUDENTS + 1)
+                        .with_context(|| step(tool.tool, "login POST", &login))?,
+                )
             } else {
                 None
             };
@@ -91,10 +120,8 @@ fn tool_run_from_args(
             ToolLoad::Fixed(call)
         }
         (_, None) => {
-            let Some(url) = &target.url else {
-                bail!("give a URL to load, or --scenario NAME (with --base URL)");
-            };
-            let parsed = HttpUrl::parse(url)?;
+            let url = target.url.as_ref().expect("checked above");
+            let (parsed, _) = preflight_url(tool.tool, url, load)?;
             let body = target.body_bytes()?;
             ToolLoad::Fixed(FixedCall {
                 method: target.method.to_uppercase(),
@@ -107,7 +134,7 @@ fn tool_run_from_args(
     };
     Ok(ToolRun {
         tool: tool.tool,
-        program: tool_program(tool.tool, tool.tool_bin.as_deref()),
+        program,
         load: load_kind,
         concurrency,
         stop,
@@ -115,6 +142,21 @@ fn tool_run_from_args(
         timeout: load.timeout,
         spawn_rate: load.spawn_rate,
     })
+}
+
+/// Parses and resolves `url` and connects to it once (see [`preflight`]):
+/// the URL and its address.
+fn preflight_url(
+    tool: Tool,
+    url: &str,
+    load: &LoadArgs,
+) -> anyhow::Result<(HttpUrl, std::net::SocketAddr)> {
+    let parsed = HttpUrl::parse(url).map_err(|e| usage(format!("{e:#}")))?;
+    let addr = parsed
+        .resolve_blocking()
+        .with_context(|| step(tool, "resolve", url))?;
+    preflight(tool, url, addr, load.timeout)?;
+    Ok((parsed, addr))
 }
 
 /// `quizload run --tool wrk|hey|locust`: the tool's run as a run report
@@ -133,11 +175,11 @@ pub fn run_with_tool(
     if !load.quiet {
         eprintln!("running {}", command_preview(&run)?);
     }
-    let out = run_tool(&run)?;
     let target_label = match &run.load {
         ToolLoad::Fixed(c) => c.url.clone(),
         ToolLoad::Journey { host, .. } => host.clone(),
     };
+    let out = run_tool(&run).with_context(|| step(tool.tool, "load", &target_label))?;
     let scenario = target
         .scenario
         .map(ScenarioKind::name)

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 pub use record::{EndpointRecorder, RunRecorder, ScheduleRecorder, SecondBucket, TimeSeries};
 pub use summary::{
-    histogram_buckets, histogram_from_buckets, EndpointSummary, ErrorSummary, LatencySummary,
-    SecondSummary,
+    histogram_buckets, histogram_from_buckets, ConnectionErrors, EndpointSummary, ErrorSummary,
+    LatencySummary, SecondSummary,
 };
 
 /// Lowest value the latency histograms track, in microseconds.
@@ -72,13 +72,19 @@ pub fn is_success_status(status: u16) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportError {
-    /// The TCP connection could not be established (refused, unreachable,
-    /// or the connect itself ran past the request timeout).
+    /// The TCP connection could not be established for another reason
+    /// than a refusal (unreachable, or the connect ran past the timeout).
     Connect,
+    /// The target refused the connection (nothing listens on the port).
+    /// Counted as a connect failure too.
+    Refused,
     /// No complete response within the request timeout.
     Timeout,
-    /// The connection was reset or closed mid-exchange, or another I/O error.
+    /// Another I/O error mid-exchange.
     Io,
+    /// The peer reset the connection or closed it before the response was
+    /// complete. Counted as an I/O failure too.
+    Reset,
     /// The peer answered something that is not valid HTTP/1.x.
     Protocol,
 }
@@ -86,10 +92,18 @@ pub enum TransportError {
 /// Counts of transport-level failures, by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransportCounts {
+    /// Connects that failed, refused ones included.
     pub connect: u64,
     pub timeout: u64,
+    /// I/O failures mid-exchange, resets included.
     pub io: u64,
     pub protocol: u64,
+    /// Of `connect`: refused.
+    #[serde(default)]
+    pub refused: u64,
+    /// Of `io`: reset or closed by the peer.
+    #[serde(default)]
+    pub reset: u64,
 }
 
 impl TransportCounts {
@@ -98,8 +112,16 @@ impl TransportCounts {
     pub fn add(&mut self, kind: TransportError) {
         match kind {
             TransportError::Connect => self.connect += 1,
+            TransportError::Refused => {
+                self.connect += 1;
+                self.refused += 1;
+            }
             TransportError::Timeout => self.timeout += 1,
             TransportError::Io => self.io += 1,
+            TransportError::Reset => {
+                self.io += 1;
+                self.reset += 1;
+            }
             TransportError::Protocol => self.protocol += 1,
         }
     }
@@ -115,6 +137,8 @@ impl TransportCounts {
         self.timeout += other.timeout;
         self.io += other.io;
         self.protocol += other.protocol;
+        self.refused += other.refused;
+        self.reset += other.reset;
     }
 }
 

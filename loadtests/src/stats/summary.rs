@@ -113,6 +113,42 @@ pub struct ErrorSummary {
     pub protocol: u64,
     /// Failed responses by status code.
     pub status: BTreeMap<u16, u64>,
+    /// The requests that got no connection or no response, by cause.
+    #[serde(default)]
+    pub connection: ConnectionErrors,
+}
+
+/// Requests that failed below HTTP, by cause: `refused` (nothing listens),
+/// `reset` (the peer reset or closed the connection mid-exchange),
+/// `timeout` (no complete response within the timeout), `dns` (the host
+/// name did not resolve; quizload resolves once before a run, so only a
+/// tool's run counts these), `other` (anything else: unreachable, TLS, an
+/// error a tool does not break down).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionErrors {
+    pub refused: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub dns: u64,
+    pub other: u64,
+}
+
+impl ConnectionErrors {
+    /// From a recorder's transport counts.
+    pub fn from_counts(t: &super::TransportCounts) -> Self {
+        Self {
+            refused: t.refused,
+            reset: t.reset,
+            timeout: t.timeout,
+            dns: 0,
+            other: (t.connect - t.refused) + (t.io - t.reset),
+        }
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.dns + self.other
+    }
 }
 
 /// A histogram as its non-empty buckets: `[value_us, count]` pairs, where
@@ -188,6 +224,7 @@ impl EndpointSummary {
             io: rec.transport.io,
             protocol: rec.transport.protocol,
             status,
+            connection: ConnectionErrors::from_counts(&rec.transport),
         };
         Self {
             name: rec.name.clone(),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{fixed, imported_endpoint, whole_secs, ToolRun};
 use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
-use crate::stats::{is_success_status, ErrorSummary, LatencySummary};
+use crate::stats::{is_success_status, ConnectionErrors, ErrorSummary, LatencySummary};
 
 /// hey's text report, in quizload's units (ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,30 @@ pub struct HeyResult {
     pub status_codes: std::collections::BTreeMap<u16, u64>,
     /// Requests that got no response (hey's error distribution).
     pub errors: u64,
+    /// The same, by cause (read from the error messages).
+    #[serde(default)]
+    pub connection: ConnectionErrors,
+}
+
+/// Adds `n` errors to `c` under the cause a Go error message names.
+fn count_error(c: &mut ConnectionErrors, message: &str, n: u64) {
+    let m = message.to_ascii_lowercase();
+    let slot = if m.contains("connection refused") {
+        &mut c.refused
+    } else if m.contains("connection reset")
+        || m.contains("broken pipe")
+        || m.contains("eof")
+        || m.contains("server closed")
+    {
+        &mut c.reset
+    } else if m.contains("timeout") || m.contains("deadline exceeded") {
+        &mut c.timeout
+    } else if m.contains("no such host") || m.contains("lookup ") {
+        &mut c.dns
+    } else {
+        &mut c.other
+    };
+    *slot += n;
 }
 
 fn secs_field(line: &str) -> Option<f64> {
@@ -38,6 +62,7 @@ pub fn parse_hey(text: &str) -> anyhow::Result<HeyResult> {
         latency_ms: LatencySummary::default(),
         status_codes: Default::default(),
         errors: 0,
+        connection: ConnectionErrors::default(),
     };
     let mut section = "";
     for raw in text.lines() {
@@ -94,7 +119,9 @@ pub fn parse_hey(text: &str) -> anyhow::Result<HeyResult> {
                         .unwrap_or(0);
                     r.status_codes.insert(code, n);
                 } else {
-                    r.errors += a.parse::<u64>().unwrap_or(0);
+                    let n = a.parse::<u64>().unwrap_or(0);
+                    r.errors += n;
+                    count_error(&mut r.connection, b, n);
                 }
             }
             _ => {}
@@ -120,6 +147,7 @@ pub fn hey_import(h: &HeyResult, name: &str, source: &str) -> ImportReport {
         total: failed.values().sum::<u64>() + h.errors,
         io: h.errors,
         status: failed,
+        connection: h.connection.clone(),
         ..ErrorSummary::default()
     };
     let all = imported_endpoint(
@@ -195,7 +223,7 @@ mod tests {
 
     #[test]
     fn parses_hey_report() {
-        let text = "\nSummary:\n  Total:\t0.0528 secs\n  Slowest:\t0.0213 secs\n  Fastest:\t0.0003 secs\n  Average:\t0.0079 secs\n  Requests/sec:\t3786.5693\n  \n  Total data:\t1800 bytes\n  Size/request:\t9 bytes\n\nResponse time histogram:\n  0.000 [1]\t|\n\nLatency distribution:\n  10% in 0.0011 secs\n  50% in 0.0069 secs\n  90% in 0.0157 secs\n  95% in 0.0178 secs\n  99% in 0.0206 secs\n\nDetails (average, fastest, slowest):\n  DNS+dialup:\t0.0021 secs, 0.0003 secs, 0.0213 secs\n\nStatus code distribution:\n  [200]\t190 responses\n  [500]\t10 responses\n\nError distribution:\n  [3]\tGet \"http://x\": dial tcp: connect: connection refused\n";
+        let text = "\nSummary:\n  Total:\t0.0528 secs\n  Slowest:\t0.0213 secs\n  Fastest:\t0.0003 secs\n  Average:\t0.0079 secs\n  Requests/sec:\t3786.5693\n  \n  Total data:\t1800 bytes\n  Size/request:\t9 bytes\n\nResponse time histogram:\n  0.000 [1]\t|\n\nLatency distribution:\n  10% in 0.0011 secs\n  50% in 0.0069 secs\n  90% in 0.0157 secs\n  95% in 0.0178 secs\n  99% in 0.0206 secs\n\nDetails (average, fastest, slowest):\n  DNS+dialup:\t0.0021 secs, 0.0003 secs, 0.0213 secs\n\nStatus code distribution:\n  [200]\t190 responses\n  [500]\t10 responses\n\nError distribution:\n  [3]\tGet \"http://x\": dial tcp: connect: connection refused\n  [2]\tGet \"http://x\": read tcp 127.0.0.1:5->127.0.0.1:8: read: connection reset by peer\n  [1]\tGet \"http://x\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)\n  [4]\tGet \"http://nohost:1\": dial tcp: lookup nohost on 127.0.0.53:53: no such host\n";
         let r = parse_hey(text).unwrap();
         assert_eq!(r.rps, 3786.5693);
         assert!((r.latency_ms.mean - 7.9).abs() < 1e-9);
@@ -203,7 +231,17 @@ mod tests {
         assert!((r.latency_ms.p50 - 6.9).abs() < 1e-9);
         assert!((r.latency_ms.p99 - 20.6).abs() < 1e-9);
         assert_eq!(r.status_codes.get(&500), Some(&10));
-        assert_eq!(r.errors, 3);
+        assert_eq!(r.errors, 10);
+        assert_eq!(
+            r.connection,
+            ConnectionErrors {
+                refused: 3,
+                reset: 2,
+                timeout: 1,
+                dns: 4,
+                other: 0
+            }
+        );
         assert_eq!(r.latency_ms.count, 200);
         assert!(parse_hey("nothing").is_err());
     }

@@ -38,7 +38,9 @@ use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
 use crate::stats::{EndpointSummary, ErrorSummary, LatencySummary};
 
-pub use process::{command_preview, run_tool, run_wrk, shell_join, tool_program, ToolOutcome};
+pub use process::{
+    check_installed, command_preview, run_tool, run_wrk, shell_join, tool_program, ToolOutcome,
+};
 
 /// The load tool that sends the requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

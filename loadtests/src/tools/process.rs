@@ -2,7 +2,8 @@
 //! launching it in a scratch directory that is removed afterwards, waiting
 //! for it and reading its report back ([`run_tool`]). The one place that
 //! spawns an external load tool; it knows each tool only through its
-//! module's builder and parser.
+//! module's builder and parser. A command line it shows (in the preview,
+//! an error, or a report's `source`) has its cookies and tokens masked.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +16,7 @@ use super::locust::{locust_command, locust_env, locust_import, parse_locust_stat
 use super::wrk::{parse_wrk, plain_command, wrk_command, wrk_import, wrk_script, WrkResult};
 use super::{fixed, missing_tool, Tool, ToolLoad, ToolRun};
 use crate::analysis::report::ImportReport;
+use crate::output::mask_secrets;
 
 /// A command line as a shell would read it back (`shlex`'s quoting). An
 /// argument with a NUL byte, which no program can be given, is shown as a
@@ -24,7 +26,7 @@ pub fn shell_join(args: &[String]) -> String {
 }
 
 /// The command line [`run_tool`] will run (its scratch files named
-/// relative to its scratch directory), for display.
+/// relative to its scratch directory), for display: secrets masked.
 pub fn command_preview(r: &ToolRun) -> anyhow::Result<String> {
     let cmd = match r.tool {
         Tool::Quizload => bail!("quizload's own runs have no external command"),
@@ -38,7 +40,7 @@ pub fn command_preview(r: &ToolRun) -> anyhow::Result<String> {
         }
         Tool::Locust => locust_command(r, Path::new("locust"))?,
     };
-    Ok(shell_join(&cmd))
+    Ok(mask_secrets(&shell_join(&cmd)).into_owned())
 }
 
 /// What a tool's run gave.
@@ -89,16 +91,15 @@ pub fn run_tool(r: &ToolRun) -> anyhow::Result<ToolOutcome> {
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let source = mask_secrets(&shell_join(&command)).into_owned();
     if !out.status.success() {
         bail!(
-            "{} failed ({}): {}\n{}",
+            "{} failed ({}): {source}\n{}",
             r.tool.name(),
             out.status,
-            shell_join(&command),
-            stderr.trim_end()
+            mask_secrets(stderr.trim_end())
         );
     }
-    let source = shell_join(&command);
     let report = match (r.tool, &r.load) {
         (Tool::Wrk, ToolLoad::Fixed(c)) => wrk_import(
             &parse_wrk(&stdout).with_context(|| stderr.to_string())?,
@@ -151,6 +152,27 @@ fn launch(
         .envs(env)
         .output()
         .map_err(|e| missing_tool(tool, program, e))
+}
+
+/// Whether the tool's executable is there (a path that exists, or a name
+/// found on PATH), so that a missing tool is reported, with how to install
+/// it, before anything is connected to or logged in.
+pub fn check_installed(tool: Tool, program: &Path) -> anyhow::Result<()> {
+    let found = if program.components().count() > 1 {
+        program.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(missing_tool(
+            tool,
+            program,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ))
+    }
 }
 
 /// The executable of a tool: `bin` if given, else its name on PATH.

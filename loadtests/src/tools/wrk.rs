@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{fixed, imported_endpoint, whole_secs, FixedCall, ToolRun};
 use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
-use crate::stats::{ErrorSummary, LatencySummary};
+use crate::stats::{ConnectionErrors, ErrorSummary, LatencySummary};
 
 /// What wrk's default report says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +141,14 @@ pub fn wrk_import(w: &WrkResult, name: &str, source: &str) -> ImportReport {
         io: read + write,
         protocol: 0,
         status: Default::default(),
+        // wrk does not say why a connect failed; a read or write error
+        // is the connection breaking mid-exchange.
+        connection: ConnectionErrors {
+            reset: read + write,
+            timeout,
+            other: connect,
+            ..ConnectionErrors::default()
+        },
     };
     let pct = |q: f64| {
         w.percentiles_ms
@@ -174,7 +182,7 @@ pub fn wrk_import(w: &WrkResult, name: &str, source: &str) -> ImportReport {
         rps: w.rps,
         endpoints: vec![all.clone()],
         all,
-        caveat: "wrk is closed-loop only; percentiles only with `wrk --latency` (50/75/90/99: no p95); no minimum; non-2xx responses are not broken down by code".into(),
+        caveat: "wrk is closed-loop only; percentiles only with `wrk --latency` (50/75/90/99: no p95); no minimum; non-2xx responses are not broken down by code; its connect errors have no cause (counted as other), read and write errors count as resets".into(),
     }
 }
 

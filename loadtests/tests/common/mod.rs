@@ -4,10 +4,12 @@
 //! Content-Length or chunked, optionally closing or resetting the
 //! connection, or never answering. It runs on its own thread and runtime and
 //! stops when dropped. [`quizload`] runs the binary and makes scratch
-//! folders.
+//! folders; [`quizbench`] starts the real server with a database of its
+//! own.
 
 #![allow(dead_code)]
 
+pub mod quizbench;
 pub mod quizload;
 
 use std::collections::HashMap;

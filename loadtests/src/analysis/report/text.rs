@@ -68,12 +68,15 @@ impl RunReport {
             }
         }
         let e = &self.errors;
-        if e.connect + e.timeout + e.io + e.protocol > 0 {
+        let c = &e.connection;
+        if c.total() + e.protocol > 0 {
             let _ = writeln!(o, "\nErrors without a response:");
             for (name, n) in [
-                ("connect", e.connect),
-                ("timeout", e.timeout),
-                ("reset/io", e.io),
+                ("refused", c.refused),
+                ("reset", c.reset),
+                ("timeout", c.timeout),
+                ("dns", c.dns),
+                ("other", c.other),
                 ("protocol", e.protocol),
             ] {
                 if n > 0 {

@@ -55,7 +55,7 @@ pub use config::{
     LATE_THRESHOLD, SETUP_CONCURRENCY_PER_THREAD,
 };
 
-use super::client::{VuClient, Watchdog};
+use super::client::{ConnectCircuit, VuClient, Watchdog};
 use super::http::Capture;
 use super::scenarios::{ScenarioFactory, Script, SESSION_COOKIE};
 use super::schedule::{Schedule, Stage};
@@ -73,6 +73,8 @@ struct ThreadCtx {
     budget: Cell<Option<u64>>,
     schedule: RefCell<Option<Schedule>>,
     max_lag: Duration,
+    /// The run's connect circuit: the VUs stop when it opens.
+    circuit: Arc<ConnectCircuit>,
     completed: Cell<u64>,
     lag: RefCell<Histogram<u64>>,
     setup_failures: Cell<u64>,
@@ -103,10 +105,15 @@ struct PhaseSync {
     start: OnceLock<Instant>,
 }
 
-/// Runs a load test to completion on dedicated threads (blocking).
+/// Runs a load test to completion on dedicated threads (blocking). When no
+/// connect succeeds, the run stops once [`ConnectCircuit::limit_for`] have
+/// failed, with a [`super::client::CircuitTrip`] as its error.
 pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Result<RunOutcome> {
     let threads = cfg.effective_threads();
     let endpoints = scenario.endpoints();
+    let circuit = Arc::new(ConnectCircuit::new(ConnectCircuit::limit_for(
+        cfg.concurrency,
+    )));
     let sync = Arc::new(PhaseSync {
         ready: Barrier::new(threads + 1),
         go: Barrier::new(threads + 1),
@@ -121,9 +128,14 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
         let sync = sync.clone();
         let counter = counter.clone();
         let endpoints = endpoints.clone();
+        let circuit = circuit.clone();
         let h = std::thread::Builder::new()
             .name(format!("quizload-{t}"))
-            .spawn(move || worker(t, threads, &cfg, scenario, &endpoints, &sync, counter))
+            .spawn(move || {
+                worker(
+                    t, threads, &cfg, scenario, &endpoints, &sync, counter, circuit,
+                )
+            })
             .context("cannot spawn a worker thread")?;
         handles.push(h);
     }
@@ -189,6 +201,18 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
         cpu_system += r.cpu_system;
         setup_failures += r.setup_failures;
     }
+    let failed_steps = |rec: &RunRecorder, suffix: &str| -> Vec<(String, u64)> {
+        rec.endpoints
+            .iter()
+            .filter(|e| e.transport.total() > 0)
+            .map(|e| (format!("{}{suffix}", e.name), e.transport.total()))
+            .collect()
+    };
+    let mut steps = failed_steps(&setup, " (setup)");
+    steps.extend(failed_steps(&recorder, ""));
+    if let Some(trip) = circuit.trip(cfg.addr, steps) {
+        return Err(trip.into());
+    }
     Ok(RunOutcome {
         recorder,
         setup,
@@ -241,6 +265,7 @@ fn worker(
     endpoints: &[String],
     sync: &PhaseSync,
     counter: Arc<AtomicU64>,
+    circuit: Arc<ConnectCircuit>,
 ) -> anyhow::Result<ThreadResult> {
     // Whatever happens, take part in both barriers so no thread blocks.
     let built = tokio::runtime::Builder::new_current_thread()
@@ -274,6 +299,7 @@ fn worker(
             Model::Open { max_lag, .. } => *max_lag,
             Model::Closed { .. } => Duration::MAX,
         },
+        circuit: circuit.clone(),
         completed: Cell::new(0),
         lag: RefCell::new(new_histogram()),
         setup_failures: Cell::new(0),
@@ -293,7 +319,7 @@ fn worker(
         for &i in &vu_indices {
             let mut vu = Vu {
                 index: i,
-                client: VuClient::new(cfg.addr, cfg.timeout, &watchdog),
+                client: VuClient::new(cfg.addr, cfg.timeout, &watchdog, circuit.clone()),
                 script: scenario.make(i),
                 capture: Capture {
                     cookie_name: Some(SESSION_COOKIE.to_string()),

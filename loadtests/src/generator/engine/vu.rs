@@ -27,7 +27,7 @@ pub(super) async fn run_setup(
         vu.client.drain_into(&mut connects_into.borrow_mut());
     }
     let mut last_failed = false;
-    loop {
+    while !ctx.circuit.is_open() {
         let (endpoint, outcome, latency) = {
             let Some(p) = vu.script.setup() else { break };
             let endpoint = p.endpoint;
@@ -106,6 +106,9 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
             return;
         }
         tokio::time::sleep_until(at.into()).await;
+        if ctx.circuit.is_open() {
+            return;
+        }
         run_setup(ctx, &mut vu, true, &ctx.rec).await;
     }
     connect_at_start(ctx, &mut vu).await;
@@ -138,6 +141,9 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
             record(&mut rec, endpoint, second, outcome, t1 - t0, None)
         };
         ctx.completed.set(ctx.completed.get() + 1);
+        if status.is_none() && ctx.circuit.is_open() {
+            break;
+        }
         vu.script
             .on_response(endpoint, status, &vu.capture, &mut vu.rng);
         now = t1;
@@ -219,6 +225,9 @@ pub(super) async fn open_vu(ctx: &ThreadCtx, mut vu: Vu) {
             )
         };
         ctx.completed.set(ctx.completed.get() + 1);
+        if status.is_none() && ctx.circuit.is_open() {
+            break;
+        }
         vu.script
             .on_response(endpoint, status, &vu.capture, &mut vu.rng);
     }
