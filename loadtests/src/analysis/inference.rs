@@ -661,7 +661,7 @@ mod tests {
         assert_eq!(t.verdict, ClaimVerdict::Confirms, "{}", t.reason);
         // A range the interval overlaps confirms too; a direction alone too.
         let range = ClaimKind::Difference {
-            expected: Some([0.10, 0.20]),
+            expected: Some([0.20, 0.30]),
             direction: None,
         };
         assert_eq!(test_claim(&range, &a, &b).verdict, ClaimVerdict::Confirms);

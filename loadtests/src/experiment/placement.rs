@@ -165,7 +165,7 @@ impl Machine {
         };
         Machine {
             cpu_model,
-            cpus: crate::generator::sysmon::available_cpus(),
+            cpus: online_cpus(),
             kernel,
             memory_mb,
             cgroup: Hierarchy::detect().version().into(),
@@ -173,6 +173,15 @@ impl Machine {
             redis,
         }
     }
+}
+
+/// The machine's online CPUs (not this process's affinity, which the
+/// generator's placement narrows).
+pub fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| cpu_list(s.trim()).ok())
+        .map_or_else(crate::generator::sysmon::available_cpus, |l| l.len())
 }
 
 fn installed_version(bins: &[&str]) -> String {

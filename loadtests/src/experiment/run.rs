@@ -473,7 +473,7 @@ pub fn run_experiment(
     summary.machine = Some(machine);
     summary.method = Some(method);
     summary.generator_cpus = Some(generator_affinity());
-    write_results(&out, &summary)?;
+    write_results(&out, &summary, &records)?;
     bar.finish();
     drop(services);
     Ok((summary, out))

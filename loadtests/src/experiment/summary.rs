@@ -13,11 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::claims::{test_claims, ClaimRecord};
-use super::placement::Machine;
+use super::placement::{online_cpus, Machine};
 use super::run::{Method, RunRecord};
 use super::spec::ExperimentSpec;
 use crate::analysis::inference::{compare, mean, sample_variance, student_t_quantile, Comparison};
-use crate::generator::sysmon::available_cpus;
 use crate::stats::EndpointSummary;
 
 /// Mean and 95 % t-interval half-width of a metric over trials.
@@ -359,7 +358,7 @@ pub fn summarize(
         started_at_unix: started,
         finished_at_unix: now_unix(),
         server,
-        cpus: available_cpus(),
+        cpus: online_cpus(),
         runs: records.len(),
         cells,
         verdicts,
