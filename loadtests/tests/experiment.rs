@@ -213,6 +213,19 @@ fn runs_matrix_and_compares() {
             .unwrap();
     assert_eq!(b["runs"], 4);
     assert_eq!(b["server"], url);
+    // The target's own limits, read from the cgroups of the process that
+    // listens on its address.
+    let limits = b["method"]["target_limits"].as_array().unwrap();
+    assert!(
+        limits
+            .iter()
+            .any(|l| l[0].as_str().unwrap().ends_with("cpuset.cpus")
+                && !l[1].as_str().unwrap().is_empty()),
+        "{limits:?}"
+    );
+    assert!(std::fs::read_to_string(out_b.join("report.md"))
+        .unwrap()
+        .contains("Target's limits as read"));
     let cmp_json = dir.join("cmp.json");
     let stdout = quizload(
         &[

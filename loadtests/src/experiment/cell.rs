@@ -186,8 +186,8 @@ pub(super) fn measure_cell(
                 _ => BTreeMap::new(),
             };
             let worker_deaths = match (&before, &after) {
-                // Only a server that reports its workers' restarts.
-                (Some(b), Some(a)) if !a.worker_restarts.is_empty() => Some(a.deaths_since(b)),
+                // Only a server that reports its workers (quizbench).
+                (Some(b), Some(a)) if !a.worker_requests.is_empty() => Some(a.deaths_since(b)),
                 _ => None,
             };
             Some(ServerUsage {
