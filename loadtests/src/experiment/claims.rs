@@ -2,13 +2,13 @@
 //! each `[[claims]]` entry of the experiment file and each cell it covers,
 //! the candidate's trials against the baseline's on the claim's metric,
 //! with its verdict ([`ClaimRecord`]: confirms, refutes, inconclusive).
-//! Pure: the statistics are [`crate::analysis::inference`]'s.
+//! Pure: the statistics are [`crate::analysis::verdicts`]'s.
 
 use serde::{Deserialize, Serialize};
 
 use super::run::RunRecord;
 use super::spec::ExperimentSpec;
-use crate::analysis::inference::{test_claim, ClaimKind, ClaimTest};
+use crate::analysis::verdicts::{test_claim, ClaimKind, ClaimTest};
 
 /// One claim tested in one cell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

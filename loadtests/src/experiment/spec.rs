@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::{cpu_list, Limits};
 use super::services::ServicesSpec;
-use crate::analysis::inference::{ClaimKind, Direction};
 use crate::analysis::report::RunReport;
+use crate::analysis::verdicts::{ClaimKind, Direction};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
 use crate::units::parse_duration;
