@@ -276,6 +276,11 @@ fn short_experiment_against_the_real_server() {
         seed: 7,
         workdir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         quiet: true,
+        allow_unconfined: false,
+        resume: false,
+        mix_builds: false,
+        only: vec![],
+        max_cells: None,
     };
 
     let (summary, folder) = run_experiment(&spec, &opts).expect("experiment runs");
