@@ -51,6 +51,7 @@ fn allocations_for(target: &TrivialTarget, n: u64) -> u64 {
         timeout: Duration::from_secs(10),
         seed: 1,
         progress: loadtests::generator::engine::Progress::Off,
+        settle: None,
     };
     let builder = RequestBuilder::new(target.addr().to_string(), vec![]);
     let scenario = Arc::new(FixedRequest::new(&builder, "GET", "/", b""));

@@ -31,6 +31,7 @@ fn closed(addr: std::net::SocketAddr, c: usize, stop: Stop) -> RunConfig {
         timeout: Duration::from_secs(5),
         seed: 1,
         progress: loadtests::generator::engine::Progress::Off,
+        settle: None,
     }
 }
 

@@ -145,7 +145,10 @@ fn runs_matrix_and_compares() {
     assert_eq!(one["report"]["requests"], 100, "requests_per_user x level");
     assert!(!one["server"]["processes"].as_array().unwrap().is_empty());
     let method = one["server"]["limit"]["method"].as_str().unwrap();
-    assert!(["cgroup-v1", "cgroup-v2", "taskset", "none"].contains(&method));
+    // The CPU set was applied by a cgroup (a limit that cannot be applied
+    // stops the run instead).
+    assert!(["cgroup-v1", "cgroup-v2"].contains(&method), "{method}");
+    assert_eq!(one["server"]["limit"]["cgroup"]["cpus"], "0");
     for f in ["report.md", "latency-healthz.svg", "throughput-healthz.svg"] {
         assert!(out_a.join(f).is_file(), "{f}");
     }
@@ -210,6 +213,19 @@ fn runs_matrix_and_compares() {
             .unwrap();
     assert_eq!(b["runs"], 4);
     assert_eq!(b["server"], url);
+    // The target's own limits, read from the cgroups of the process that
+    // listens on its address.
+    let limits = b["method"]["target_limits"].as_array().unwrap();
+    assert!(
+        limits
+            .iter()
+            .any(|l| l[0].as_str().unwrap().ends_with("cpuset.cpus")
+                && !l[1].as_str().unwrap().is_empty()),
+        "{limits:?}"
+    );
+    assert!(std::fs::read_to_string(out_b.join("report.md"))
+        .unwrap()
+        .contains("Target's limits as read"));
     let cmp_json = dir.join("cmp.json");
     let stdout = quizload(
         &[

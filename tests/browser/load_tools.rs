@@ -98,10 +98,10 @@ async fn the_quizload_journey_runs_without_failures() {
         json.to_str().unwrap(),
     ];
     let cli = <loadtests::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
-    tokio::task::spawn_blocking(move || loadtests::cli::main(cli))
+    let status = tokio::task::spawn_blocking(move || loadtests::cli::main(cli))
         .await
-        .unwrap()
-        .expect("quizload run");
+        .unwrap();
+    assert_eq!(status, std::process::ExitCode::SUCCESS, "quizload run");
     let report: loadtests::analysis::report::RunReport =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report.requests > 20, "{report:?}");

@@ -1,7 +1,10 @@
 //! Dependency-free SVG charts for experiment reports: a line chart of a
 //! metric against the load level (one line per configuration, 95 % CI error
-//! bars) and a stacked bar chart of the per-worker request share. They
-//! return SVG text; writing the files is the caller's business.
+//! bars), a per-second chart of one cell (panels of request rate and
+//! latency over the seconds of each trial), and a stacked bar chart of the
+//! per-worker request share. Points sit inside the plot, off the axes (the
+//! plot area is padded), and whiskers are clipped to it. They return SVG
+//! text; writing the files is the caller's business.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +22,9 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 180.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
+/// Space between the axes and the outermost points, as a fraction of the
+/// plot's width or height.
+const PAD: f64 = 0.06;
 const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
@@ -85,16 +91,21 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let (ytop, ystep) = nice_axis(ymax);
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
+    let (px0, pxw) = (LEFT + pw * PAD, pw * (1.0 - 2.0 * PAD));
     let xpos = |x: f64| {
         let i = xs.iter().position(|v| *v == x).unwrap_or(0) as f64;
         if xs.len() <= 1 {
             LEFT + pw / 2.0
         } else {
-            LEFT + pw * i / (xs.len() - 1) as f64
+            px0 + pxw * i / (xs.len() - 1) as f64
         }
     };
-    let ypos = |y: f64| TOP + ph - ph * (y / ytop).clamp(0.0, 1.0);
+    let ypos = |y: f64| y_pos(y, ytop, TOP, ph);
     let mut o = svg_open(H, LEFT + pw / 2.0, title);
+    let _ = writeln!(
+        o,
+        r#"<defs><clipPath id="plot"><rect x="{LEFT}" y="{TOP}" width="{pw:.1}" height="{ph:.1}"/></clipPath></defs>"#
+    );
     let mut t = 0.0;
     while t <= ytop + ystep * 0.01 {
         let y = ypos(t);
@@ -154,9 +165,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         for p in pts {
             let (px, py) = (xpos(p.0), ypos(p.1));
             if p.2 > 0.0 {
+                // Whiskers end inside the plot (and are clipped to it).
                 let _ = writeln!(
                     o,
-                    r#"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="{c}"/>"#,
+                    r#"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="{c}" clip-path="url(#plot)"/>"#,
                     ypos(p.1 - p.2),
                     ypos(p.1 + p.2)
                 );
@@ -177,6 +189,115 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             esc(&s.name)
         );
     }
+    o.push_str("</svg>\n");
+    o
+}
+
+/// The y position of `y` on an axis from 0 to `ytop` in a plot `ph` high
+/// starting at `top`: padded off both edges, clamped inside the plot.
+fn y_pos(y: f64, ytop: f64, top: f64, ph: f64) -> f64 {
+    let inner = ph * (1.0 - 2.0 * PAD);
+    top + ph * PAD + inner
+        - inner * (y / ytop).clamp(-PAD / (1.0 - 2.0 * PAD), 1.0 + PAD / (1.0 - 2.0 * PAD))
+}
+
+/// One panel of a per-second chart: a y label and its lines of
+/// `(second, value)` points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panel {
+    pub y_label: String,
+    pub lines: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Panels stacked over one time axis (seconds since the window opened),
+/// e.g. a cell's req/s and its p50 and p99 latency, one line per trial.
+pub fn time_chart(title: &str, panels: &[Panel]) -> String {
+    let panel_h = 200.0;
+    let gap = 36.0;
+    let h = TOP + BOTTOM + panels.len() as f64 * (panel_h + gap);
+    let pw = W - LEFT - RIGHT;
+    let xmax = panels
+        .iter()
+        .flat_map(|p| p.lines.iter().flat_map(|l| l.1.iter().map(|q| q.0)))
+        .fold(0.0, f64::max);
+    let (xtop, xstep) = nice_axis(xmax.max(1.0));
+    let xpos = |x: f64| LEFT + pw * PAD + pw * (1.0 - 2.0 * PAD) * (x / xtop).clamp(0.0, 1.0);
+    let mut o = svg_open(h, LEFT + pw / 2.0, title);
+    for (k, panel) in panels.iter().enumerate() {
+        let top = TOP + k as f64 * (panel_h + gap);
+        let ymax = panel
+            .lines
+            .iter()
+            .flat_map(|l| l.1.iter().map(|q| q.1))
+            .fold(0.0, f64::max);
+        let (ytop, ystep) = nice_axis(ymax);
+        let mut t = 0.0;
+        while t <= ytop + ystep * 0.01 {
+            let y = y_pos(t, ytop, top, panel_h);
+            let _ = writeln!(
+                o,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + pw,
+                LEFT - 6.0,
+                y + 4.0,
+                fmt_num(t)
+            );
+            t += ystep;
+        }
+        let _ = writeln!(
+            o,
+            r#"<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{LEFT}" y1="{top:.1}" x2="{LEFT}" y2="{:.1}" stroke="black"/>"#,
+            top + panel_h,
+            LEFT + pw,
+            top + panel_h,
+            top + panel_h
+        );
+        let _ = writeln!(
+            o,
+            r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            top + panel_h / 2.0,
+            esc(&panel.y_label)
+        );
+        let mut t = 0.0;
+        while t <= xtop + xstep * 0.01 {
+            let _ = writeln!(
+                o,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                xpos(t),
+                top + panel_h + 16.0,
+                fmt_num(t)
+            );
+            t += xstep;
+        }
+        for (i, (name, pts)) in panel.lines.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            let path: Vec<String> = pts
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", xpos(*x), y_pos(*y, ytop, top, panel_h)))
+                .collect();
+            let _ = writeln!(
+                o,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"/>"#,
+                path.join(" ")
+            );
+            let ly = top + 10.0 + 18.0 * i as f64;
+            let lx = LEFT + pw + 16.0;
+            let _ = writeln!(
+                o,
+                r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                ly - 2.0,
+                lx + 20.0,
+                ly + 4.0,
+                esc(name)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since the window opened</text>"#,
+        LEFT + pw / 2.0,
+        h - 18.0
+    );
     o.push_str("</svg>\n");
     o
 }
@@ -260,5 +381,44 @@ mod tests {
             )],
         );
         assert!(share.contains("75%"));
+    }
+
+    fn attr(el: &str, name: &str) -> f64 {
+        let key = format!(" {name}=\"");
+        let i = el.find(&key).unwrap_or_else(|| panic!("{name} in {el}")) + key.len();
+        el[i..].split('"').next().unwrap().parse().unwrap()
+    }
+
+    /// The first and last points are off the axes, a point at zero is off
+    /// the x axis, and a whisker longer than the value stays in the plot.
+    #[test]
+    fn points_are_off_the_axes_and_whiskers_inside() {
+        let s = vec![Series {
+            name: "A".into(),
+            points: vec![(1.0, 0.0, 0.0), (2.0, 10.0, 30.0), (3.0, 40.0, 1.0)],
+        }];
+        let svg = line_chart("t", "x", "y", &s);
+        let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+        for c in svg.lines().filter(|l| l.starts_with("<circle")) {
+            let (x, y) = (attr(c, "cx"), attr(c, "cy"));
+            assert!(x > LEFT + 10.0 && x < LEFT + pw - 10.0, "x {x} on an axis");
+            assert!(y > TOP + 5.0 && y < TOP + ph - 5.0, "y {y} on an axis");
+        }
+        let whiskers: Vec<&str> = svg.lines().filter(|l| l.contains("clip-path")).collect();
+        assert_eq!(whiskers.len(), 2);
+        for w in whiskers {
+            for k in ["y1", "y2"] {
+                let y = attr(w, k);
+                assert!((TOP..=TOP + ph).contains(&y), "{k} {y} outside the plot");
+            }
+        }
+        let t = time_chart(
+            "cell",
+            &[Panel {
+                y_label: "req/s".into(),
+                lines: vec![("trial 1".into(), vec![(0.0, 5.0), (1.0, 7.0)])],
+            }],
+        );
+        assert!(t.contains("seconds since the window opened") && t.contains("trial 1"));
     }
 }

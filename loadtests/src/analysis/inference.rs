@@ -8,6 +8,8 @@
 //! `mean(b) / mean(a) - 1`. The verdict is "no significant difference" when
 //! the Welch 95 % interval of the difference spans zero.
 //!
+//! A document's claims are tested against these intervals in `verdicts`.
+//!
 //! The Student-t distribution is `statrs`'s; the bootstrap uses a seeded
 //! RNG, so results are reproducible; tested against t-table values. It
 //! knows nothing of runs or experiments: it compares two samples of numbers.
@@ -248,7 +250,7 @@ pub fn compare(a: &[f64], b: &[f64]) -> Comparison {
     }
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
 

@@ -6,6 +6,8 @@
 //!   terminal summaries;
 //! - [`tables`]: plain-text and Markdown tables;
 //! - [`inference`]: Student-t and bootstrap intervals, verdicts;
+//! - [`verdicts`]: a document's claims (a difference, or no difference
+//!   within a margin) tested against those intervals;
 //! - [`charts`]: dependency-free SVG charts.
 //!
 //! It reads the generator's outcome and the `stats` summaries; it must not
@@ -15,3 +17,4 @@ pub mod charts;
 pub mod inference;
 pub mod report;
 pub mod tables;
+pub mod verdicts;

@@ -47,9 +47,26 @@ pub struct ExperimentArgs {
     /// Override each run's duration (for quick runs).
     #[arg(short = 'd', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Results folder (default results/ID-UNIXTIME).
+    /// Results folder (default docs/results/ID under --workdir).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue the run in --out: cells it already holds are skipped.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --resume: add to runs of another server build.
+    #[arg(long)]
+    pub mix_builds: bool,
+    /// Run only these cells: CONFIG[/SCENARIO][@LEVEL], `*` for any part
+    /// (repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Stop after this many cells (resume later with --resume).
+    #[arg(long)]
+    pub max_cells: Option<usize>,
+    /// Run even when a CPU set, quota or memory limit cannot be applied
+    /// (the report says which); default: refuse.
+    #[arg(long)]
+    pub allow_unconfined: bool,
     /// Generator worker threads.
     #[arg(long)]
     pub threads: Option<usize>,

@@ -128,6 +128,11 @@ pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary
         seed: a.seed,
         workdir: a.workdir.clone(),
         quiet: a.quiet,
+        allow_unconfined: a.allow_unconfined,
+        resume: a.resume,
+        mix_builds: a.mix_builds,
+        only: a.only.clone(),
+        max_cells: a.max_cells,
     };
     let (summary, out) = run_experiment(&spec, &opts)?;
     if !a.quiet {

@@ -1,8 +1,10 @@
 //! One cell of an experiment: its load options from the experiment file
 //! ([`target_args`], [`load_args`]), its load sent by quizload's engine or
-//! an external tool, and the server's usage around it ([`measure_cell`]:
-//! its process tree sampled, its `/metrics` scraped before and after). The
-//! order of cells and the server's life are the runner's business.
+//! an external tool, and the usage around it ([`measure_cell`]: the
+//! server's process tree sampled, its `/metrics` scraped before and after,
+//! its cgroup's memory counters; each component's CPU affinity read from
+//! `/proc` and the cores it kept busy). The order of cells and the
+//! server's life are the runner's business.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,9 +13,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::bail;
 
 use super::metrics::scrape;
-use super::run::{RunOptions, ServerUsage};
-use super::sampler::Sampler;
+use super::placement::{affinity_of, generator_affinity, overlaps};
+use super::run::{CellPlacement, RunOptions, ServerUsage};
+use super::sampler::{ProcStat, Sampler};
 use super::server::ServerProcess;
+use super::services::PrivateServices;
 use super::spec::ExperimentSpec;
 use crate::analysis::report::RunReport;
 use crate::generator::engine::{Model, RunConfig};
@@ -81,30 +85,92 @@ pub(super) fn load_args(
     })
 }
 
+/// What a cell runs against: the server the runner started (if it did),
+/// the private services (if any) and the server's address.
+pub(super) struct CellEnv<'a> {
+    pub server: Option<&'a ServerProcess>,
+    pub services: Option<&'a PrivateServices>,
+    pub addr: SocketAddr,
+}
+
+/// A measured cell.
+pub(super) struct CellMeasure {
+    pub report: RunReport,
+    pub server: Option<ServerUsage>,
+    pub placement: CellPlacement,
+}
+
 /// Runs one cell's load (quizload's engine, or the tool of `opts`) against
-/// the server at `addr` and, when the runner started that server, samples
-/// its processes during the run and scrapes its `/metrics` around it.
+/// the server at `env.addr` and measures around it: when the runner started
+/// the server, its processes (sampled during the run), its `/metrics`
+/// (scraped before and after) and its cgroup's memory counters; for every
+/// component, its CPU affinity and the cores it kept busy.
 pub(super) fn measure_cell(
     spec: &ExperimentSpec,
     opts: &RunOptions,
-    server: Option<&ServerProcess>,
-    addr: SocketAddr,
+    env: &CellEnv,
     s: ScenarioKind,
     p: &Prepared,
     rc: &RunConfig,
-) -> anyhow::Result<(RunReport, Option<ServerUsage>)> {
+) -> anyhow::Result<CellMeasure> {
+    let addr = env.addr;
     let base = format!("http://{addr}");
-    let before = server.as_ref().and_then(|_| scrape(addr));
-    let sampler = server
-        .as_ref()
-        .map(|sv| Sampler::start(sv.pid, Duration::from_millis(250)));
+    let server = env.server;
+    let before = server.and_then(|_| scrape(addr));
+    let mem_before = server.map(ServerProcess::memory_events);
+    let period = Duration::from_millis(250);
+    let sampler = server.map(|sv| Sampler::start(sv.pid, period));
+    let service_samplers: Vec<(&str, u32, Sampler)> = env
+        .services
+        .map(|sv| {
+            let (pg, redis) = sv.pids();
+            vec![
+                ("postgres", pg, Sampler::start(pg, period)),
+                ("redis", redis, Sampler::start(redis, period)),
+            ]
+        })
+        .unwrap_or_default();
+    let me = std::process::id();
+    let gen0 = ProcStat::read(me).map(|s| s.cpu_ticks);
+    let t0 = std::time::Instant::now();
+    // The generator's threads exist while the engine runs: read their
+    // affinity then.
+    let gen_affinity = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(300));
+        generator_affinity()
+    });
     let report = match opts.tool {
         Tool::Quizload => execute(rc, p)?,
         tool => run_cell_with_tool(spec, opts, tool, s, &base, rc)?,
     };
+    let wall = t0.elapsed().as_secs_f64().max(1e-9);
+    let mut placement = CellPlacement::default();
+    let hz = procfs::ticks_per_second() as f64;
+    if let (Some(a), Some(b)) = (gen0, ProcStat::read(me).map(|s| s.cpu_ticks)) {
+        placement
+            .cpu_cores
+            .insert("generator".into(), b.saturating_sub(a) as f64 / hz / wall);
+    }
+    placement.affinity.cpus.insert(
+        "generator".into(),
+        gen_affinity.join().unwrap_or_else(|_| generator_affinity()),
+    );
+    for (name, pid, sm) in service_samplers {
+        let used = sm.finish(pid);
+        placement.cpu_cores.insert(name.into(), used.cpu_cores);
+        if let Some(a) = affinity_of(&pid.to_string()) {
+            placement.affinity.cpus.insert(name.into(), a);
+        }
+    }
     let usage = match (server, sampler) {
         (Some(sv), Some(sm)) => {
             let sampled = sm.finish(sv.pid);
+            placement
+                .cpu_cores
+                .insert("server".into(), sampled.cpu_cores);
+            if let Some(a) = affinity_of(&sv.pid.to_string()) {
+                placement.affinity.cpus.insert("server".into(), a);
+            }
             let after = scrape(addr);
             let worker_requests = match (&before, &after) {
                 (Some(b), Some(a)) => a
@@ -119,6 +185,11 @@ pub(super) fn measure_cell(
                     .collect(),
                 _ => BTreeMap::new(),
             };
+            let worker_deaths = match (&before, &after) {
+                // Only a server that reports its workers (quizbench).
+                (Some(b), Some(a)) if !a.worker_requests.is_empty() => Some(a.deaths_since(b)),
+                _ => None,
+            };
             Some(ServerUsage {
                 cpu_cores: sampled.cpu_cores,
                 rss_mb: sampled.peak_rss_mb,
@@ -126,11 +197,18 @@ pub(super) fn measure_cell(
                 db_connections: after.and_then(|a| a.db_connections),
                 worker_requests,
                 limit: sv.applied.clone(),
+                memory_events: sv.memory_events().since(&mem_before.unwrap_or_default()),
+                worker_deaths,
             })
         }
         _ => None,
     };
-    Ok((report, usage))
+    placement.overlaps = overlaps(&placement.affinity);
+    Ok(CellMeasure {
+        report,
+        server: usage,
+        placement,
+    })
 }
 
 /// One cell run by an external tool (`--tool wrk|hey|locust`), as a run
@@ -247,6 +325,11 @@ mod tests {
             seed: 1,
             workdir: ".".into(),
             quiet: true,
+            allow_unconfined: false,
+            resume: false,
+            mix_builds: false,
+            only: vec![],
+            max_cells: None,
         };
         assert_eq!(load_args(&s, &o, 4.0, None).unwrap().requests, Some(20));
     }

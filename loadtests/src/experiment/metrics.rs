@@ -21,6 +21,18 @@ pub struct MetricsScrape {
     pub db_connections: Option<f64>,
     /// `quizbench_worker_requests_total` by worker label.
     pub worker_requests: BTreeMap<String, f64>,
+    /// `quizbench_worker_restarts_total` by reason (`crash`: the worker
+    /// died, e.g. killed by the OOM killer).
+    #[serde(default)]
+    pub worker_restarts: BTreeMap<String, f64>,
+}
+
+impl MetricsScrape {
+    /// Workers that died (restarts for `crash`) since `before`.
+    pub fn deaths_since(&self, before: &MetricsScrape) -> f64 {
+        let crashes = |m: &MetricsScrape| m.worker_restarts.get("crash").copied().unwrap_or(0.0);
+        (crashes(self) - crashes(before)).max(0.0)
+    }
 }
 
 /// The figures quizload reports from a Prometheus text scrape.
@@ -29,6 +41,7 @@ pub fn parse_metrics(text: &str) -> MetricsScrape {
     MetricsScrape {
         db_connections: scrape.find_sum("quizbench_db_pool_size", &[]),
         worker_requests: scrape.sum_by("quizbench_worker_requests_total", "worker"),
+        worker_restarts: scrape.sum_by("quizbench_worker_restarts_total", "reason"),
     }
 }
 
@@ -49,10 +62,14 @@ mod tests {
         let text = "# HELP quizbench_db_pool_size x\n# TYPE quizbench_db_pool_size gauge\n\
             quizbench_db_pool_size{worker=\"0\"} 5\nquizbench_db_pool_size{worker=\"1\"} 7\n\
             quizbench_worker_requests_total{worker=\"0\"} 100\nquizbench_worker_requests_total{worker=\"1\"} 300\n\
+            quizbench_worker_restarts_total{worker=\"0\",reason=\"crash\"} 2\n\
+            quizbench_worker_restarts_total{worker=\"1\",reason=\"crash\"} 1\n\
             quizbench_other 1\n";
         let m = parse_metrics(text);
         assert_eq!(m.db_connections, Some(12.0));
         assert_eq!(m.worker_requests.get("1"), Some(&300.0));
+        assert_eq!(m.worker_restarts.get("crash"), Some(&3.0));
+        assert_eq!(m.deaths_since(&MetricsScrape::default()), 3.0);
         assert_eq!(parse_metrics("nothing here").db_connections, None);
     }
 }

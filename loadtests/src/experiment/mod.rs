@@ -31,15 +31,20 @@
 //! and the renderers.
 
 mod cell;
+pub mod cgroup;
+pub mod claims;
 pub mod compare;
-pub mod cpu_limit;
+pub mod limits;
 pub mod metrics;
+pub mod placement;
 pub mod progress;
 pub mod render;
 pub mod results;
+pub mod resume;
 pub mod run;
 pub mod sampler;
 pub mod server;
+pub mod services;
 pub mod spec;
 pub mod summary;
 

@@ -1,6 +1,8 @@
 //! An experiment's figures as text: the summary's tables in the document's
-//! shape ([`render_tables`]), the resource cost ([`render_resources`]),
-//! `report.md` ([`report_markdown`]) and what `quizload experiment` prints
+//! shape ([`render_tables`]), the resource cost with each component's CPU
+//! share, OOM kills and worker deaths ([`render_resources`]), the method
+//! and machine ([`render_method`]), the claims' verdicts, `report.md`
+//! ([`report_markdown`]) and what `quizload experiment` prints
 //! ([`terminal_summary`]). Formatting only: it writes no file.
 
 use std::fmt::Write as _;
@@ -213,6 +215,22 @@ pub fn render_resources(s: &ExperimentSummary) -> String {
                         .join(" / ")
                 },
                 format!("{}/{}", c.generator_saturated_runs, c.trials),
+                c.oom_kills.map_or("-".into(), |n| n.to_string()),
+                c.worker_deaths.map_or("-".into(), |n| format!("{n:.0}")),
+                if c.cpu_share.is_empty() {
+                    "-".into()
+                } else {
+                    c.cpu_share
+                        .iter()
+                        .map(|(k, e)| format!("{k} {:.2}", e.mean))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                if c.overlaps.is_empty() {
+                    "none".into()
+                } else {
+                    c.overlaps.join("; ")
+                },
             ]
         })
         .collect();
@@ -226,9 +244,111 @@ pub fn render_resources(s: &ExperimentSummary) -> String {
             "DB connections",
             "Worker request share",
             "Generator saturated",
+            "OOM kills",
+            "Worker deaths",
+            "CPU share (cores)",
+            "Shared CPUs",
         ],
         &rows,
     )
+}
+
+/// How the envelopes were applied and what the machine is.
+pub fn render_method(s: &ExperimentSummary) -> String {
+    let mut o = String::new();
+    if let Some(m) = &s.machine {
+        let _ = writeln!(
+            o,
+            "- Machine: {} ({} CPUs, {} MB), kernel {}, {}; PostgreSQL: {}; Redis: {}",
+            m.cpu_model, m.cpus, m.memory_mb, m.kernel, m.cgroup, m.postgres, m.redis
+        );
+    }
+    if let Some(b) = s.builds.first() {
+        let _ = writeln!(o, "- Server build: {b}");
+        if s.builds.len() > 1 {
+            let _ = writeln!(o, "- MIXED BUILDS: {}", s.builds.join("; "));
+        }
+    }
+    let Some(m) = &s.method else {
+        return o;
+    };
+    for (config, a) in &m.server {
+        let _ = writeln!(o, "- Server ({config}): {}", applied_text(a));
+    }
+    if !m.target_limits.is_empty() {
+        let limits: Vec<String> = m
+            .target_limits
+            .iter()
+            .map(|(k, v)| format!("`{k}` = {v}"))
+            .collect();
+        let _ = writeln!(o, "- Target's limits as read: {}", limits.join(", "));
+    }
+    match &m.services {
+        Some(a) => {
+            let _ = writeln!(
+                o,
+                "- Private PostgreSQL and Redis (started by the runner): {}",
+                applied_text(a)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "- PostgreSQL and Redis: the server's own (not started or placed by the runner)"
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "- Load generator: {}",
+        match &m.generator {
+            Some(c) => format!("threads pinned to CPUs {c} (sched_setaffinity)"),
+            None => format!(
+                "not pinned (CPUs {})",
+                s.generator_cpus.as_deref().unwrap_or("all")
+            ),
+        }
+    );
+    let shared: Vec<&String> = s.cells.iter().flat_map(|c| &c.overlaps).collect();
+    if shared.is_empty() {
+        let _ = writeln!(o, "- Components kept apart: the server's CPUs were its own");
+    } else {
+        let mut uniq: Vec<&String> = Vec::new();
+        for x in shared {
+            if !uniq.contains(&x) {
+                uniq.push(x);
+            }
+        }
+        let _ = writeln!(
+            o,
+            "- NOT KEPT APART on this machine: {} (each component's CPU share per cell is in the resource table)",
+            uniq.iter().map(|x| x.as_str()).collect::<Vec<_>>().join("; ")
+        );
+    }
+    for u in &m.unconfined {
+        let _ = writeln!(o, "- UNCONFINED: {u}");
+    }
+    o
+}
+
+fn applied_text(a: &super::limits::AppliedLimit) -> String {
+    let mut parts = vec![a.method.clone()];
+    if let Some(c) = &a.cpus {
+        parts.push(format!("cpuset {c}"));
+    }
+    if let Some(q) = a.quota {
+        parts.push(format!("quota {q} CPU"));
+    }
+    if let Some(m) = &a.memory {
+        parts.push(format!("memory {m}"));
+    }
+    if let Some(cg) = &a.cgroup {
+        parts.push(format!("cgroup {}", cg.paths.join(", ")));
+    }
+    if let Some(n) = &a.note {
+        parts.push(n.clone());
+    }
+    parts.join(", ")
 }
 
 /// `report.md`: the experiment's facts, the tables, the verdicts, the
@@ -263,6 +383,7 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
     if let Some(n) = &spec.notes {
         let _ = writeln!(md, "- Notes: {n}");
     }
+    let _ = writeln!(md, "\n## Method and machine\n\n{}", render_method(s));
     let _ = writeln!(
         md,
         "\nValues are means over trials; ± is the 95% confidence half-width.\n"
@@ -274,6 +395,16 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
     }
     for v in &s.verdicts {
         let _ = writeln!(md, "- {} [{}]", v.text, v.scenario);
+    }
+    let _ = writeln!(md, "\n## The document's claims\n");
+    if s.claims.is_empty() {
+        let _ = writeln!(
+            md,
+            "No claim is stated per comparison in the experiment file."
+        );
+    }
+    for c in &s.claims {
+        let _ = writeln!(md, "- {} — \"{}\"", c.text, c.claim);
     }
     let _ = writeln!(md, "\n## Resource cost\n\n{}", render_resources(s));
     let _ = writeln!(md, "\n## Charts\n");
@@ -304,7 +435,14 @@ pub fn terminal_summary(s: &ExperimentSummary, trials: usize, out: &Path) -> Str
     for v in &s.verdicts {
         let _ = writeln!(o, "  {} [{}]", v.text, v.scenario);
     }
-    let _ = writeln!(o, "\nResource cost:\n{}", render_resources(s));
+    if !s.claims.is_empty() {
+        let _ = writeln!(o, "\nClaims:");
+        for c in &s.claims {
+            let _ = writeln!(o, "  {}", c.text.replace("**", ""));
+        }
+    }
+    let _ = writeln!(o, "\nMethod and machine:\n{}", render_method(s));
+    let _ = writeln!(o, "Resource cost:\n{}", render_resources(s));
     let _ = writeln!(o, "Results: {}", out.display());
     o
 }

@@ -1,7 +1,9 @@
-//! An experiment's results folder: writing `summary.json`, the SVG charts
-//! and `report.md` ([`write_results`]; the runner writes `runs/` as it
-//! goes), and reading a folder back ([`load_summary`], [`load_runs`]) for
-//! `quizload compare`. File I/O only: what goes in the files is decided by
+//! An experiment's results folder: writing `summary.json`, the SVG charts,
+//! each cell's per-second series (`series/CELL.csv` and `.svg`: req/s,
+//! errors, p50 and p99 per second of each trial's window) and `report.md`
+//! ([`write_results`]; the runner writes `runs/` as it goes), and reading a
+//! folder back ([`load_summary`], [`load_runs`]) for `quizload compare` and
+//! `--resume`. File I/O only: what goes in the files is decided by
 //! the summary, the renderers and the charts.
 
 use std::collections::BTreeMap;
@@ -12,12 +14,18 @@ use anyhow::Context;
 use super::render::report_markdown;
 use super::run::RunRecord;
 use super::summary::{CellSummary, ExperimentSummary};
-use crate::analysis::charts::{line_chart, share_chart, Series};
+use crate::analysis::charts::{line_chart, share_chart, time_chart, Panel, Series};
 use crate::output::write_json;
 
-/// Writes `summary.json`, `report.md` and the SVG charts.
-pub fn write_results(out: &Path, s: &ExperimentSummary) -> anyhow::Result<()> {
+/// Writes `summary.json`, `report.md`, the SVG charts and the per-second
+/// series of every cell of `records`.
+pub fn write_results(
+    out: &Path,
+    s: &ExperimentSummary,
+    records: &[RunRecord],
+) -> anyhow::Result<()> {
     write_json(&out.join("summary.json"), s)?;
+    let series = write_series(out, records)?;
     let spec = &s.experiment;
     let x_label = if spec.open() {
         "arrival rate (req/s)"
@@ -82,8 +90,90 @@ pub fn write_results(out: &Path, s: &ExperimentSummary) -> anyhow::Result<()> {
         )?;
         charts.push("worker-share.svg".into());
     }
+    charts.extend(series);
     std::fs::write(out.join("report.md"), report_markdown(s, &charts))?;
     Ok(())
+}
+
+/// `series/CONFIG-SCENARIO-LEVEL.csv` (one row per trial and second) and
+/// `.svg` (req/s and errors, p50 and p99 latency, a line per trial) for
+/// every cell; returns the charts' paths.
+fn write_series(out: &Path, records: &[RunRecord]) -> anyhow::Result<Vec<String>> {
+    let mut cells: BTreeMap<String, Vec<&RunRecord>> = BTreeMap::new();
+    for r in records.iter().filter(|r| !r.report.timeseries.is_empty()) {
+        cells
+            .entry(format!("{}-{}-{}", r.config, r.scenario, r.level))
+            .or_default()
+            .push(r);
+    }
+    if cells.is_empty() {
+        return Ok(vec![]);
+    }
+    let dir = out.join("series");
+    std::fs::create_dir_all(&dir)?;
+    let mut charts = Vec::new();
+    for (name, mut rs) in cells {
+        rs.sort_by_key(|r| r.trial);
+        let mut csv = csv::Writer::from_path(dir.join(format!("{name}.csv")))?;
+        csv.write_record([
+            "trial",
+            "second",
+            "responses",
+            "errors",
+            "mean_ms",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+        ])?;
+        let mut panels = [
+            ("req/s", Vec::new()),
+            ("errors/s", Vec::new()),
+            ("p50 ms", Vec::new()),
+            ("p99 ms", Vec::new()),
+        ];
+        for r in &rs {
+            let t = &r.report.timeseries;
+            for x in t {
+                csv.serialize((
+                    r.trial,
+                    x.second,
+                    x.responses,
+                    x.errors,
+                    x.mean_ms,
+                    x.p50_ms,
+                    x.p99_ms,
+                    x.max_ms,
+                ))?;
+            }
+            let line = |f: &dyn Fn(&crate::stats::SecondSummary) -> f64| {
+                (
+                    format!("trial {}", r.trial + 1),
+                    t.iter()
+                        .map(|x| (x.second as f64 + 0.5, f(x)))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            panels[0].1.push(line(&|x| x.responses as f64));
+            panels[1].1.push(line(&|x| x.errors as f64));
+            panels[2].1.push(line(&|x| x.p50_ms));
+            panels[3].1.push(line(&|x| x.p99_ms));
+        }
+        csv.flush()?;
+        let panels: Vec<Panel> = panels
+            .into_iter()
+            .map(|(y, lines)| Panel {
+                y_label: y.into(),
+                lines,
+            })
+            .collect();
+        let file = format!("series/{name}.svg");
+        std::fs::write(
+            out.join(&file),
+            time_chart(&format!("Per second, {name}"), &panels),
+        )?;
+        charts.push(file);
+    }
+    Ok(charts)
 }
 
 /// Loads `summary.json` from a results folder.

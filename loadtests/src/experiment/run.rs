@@ -1,12 +1,16 @@
 //! The experiment runner ([`run_experiment`]): the matrix of configurations
 //! × scenarios × levels, repeated `trials` times with configurations and
-//! cells in a fresh random order each round; per configuration a server
-//! start (after an optional data reset) or the given target, one prepared
-//! scenario per start, a warm-up, and every cell measured in turn. Each run
-//! is written to `runs/` as it finishes; the summary and report at the end.
-//! The runner builds nothing and decides no verdicts (the summary does).
+//! cells in a fresh random order each round; the generator pinned and the
+//! private PostgreSQL and Redis started first when the file places them;
+//! per configuration a server start inside its envelope (after an optional
+//! data reset) or the given target, one prepared scenario per start, a
+//! warm-up, and every cell measured in turn. Each run is written to `runs/`
+//! as it finishes, with the build that produced it, so a stopped run
+//! resumes (`--resume`) and a subset runs alone (`--only`); the summary and
+//! report at the end cover every run in the folder. The runner builds
+//! nothing and decides no verdicts (the summary does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,12 +22,16 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::cell::{conc, load_args, measure_cell, rate, target_args};
-use super::cpu_limit::AppliedLimit;
+use super::cell::{conc, load_args, measure_cell, rate, target_args, CellEnv};
+use super::cgroup::{limits_of_pid, MemoryEvents};
+use super::limits::{AppliedLimit, PERMISSION_HINT};
+use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
 use super::results::write_results;
+use super::resume::{previous_runs, Build, Selector};
 use super::sampler::ProcessUsage;
 use super::server::{free_port, ServerProcess, ServerSpec};
+use super::services::PrivateServices;
 use super::spec::{ConfigSpec, ExperimentSpec};
 use super::summary::{now_unix, summarize, ExperimentSummary};
 use crate::analysis::report::RunReport;
@@ -50,6 +58,7 @@ pub struct RunOptions {
     /// With `target`: which configuration it is running.
     pub config: Option<String>,
     pub trials: Option<usize>,
+    /// Results folder (default `docs/results/ID` under `workdir`).
     pub out: Option<PathBuf>,
     /// Override of each run's duration (quick runs).
     pub duration: Option<Duration>,
@@ -59,6 +68,17 @@ pub struct RunOptions {
     /// Repository root (where `config/` lives) for the server's workdir.
     pub workdir: PathBuf,
     pub quiet: bool,
+    /// Run without a limit that cannot be applied (the report says so)
+    /// instead of refusing.
+    pub allow_unconfined: bool,
+    /// Continue the run in `out`: its finished cells are skipped.
+    pub resume: bool,
+    /// Add to runs of another server build.
+    pub mix_builds: bool,
+    /// Run only the cells these select (`CONFIG[/SCENARIO][@LEVEL]`).
+    pub only: Vec<String>,
+    /// Stop after this many cells (a long run in parts; resume for more).
+    pub max_cells: Option<usize>,
 }
 
 /// One measured run.
@@ -73,6 +93,15 @@ pub struct RunRecord {
     pub report: RunReport,
     #[serde(default)]
     pub server: Option<ServerUsage>,
+    /// The server build that produced it.
+    #[serde(default)]
+    pub build: Option<Build>,
+    /// Where each component ran and how busy it was.
+    #[serde(default)]
+    pub placement: Option<CellPlacement>,
+    /// The measured window of a ramped cell.
+    #[serde(default)]
+    pub window: Option<Window>,
 }
 
 /// What the server used during a run.
@@ -89,6 +118,56 @@ pub struct ServerUsage {
     /// Requests each worker served during the run, from `/metrics`.
     pub worker_requests: BTreeMap<String, f64>,
     pub limit: AppliedLimit,
+    /// OOM kills and memory-limit hits in the server's cgroup during the run.
+    #[serde(default)]
+    pub memory_events: MemoryEvents,
+    /// Workers that died during the run (from `/metrics`).
+    #[serde(default)]
+    pub worker_deaths: Option<f64>,
+}
+
+/// Where the components of a cell ran (CPU affinity read from `/proc`
+/// during the cell) and the cores each kept busy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellPlacement {
+    pub affinity: Affinities,
+    /// `server`, `generator`, `postgres`, `redis` → cores busy.
+    pub cpu_cores: BTreeMap<String, f64>,
+    /// Where the server shares CPUs with another component.
+    pub overlaps: Vec<String>,
+}
+
+/// When a ramped cell's measured window opened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// After the run's start, when the last user started.
+    pub last_user_started_s: f64,
+    /// After the run's start, when the window opened.
+    pub opens_s: f64,
+}
+
+/// How the experiment's envelopes were applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Method {
+    /// Per configuration: the server's envelope as applied.
+    pub server: BTreeMap<String, AppliedLimit>,
+    /// The private PostgreSQL and Redis, when the runner started them.
+    pub services: Option<AppliedLimit>,
+    /// The generator's CPU list as pinned (`None`: not pinned).
+    pub generator: Option<String>,
+    /// With `--target`: the limits read from the target's cgroups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_limits: Vec<(String, String)>,
+    /// Limits that were not applied (only with `--allow-unconfined`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfined: Vec<String>,
+}
+
+fn find_config<'a>(spec: &'a ExperimentSpec, name: &str) -> anyhow::Result<&'a ConfigSpec> {
+    spec.configs
+        .iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("no config {name:?} in experiment {}", spec.id))
 }
 
 /// Runs an experiment and writes its results folder; returns the summary.
@@ -98,19 +177,10 @@ pub fn run_experiment(
 ) -> anyhow::Result<(ExperimentSummary, PathBuf)> {
     let trials = opts.trials.unwrap_or(spec.trials).max(1);
     let configs: Vec<&ConfigSpec> = match (&opts.target, &opts.config) {
-        (Some(_), Some(name)) => vec![spec
-            .configs
-            .iter()
-            .find(|c| &c.name == name)
-            .with_context(|| format!("no config {name:?} in experiment {}", spec.id))?],
         (Some(_), None) => {
             bail!("with --target, name the configuration the server runs with --config")
         }
-        (None, Some(name)) => vec![spec
-            .configs
-            .iter()
-            .find(|c| &c.name == name)
-            .with_context(|| format!("no config {name:?} in experiment {}", spec.id))?],
+        (_, Some(name)) => vec![find_config(spec, name)?],
         (None, None) => spec.configs.iter().collect(),
     };
     let server_bin = match (&opts.target, &opts.server_bin) {
@@ -123,14 +193,59 @@ pub fn run_experiment(
         }
         (None, None) => bail!("give --server-bin PATH (the runner builds nothing) or --target URL"),
     };
+    let selectors = opts
+        .only
+        .iter()
+        .map(|s| Selector::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for s in &selectors {
+        s.check(spec)?;
+    }
     let started = now_unix();
     let out = opts
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("results/{}-{}", spec.id, started as u64)));
+        .unwrap_or_else(|| opts.workdir.join("docs/results").join(&spec.id));
+    let build = Build::of(server_bin.as_deref(), &opts.workdir, opts.target.as_deref())?;
+    let previous = previous_runs(&out, spec, &build, opts.resume, opts.mix_builds)?;
+    let done: BTreeSet<(String, String, u64, usize)> = previous
+        .iter()
+        .map(|r| {
+            (
+                r.config.clone(),
+                r.scenario.clone(),
+                r.level.to_bits(),
+                r.trial,
+            )
+        })
+        .collect();
     std::fs::create_dir_all(out.join("runs"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join("experiment.toml"), toml_echo(spec)?)?;
+
+    // Placement: the generator first (every thread started later inherits
+    // it), then the private services.
+    let mut method = Method::default();
+    if let Some(g) = &spec.placement.generator {
+        match pin_generator(g) {
+            Ok(()) => method.generator = Some(g.clone()),
+            Err(e) if opts.allow_unconfined => method
+                .unconfined
+                .push(format!("generator CPU set {g}: {e:#}")),
+            Err(e) => bail!("load generator: {e:#}. To run with it, {PERMISSION_HINT}"),
+        }
+    }
+    let services = match (&spec.services, &server_bin) {
+        (Some(s), Some(_)) => Some(PrivateServices::start(s, &out, opts.allow_unconfined)?),
+        _ => None,
+    };
+    if let Some(s) = &services {
+        method.services = Some(s.applied.clone());
+        if let Some(n) = &s.applied.note {
+            method.unconfined.push(format!("services: {n}"));
+        }
+    }
+    let machine = Machine::read(services.as_ref().map(|s| &s.versions));
 
     let levels = spec.levels();
     let mut cells: Vec<(ScenarioKind, f64)> = Vec::new();
@@ -139,7 +254,22 @@ pub fn run_experiment(
             cells.push((*s, *l));
         }
     }
-    let total = trials * configs.len() * cells.len();
+    let selected = |cfg: &str, s: &ScenarioKind, l: f64| {
+        selectors.is_empty() || selectors.iter().any(|x| x.matches(cfg, &s.name(), l))
+    };
+    let pending = |cfg: &str, s: &ScenarioKind, l: f64, trial: usize| {
+        selected(cfg, s, l) && !done.contains(&(cfg.to_string(), s.name(), l.to_bits(), trial))
+    };
+    let mut total = 0;
+    for trial in 0..trials {
+        for c in &configs {
+            total += cells
+                .iter()
+                .filter(|(s, l)| pending(&c.name, s, *l, trial))
+                .count();
+        }
+    }
+    let total = opts.max_cells.map_or(total, |m| total.min(m));
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let warmup = spec.warmup.as_deref().map(parse_duration).transpose()?;
     let pause = spec
@@ -148,8 +278,9 @@ pub fn run_experiment(
         .map(parse_duration)
         .transpose()?
         .unwrap_or(Duration::from_secs(1));
-    let mut records: Vec<RunRecord> = Vec::with_capacity(total);
-    let mut order = 0;
+    let mut records: Vec<RunRecord> = previous;
+    let mut order = records.iter().map(|r| r.order).max().unwrap_or(0);
+    let mut ran = 0;
     // A progress bar on a terminal; removed from the screen on any exit.
     let bar = ExperimentProgress::stderr(
         total,
@@ -158,50 +289,80 @@ pub fn run_experiment(
     );
     let _clear = ClearOnDrop(bar.clone());
     bar.message(&format!(
-        "experiment {}: {} configs x {} cells x {} trials = {} runs with {} -> {}",
+        "experiment {}: {} configs x {} cells x {} trials; {} runs to do ({} done) with {} -> {}",
         spec.id,
         configs.len(),
         cells.len(),
         trials,
         total,
+        done.len(),
         opts.tool.name(),
         out.display()
     ));
-    for trial in 0..trials {
+    let mut seeded = false;
+    'trials: for trial in 0..trials {
         let mut config_order = configs.clone();
         config_order.shuffle(&mut rng);
         for cfg in config_order {
-            let limit = cfg.cpu.clone().unwrap_or_else(|| spec.cpu.clone());
+            let mut order_cells = cells.clone();
+            order_cells.shuffle(&mut rng);
+            order_cells.retain(|(s, l)| pending(&cfg.name, s, *l, trial));
+            if order_cells.is_empty() {
+                continue;
+            }
+            if opts.max_cells.is_some_and(|m| ran >= m) {
+                break 'trials;
+            }
+            let limit = cfg.limits.clone().unwrap_or_else(|| spec.limits.clone());
             let (mut server, addr) = match &server_bin {
                 Some(bin) => {
                     let port = free_port()?;
                     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
                     let mut env = cfg.env.clone();
+                    if let Some(s) = &services {
+                        env.extend(s.env());
+                    }
                     env.insert("BIND".into(), addr.to_string());
                     let sspec = ServerSpec {
                         binary: bin.clone(),
                         profile: cfg.profile.clone(),
                         env,
                         limit: limit.clone(),
+                        allow_unconfined: opts.allow_unconfined,
                         log: out.join(format!("server-{}.log", cfg.name)),
                         workdir: opts.workdir.clone(),
                     };
-                    if spec.reset && !opts.no_reset {
+                    let reset = spec.reset && !opts.no_reset;
+                    // Private services start empty: seed them once at least.
+                    if reset || (services.is_some() && !seeded) {
                         bar.phase(&format!("resetting the data set ({})", cfg.name));
                         let mut args = vec!["seed"];
                         args.extend(spec.seed_args.iter().map(String::as_str));
                         ServerProcess::run_once(&sspec, &args)?;
+                        seeded = true;
                     }
                     bar.phase(&format!("starting the server ({})", cfg.name));
                     let s = ServerProcess::start(&sspec, addr, Duration::from_secs(120))?;
                     if let Some(note) = &s.applied.note {
                         bar.warn(&format!("warning: {note}"));
+                        method
+                            .unconfined
+                            .push(format!("server ({}): {note}", cfg.name));
                     }
+                    method.server.insert(cfg.name.clone(), s.applied.clone());
                     (Some(s), addr)
                 }
                 None => {
                     let url = HttpUrl::parse(opts.target.as_deref().expect("target mode"))?;
-                    (None, url.resolve_blocking()?)
+                    let addr = url.resolve_blocking()?;
+                    if method.target_limits.is_empty() {
+                        method.target_limits = listener_pid(addr)
+                            .map(limits_of_pid)
+                            .unwrap_or_else(|| {
+                                vec![("limits".into(), "not readable: no local process listens on the target's address".into())]
+                            });
+                    }
+                    (None, addr)
                 }
             };
             let base = format!("http://{addr}");
@@ -214,8 +375,6 @@ pub fn run_experiment(
                     prepare(&target_args(spec, *s, &base), spec.open())?,
                 );
             }
-            let mut order_cells = cells.clone();
-            order_cells.shuffle(&mut rng);
             if let Some(w) = warmup {
                 let (s, l) = order_cells[0];
                 let args = load_args(spec, opts, l, Some(w))?;
@@ -226,14 +385,24 @@ pub fn run_experiment(
                 bar.phase(&format!("warm-up ({}, {:?})", cfg.name, w));
                 execute(&rc, p)?;
             }
+            let env = CellEnv {
+                server: server.as_ref(),
+                services: services.as_ref(),
+                addr,
+            };
             for (s, l) in order_cells {
+                if opts.max_cells.is_some_and(|m| ran >= m) {
+                    break;
+                }
                 order += 1;
+                ran += 1;
                 let args = load_args(spec, opts, l, None)?;
                 let p = &prepared[&s.name()];
                 let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
                 rc.progress = bar.engine_hook();
+                rc.settle = settle(spec)?;
                 bar.begin_cell(
-                    order,
+                    ran,
                     &format!(
                         "{} {} @ {}, trial {}/{trials}",
                         cfg.name,
@@ -243,10 +412,11 @@ pub fn run_experiment(
                     ),
                     rc.stop,
                 );
-                let (report, usage) = measure_cell(spec, opts, server.as_ref(), addr, s, p, &rc)?;
+                let m = measure_cell(spec, opts, &env, s, p, &rc)?;
                 bar.end_cell();
+                let report = m.report;
                 bar.message(&format!(
-                    "  [{order}/{total}] {} {} @ {}: {:.0} req/s, mean {:.1} ms, p95 {:.1} ms, {:.1}% ok{}",
+                    "  [{ran}/{total}] {} {} @ {}: {:.0} req/s, mean {:.1} ms, p95 {:.1} ms, {:.1}% ok{}",
                     cfg.name,
                     s.name(),
                     l,
@@ -256,6 +426,12 @@ pub fn run_experiment(
                     report.success_rate,
                     if report.generator.saturated { " (generator saturated)" } else { "" }
                 ));
+                let window = rc.ramped().then(|| Window {
+                    last_user_started_s: rc
+                        .start_offset(rc.concurrency.saturating_sub(1))
+                        .as_secs_f64(),
+                    opens_s: rc.window_offset().as_secs_f64(),
+                });
                 let rec = RunRecord {
                     config: cfg.name.clone(),
                     scenario: s.name(),
@@ -263,7 +439,10 @@ pub fn run_experiment(
                     trial,
                     order,
                     report,
-                    server: usage,
+                    server: m.server,
+                    build: Some(build.clone()),
+                    placement: Some(m.placement),
+                    window,
                 };
                 write_json(
                     &out.join("runs").join(format!(
@@ -291,9 +470,25 @@ pub fn run_experiment(
         },
     );
     summary.load_tool = opts.tool.name().into();
-    write_results(&out, &summary)?;
+    summary.machine = Some(machine);
+    summary.method = Some(method);
+    summary.generator_cpus = Some(generator_affinity());
+    write_results(&out, &summary, &records)?;
     bar.finish();
+    drop(services);
     Ok((summary, out))
+}
+
+/// The window of ramped cells opens this long after the last user started.
+fn settle(spec: &ExperimentSpec) -> anyhow::Result<Option<Duration>> {
+    Ok(Some(
+        spec.load
+            .settle
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(Duration::ZERO),
+    ))
 }
 
 /// Takes the progress bar off the screen however the runner returns.

@@ -1,6 +1,7 @@
 //! The server under test as a process: run the release binary once (the
-//! data reset), start it with a configuration's environment inside its CPU
-//! limit ([`super::cpu_limit`]), wait until `/readyz` answers, and stop it
+//! data reset), start it with a configuration's environment inside its
+//! envelope ([`super::limits`]: CPU set, quota, memory), wait until
+//! `/readyz` answers, and stop it
 //! with its workers. The runner builds nothing: it runs the binary it is
 //! given. Measuring the server is the sampler's and the scrape's business.
 
@@ -14,7 +15,8 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::cpu_limit::{confine, AppliedLimit, Cgroup, CpuLimit};
+use super::cgroup::{Group, MemoryEvents};
+use super::limits::{confine, AppliedLimit, Limits};
 use super::sampler::process_tree;
 use crate::generator::http::blocking::http_get;
 
@@ -26,7 +28,10 @@ pub struct ServerSpec {
     pub profile: Option<String>,
     /// Environment on top of the inherited one (includes `BIND`).
     pub env: BTreeMap<String, String>,
-    pub limit: CpuLimit,
+    pub limit: Limits,
+    /// Run without a limit that cannot be applied (recorded) instead of
+    /// refusing.
+    pub allow_unconfined: bool,
     /// Where the server's stdout/stderr go.
     pub log: PathBuf,
     /// Working directory (the repository root, where `config/` lives).
@@ -39,7 +44,7 @@ pub struct ServerProcess {
     child: Child,
     pub pid: u32,
     pub applied: AppliedLimit,
-    _cgroup: Option<Cgroup>,
+    group: Option<Group>,
 }
 
 /// A free port on 127.0.0.1 (bound then released).
@@ -90,7 +95,14 @@ impl ServerProcess {
             server_args.push(p.clone());
         }
         server_args.push("serve".into());
-        let (script, applied, cgroup) = confine(&spec.limit, &name, &server_args);
+        let launch = confine(
+            &spec.limit,
+            &name,
+            "server under test",
+            &server_args,
+            None,
+            spec.allow_unconfined,
+        )?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,7 +110,7 @@ impl ServerProcess {
             .with_context(|| format!("cannot open {}", spec.log.display()))?;
         let child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(&script)
+            .arg(&launch.script)
             .envs(&spec.env)
             .current_dir(&spec.workdir)
             .stdin(Stdio::null())
@@ -110,8 +122,8 @@ impl ServerProcess {
         let mut server = Self {
             child,
             pid,
-            applied,
-            _cgroup: cgroup,
+            applied: launch.applied,
+            group: launch.group,
         };
         let deadline = Instant::now() + ready_timeout;
         loop {
@@ -133,6 +145,14 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The memory counters of the server's cgroup (none without one).
+    pub fn memory_events(&self) -> MemoryEvents {
+        self.group
+            .as_ref()
+            .map(Group::memory_events)
+            .unwrap_or_default()
     }
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit.

@@ -1,8 +1,10 @@
 //! The experiment file ([`ExperimentSpec`]): the claim it tests, the table
 //! shape and metric, the load ([`LoadSpec`]), the server configurations
-//! ([`ConfigSpec`]) and their CPU limit, trials, warm-up and data reset; its
-//! validation, and the levels it runs. A model of the TOML file: nothing
-//! here runs.
+//! ([`ConfigSpec`]) and their envelope ([`Limits`]), where the generator and
+//! the private services run ([`Placement`], [`ServicesSpec`]), the claims
+//! and what kind each is ([`ClaimSpec`]), trials, warm-up and data reset;
+//! its validation, and the levels it runs. A model of the TOML file:
+//! nothing here runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,8 +12,10 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::cpu_limit::CpuLimit;
+use super::limits::{cpu_list, Limits};
+use super::services::ServicesSpec;
 use crate::analysis::report::RunReport;
+use crate::analysis::verdicts::{ClaimKind, Direction};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
 use crate::units::parse_duration;
@@ -42,6 +46,8 @@ pub enum Metric {
     Max,
     /// Throughput instead of latency.
     Rps,
+    /// Share of requests that succeeded (%).
+    Success,
 }
 
 impl Metric {
@@ -53,6 +59,7 @@ impl Metric {
             Metric::P99 => r.latency_ms.p99,
             Metric::Max => r.latency_ms.max,
             Metric::Rps => r.rps,
+            Metric::Success => r.success_rate,
         }
     }
 
@@ -64,6 +71,7 @@ impl Metric {
             Metric::P99 => "p99 latency",
             Metric::Max => "max latency",
             Metric::Rps => "throughput",
+            Metric::Success => "success rate",
         }
     }
 }
@@ -107,6 +115,11 @@ pub struct LoadSpec {
     pub auth: Option<AuthMode>,
     #[serde(default)]
     pub static_path: Option<String>,
+    /// With a ramp or spawn rate: how long after the last user has started
+    /// the measured window opens (`5s`; default 0). Requests before it are
+    /// reported as the ramp, not measured.
+    #[serde(default)]
+    pub settle: Option<String>,
 }
 
 /// One server configuration.
@@ -124,9 +137,10 @@ pub struct ConfigSpec {
     /// Environment variables on top of the profile.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// CPU limit of this configuration (overrides the experiment's).
-    #[serde(default)]
-    pub cpu: Option<CpuLimit>,
+    /// Envelope of this configuration's server (overrides the
+    /// experiment's `[limits]`).
+    #[serde(default, alias = "cpu")]
+    pub limits: Option<Limits>,
 }
 
 impl ConfigSpec {
@@ -168,13 +182,113 @@ pub struct ExperimentSpec {
     /// the reference data set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed_args: Vec<String>,
-    /// CPU limit of every configuration.
+    /// Envelope of every configuration's server: CPU set, quota, memory.
+    #[serde(default, alias = "cpu")]
+    pub limits: Limits,
+    /// Where the load generator runs.
     #[serde(default)]
-    pub cpu: CpuLimit,
+    pub placement: Placement,
+    /// A private PostgreSQL and Redis the runner starts (default: the
+    /// server's own `DATABASE_URL` and `REDIS_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesSpec>,
+    /// The document's claims this experiment tests, each with its kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimSpec>,
     pub load: LoadSpec,
     pub configs: Vec<ConfigSpec>,
     #[serde(default)]
     pub notes: Option<String>,
+}
+
+/// `[placement]`: CPUs of the load generator (quizload's threads and the
+/// tools it runs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+}
+
+/// `[[claims]]`: one claim of the document, what kind it is, and which
+/// comparison tests it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimSpec {
+    /// The claim in the document's words.
+    pub text: String,
+    /// `difference` (with the document's figure `expected` or a
+    /// `direction`) or `no-difference` (with an equivalence `margin`).
+    pub kind: ClaimKindName,
+    /// The document's relative figure: `0.24` (+24 %) or `[-0.2, -0.1]`.
+    #[serde(default)]
+    pub expected: Option<Expected>,
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// Equivalence margin of a `no-difference` claim: `0.10` (±10 %).
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// The configuration the claim is about.
+    pub config: String,
+    /// Compared with (default: the experiment's baseline).
+    #[serde(default)]
+    pub against: Option<String>,
+    /// Only this scenario / level (default: every cell).
+    #[serde(default)]
+    pub scenario: Option<String>,
+    #[serde(default)]
+    pub level: Option<f64>,
+    /// The metric (default: the experiment's).
+    #[serde(default)]
+    pub metric: Option<Metric>,
+}
+
+/// The two kinds of claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimKindName {
+    Difference,
+    NoDifference,
+}
+
+/// A figure or a range of figures.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expected {
+    One(f64),
+    Range([f64; 2]),
+}
+
+impl ClaimSpec {
+    /// The claim as the inference tests it.
+    pub fn kind(&self) -> anyhow::Result<ClaimKind> {
+        let k = match self.kind {
+            ClaimKindName::Difference => {
+                if self.margin.is_some() {
+                    bail!("`margin` belongs to no-difference claims");
+                }
+                ClaimKind::Difference {
+                    expected: self.expected.map(|e| match e {
+                        Expected::One(x) => [x, x],
+                        Expected::Range(r) => r,
+                    }),
+                    direction: self.direction,
+                }
+            }
+            ClaimKindName::NoDifference => {
+                if self.expected.is_some() || self.direction.is_some() {
+                    bail!("a no-difference claim takes a `margin`, not `expected` or `direction`");
+                }
+                ClaimKind::NoDifference {
+                    margin: self
+                        .margin
+                        .context("a no-difference claim needs a `margin`")?,
+                }
+            }
+        };
+        k.validate()?;
+        Ok(k)
+    }
 }
 
 fn default_trials() -> usize {
@@ -211,6 +325,26 @@ impl ExperimentSpec {
                 bail!("config name {:?} must be letters, digits, - or _", c.name);
             }
         }
+        for c in &self.configs {
+            if let Some(l) = &c.limits {
+                l.validate()?;
+            }
+        }
+        self.limits.validate()?;
+        if let Some(s) = &self.services {
+            s.limits().validate()?;
+        }
+        if let Some(g) = &self.placement.generator {
+            cpu_list(g)?;
+        }
+        for c in &self.claims {
+            for name in std::iter::once(&c.config).chain(c.against.as_ref()) {
+                if !names.contains(name) {
+                    bail!("claim {:?}: {name:?} is not one of the configs", c.text);
+                }
+            }
+            c.kind().with_context(|| format!("claim {:?}", c.text))?;
+        }
         if !names.contains(&self.baseline) {
             bail!("baseline {:?} is not one of the configs", self.baseline);
         }
@@ -236,6 +370,7 @@ impl ExperimentSpec {
             &l.think,
             &l.ramp,
             &l.timeout,
+            &l.settle,
             &self.warmup,
             &self.pause,
         ]

@@ -1,19 +1,22 @@
 //! An experiment's summary ([`ExperimentSummary`], `summary.json`): each
 //! cell's estimates over its trials ([`Estimate`]: mean and 95 %
-//! t-interval), the server's cost, per-endpoint means, and a verdict per
-//! configuration against the baseline in each cell, with a caveat where
-//! too many requests failed ([`summarize`]). Pure: it reads run records and
-//! writes nothing.
+//! t-interval), the server's cost, each component's CPU share and where
+//! components shared CPUs, OOM kills and worker deaths, per-endpoint means,
+//! a verdict per configuration against the baseline in each cell (with a
+//! caveat where too many requests failed), and the document's claims tested
+//! ([`summarize`], [`super::claims`]). Pure: it reads run records and
+//! writes nothing; the runner adds the machine and the method.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::run::RunRecord;
+use super::claims::{test_claims, ClaimRecord};
+use super::placement::{online_cpus, Machine};
+use super::run::{Method, RunRecord};
 use super::spec::ExperimentSpec;
 use crate::analysis::inference::{compare, mean, sample_variance, student_t_quantile, Comparison};
-use crate::generator::sysmon::available_cpus;
 use crate::stats::EndpointSummary;
 
 /// Mean and 95 % t-interval half-width of a metric over trials.
@@ -66,6 +69,19 @@ pub struct CellSummary {
     /// Per-endpoint means over trials: name → (requests, fails, p50, mean, min, max, rps).
     pub endpoints: Vec<EndpointCell>,
     pub generator_saturated_runs: usize,
+    /// Cores each component kept busy (`server`, `generator`, `postgres`,
+    /// `redis`), over trials.
+    #[serde(default)]
+    pub cpu_share: BTreeMap<String, Estimate>,
+    /// Where the server shared CPUs with another component in any trial.
+    #[serde(default)]
+    pub overlaps: Vec<String>,
+    /// OOM kills in the server's cgroup, summed over trials.
+    #[serde(default)]
+    pub oom_kills: Option<u64>,
+    /// Server workers that died, summed over trials.
+    #[serde(default)]
+    pub worker_deaths: Option<f64>,
 }
 
 /// One endpoint of a cell, averaged over trials.
@@ -112,7 +128,23 @@ pub struct ExperimentSummary {
     pub cpus: usize,
     pub cells: Vec<CellSummary>,
     pub verdicts: Vec<VerdictRecord>,
+    /// The document's claims, each tested.
+    #[serde(default)]
+    pub claims: Vec<ClaimRecord>,
     pub runs: usize,
+    /// CPU model, kernel, PostgreSQL and Redis versions.
+    #[serde(default)]
+    pub machine: Option<Machine>,
+    /// How the envelopes were applied.
+    #[serde(default)]
+    pub method: Option<Method>,
+    /// The CPUs the generator's threads could use at the end.
+    #[serde(default)]
+    pub generator_cpus: Option<String>,
+    /// The server builds of the runs (more than one only with
+    /// `--mix-builds`).
+    #[serde(default)]
+    pub builds: Vec<String>,
 }
 
 fn default_load_tool() -> String {
@@ -209,7 +241,40 @@ pub fn summarize(
                 rps: es.iter().map(|e| e.rps).sum::<f64>() / n,
             })
             .collect();
+        let mut cpu_share: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut overlaps: Vec<String> = Vec::new();
+        for r in &rs {
+            if let Some(p) = &r.placement {
+                for (k, v) in &p.cpu_cores {
+                    cpu_share.entry(k.clone()).or_default().push(*v);
+                }
+                for o in &p.overlaps {
+                    if !overlaps.contains(o) {
+                        overlaps.push(o.clone());
+                    }
+                }
+            }
+        }
+        let sum_opt = |f: &dyn Fn(&RunRecord) -> Option<f64>| {
+            let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>())
+        };
+        let oom_kills = sum_opt(&|r| {
+            r.server
+                .as_ref()
+                .and_then(|s| s.memory_events.oom_kills)
+                .map(|n| n as f64)
+        })
+        .map(|n| n as u64);
+        let worker_deaths = sum_opt(&|r| r.server.as_ref().and_then(|s| s.worker_deaths));
         cells.push(CellSummary {
+            cpu_share: cpu_share
+                .into_iter()
+                .map(|(k, v)| (k, Estimate::of(v)))
+                .collect(),
+            overlaps,
+            oom_kills,
+            worker_deaths,
             label: label_of(&config),
             config,
             scenario,
@@ -282,6 +347,7 @@ pub fn summarize(
             });
         }
     }
+    let claims = test_claims(spec, records);
     let rps = cells.iter().map(|c| c.rps.mean).fold(0.0, f64::max);
     ExperimentSummary {
         tool: "quizload".into(),
@@ -292,10 +358,23 @@ pub fn summarize(
         started_at_unix: started,
         finished_at_unix: now_unix(),
         server,
-        cpus: available_cpus(),
+        cpus: online_cpus(),
         runs: records.len(),
         cells,
         verdicts,
+        claims,
+        machine: None,
+        method: None,
+        generator_cpus: None,
+        builds: {
+            let mut b: Vec<String> = records
+                .iter()
+                .filter_map(|r| r.build.as_ref().map(|b| b.short()))
+                .collect();
+            b.sort();
+            b.dedup();
+            b
+        },
     }
 }
 

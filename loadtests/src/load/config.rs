@@ -87,5 +87,6 @@ pub fn run_config(
         } else {
             Progress::Off
         },
+        settle: None,
     })
 }

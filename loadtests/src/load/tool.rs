@@ -196,6 +196,7 @@ pub fn run_with_tool(
         timeout: run.timeout,
         seed: load.seed,
         progress: Progress::Off,
+        settle: None,
     };
     let report = RunReport::from_tool(
         &cfg,

@@ -424,6 +424,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             seed: 1,
             progress: crate::generator::engine::Progress::Off,
+            settle: None,
         };
         let eps = vec!["GET /".to_string()];
         let mut rec = RunRecorder::new(&eps, 10);

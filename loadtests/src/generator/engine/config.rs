@@ -67,6 +67,12 @@ pub struct RunConfig {
     pub seed: u64,
     /// Where the per-second progress of the measured phase goes.
     pub progress: Progress,
+    /// Closed model with a ramp or spawn rate: open the measured window
+    /// this long after the last VU has started (`Some(0)`: as it starts).
+    /// What completes before is recorded with the setup, not measured, and
+    /// a duration stop counts from the window's opening. `None`: measure
+    /// from the first VU's start.
+    pub settle: Option<Duration>,
 }
 
 /// The engine's progress once a second during the measured phase.
@@ -106,6 +112,38 @@ impl std::fmt::Debug for Progress {
 }
 
 impl RunConfig {
+    /// When a VU starts, after the run's start (ramp or spawn rate).
+    pub fn start_offset(&self, vu: usize) -> Duration {
+        match &self.model {
+            Model::Closed {
+                spawn_rate: Some(r),
+                ..
+            } if *r > 0.0 => Duration::from_secs_f64(vu as f64 / r),
+            Model::Closed { ramp, .. } if !ramp.is_zero() => {
+                ramp.mul_f64(vu as f64 / self.concurrency.max(1) as f64)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whether VUs start one after another (closed model with a ramp or
+    /// a spawn rate).
+    pub fn ramped(&self) -> bool {
+        matches!(
+            &self.model,
+            Model::Closed { ramp, spawn_rate } if !ramp.is_zero() || spawn_rate.is_some()
+        )
+    }
+
+    /// How long after the run's start the measured window opens: the last
+    /// VU's start plus `settle` for a ramped run with `settle`, else zero.
+    pub fn window_offset(&self) -> Duration {
+        match self.settle {
+            Some(s) if self.ramped() => self.start_offset(self.concurrency.saturating_sub(1)) + s,
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Threads actually used: at least 1, at most one per VU.
     pub fn effective_threads(&self) -> usize {
         self.threads.clamp(1, self.concurrency.max(1))

@@ -67,7 +67,10 @@ use vu::{closed_vu, lag_probe, open_vu, run_setup};
 struct ThreadCtx {
     rec: RefCell<RunRecorder>,
     setup_rec: RefCell<RunRecorder>,
+    /// The measured window's opening (later than `origin` with `settle`).
     start: Cell<Instant>,
+    /// When the run started: ramped VUs start at their offset from it.
+    origin: Cell<Instant>,
     deadline: Cell<Option<Instant>>,
     /// Closed model with a request budget: requests this thread may still start.
     budget: Cell<Option<u64>>,
@@ -185,6 +188,8 @@ pub fn run(cfg: &RunConfig, scenario: Arc<dyn ScenarioFactory>) -> anyhow::Resul
         );
     }
     let machine1 = sysmon::MachineCpu::read();
+    // The measured phase starts when the window opens.
+    let start = start + cfg.window_offset();
     let end = results.iter().map(|r| r.end).max().unwrap_or(start);
 
     let expected = expected_seconds(cfg);
@@ -292,6 +297,7 @@ fn worker(
         rec: RefCell::new(RunRecorder::new(endpoints, expected)),
         setup_rec: RefCell::new(RunRecorder::new(endpoints, 1)),
         start: Cell::new(Instant::now()),
+        origin: Cell::new(Instant::now()),
         deadline: Cell::new(None),
         budget: Cell::new(None),
         schedule: RefCell::new(None),
@@ -307,10 +313,7 @@ fn worker(
 
     // Setup phase: connect and run the scripts' setup requests (unless VUs
     // are ramped, in which case they do both when they start).
-    let ramped = matches!(
-        &cfg.model,
-        Model::Closed { ramp, spawn_rate } if !ramp.is_zero() || spawn_rate.is_some()
-    );
+    let ramped = cfg.ramped();
     let (vus, dog): (Vec<Vu>, _) = local.block_on(&rt, async {
         // Runs until the end of the measured phase (aborted there).
         let dog = tokio::task::spawn_local(watchdog.clone().run(Watchdog::period_for(cfg.timeout)));
@@ -351,7 +354,9 @@ fn worker(
 
     sync.ready.wait();
     sync.go.wait();
-    let start = *sync.start.get().expect("start set before go");
+    let origin = *sync.start.get().expect("start set before go");
+    ctx.origin.set(origin);
+    let start = origin + cfg.window_offset();
     ctx.start.set(start);
     match cfg.stop {
         Stop::Duration(d) => ctx.deadline.set(Some(start + d)),
@@ -395,7 +400,7 @@ fn worker(
         let mut handles = Vec::with_capacity(vus.len());
         for vu in vus {
             let ctx = ctx.clone();
-            let offset = start_offset(cfg, vu.index);
+            let offset = cfg.start_offset(vu.index);
             let open = matches!(cfg.model, Model::Open { .. });
             handles.push(tokio::task::spawn_local(async move {
                 if open {
@@ -449,19 +454,6 @@ fn cut_stages(stages: &mut Vec<Stage>, total: f64) {
         acc += len;
     }
     *stages = out;
-}
-
-fn start_offset(cfg: &RunConfig, vu: usize) -> Duration {
-    match &cfg.model {
-        Model::Closed {
-            spawn_rate: Some(r),
-            ..
-        } if *r > 0.0 => Duration::from_secs_f64(vu as f64 / r),
-        Model::Closed { ramp, .. } if !ramp.is_zero() => {
-            ramp.mul_f64(vu as f64 / cfg.concurrency.max(1) as f64)
-        }
-        _ => Duration::ZERO,
-    }
 }
 
 #[cfg(test)]

@@ -100,8 +100,9 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
     let start = ctx.start.get();
     if ramped {
         // A ramped VU connects (and logs in) when it starts: the connect
-        // belongs to the measured phase, its setup requests to the setup.
-        let at = start + offset;
+        // belongs to the measured phase (or to the setup, before a settled
+        // window opens), its setup requests to the setup.
+        let at = ctx.origin.get() + offset;
         if ctx.deadline.get().is_some_and(|d| at >= d) {
             return;
         }
@@ -109,7 +110,8 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
         if ctx.circuit.is_open() {
             return;
         }
-        run_setup(ctx, &mut vu, true, &ctx.rec).await;
+        let connects = if at < start { &ctx.setup_rec } else { &ctx.rec };
+        run_setup(ctx, &mut vu, true, connects).await;
     }
     connect_at_start(ctx, &mut vu).await;
     // The clock reading of the previous response's end serves the deadline
@@ -135,9 +137,14 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
             (endpoint, outcome, t0, Instant::now())
         };
         let status = {
-            let mut rec = ctx.rec.borrow_mut();
+            // Before a settled window opens, requests count as setup.
+            let mut rec = if t1 < start {
+                ctx.setup_rec.borrow_mut()
+            } else {
+                ctx.rec.borrow_mut()
+            };
             vu.client.drain_into(&mut rec);
-            let second = (t1 - start).as_secs() as usize;
+            let second = t1.saturating_duration_since(start).as_secs() as usize;
             record(&mut rec, endpoint, second, outcome, t1 - t0, None)
         };
         ctx.completed.set(ctx.completed.get() + 1);

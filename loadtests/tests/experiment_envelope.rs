@@ -1,0 +1,504 @@
+//! The experiment runner's envelopes, windows and long runs, end to end
+//! with a stand-in server (a shell script that execs `quizload target`
+//! for `serve`) that writes down, from inside, what it sees: its CPU
+//! affinity, its cgroup's CPU set and memory limit, and the CPU affinity
+//! of the PostgreSQL and Redis it was pointed at. The private PostgreSQL
+//! and Redis are real (`initdb`, `redis-server`), started by the runner.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::quizload::{ok, run, scratch};
+use serde_json::Value;
+
+/// The stand-in: `seed` is logged; `serve` writes what it sees into
+/// `DIR/seen-N.log` and execs the trivial target on `$BIND`.
+fn stand_in(dir: &Path) -> PathBuf {
+    let script = dir.join("fake-quizbench");
+    let body = format!(
+        r#"#!/bin/sh
+for a in "$@"; do
+  case "$a" in
+    seed) echo seeded >> "{dir}/seed.log"; exit 0 ;;
+    serve)
+      log="{dir}/seen-$$.log"
+      grep Cpus_allowed_list /proc/self/status | sed 's/.*:\s*/server_affinity=/' >> "$log"
+      v2=$(grep '^0::' /proc/self/cgroup | cut -d: -f3)
+      cs=$(grep ':cpuset:' /proc/self/cgroup | cut -d: -f3)
+      mem=$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)
+      if [ -n "$cs" ]; then
+        echo "cgroup_cpuset=$(cat /sys/fs/cgroup/cpuset$cs/cpuset.cpus)" >> "$log"
+        echo "cgroup_memory=$(cat /sys/fs/cgroup/memory$mem/memory.limit_in_bytes)" >> "$log"
+      else
+        echo "cgroup_cpuset=$(cat /sys/fs/cgroup$v2/cpuset.cpus)" >> "$log"
+        echo "cgroup_memory=$(cat /sys/fs/cgroup$v2/memory.max)" >> "$log"
+      fi
+      if [ -n "$DATABASE_URL" ]; then
+        port=$(echo "$DATABASE_URL" | sed 's/.*:\([0-9]*\)\/.*/\1/')
+        data=$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atc 'show data_directory')
+        pid=$(head -1 "$data/postmaster.pid")
+        grep Cpus_allowed_list /proc/$pid/status | sed 's/.*:\s*/postgres_affinity=/' >> "$log"
+        echo "postgres_max_connections=$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atc 'show max_connections')" >> "$log"
+      fi
+      exec "{ql}" target --bind "$BIND" ;;
+  esac
+done
+exit 2
+"#,
+        dir = dir.display(),
+        ql = env!("CARGO_BIN_EXE_quizload")
+    );
+    std::fs::write(&script, body).unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script
+}
+
+/// What the stand-in saw, key by key, over all its starts.
+fn seen(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("seen-") {
+            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                if let Some((k, v)) = l.split_once('=') {
+                    out.push((k.to_string(), v.trim().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn experiment(body: &str) -> String {
+    format!(
+        r#"
+id = "t"
+title = "stand-in"
+document = "seeds/000-tornado-multiprocess.md"
+claim = "none"
+argon2 = "not used"
+table = "latency"
+baseline = "one"
+trials = 1
+pause = "0s"
+{body}
+"#
+    )
+}
+
+const ONE_CONFIG: &str = r#"
+[load]
+scenarios = ["healthz"]
+concurrency = [2]
+requests_per_user = 20
+
+[[configs]]
+name = "one"
+"#;
+
+fn run_args<'a>(file: &'a str, server: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "experiment",
+        file,
+        "--server-bin",
+        server,
+        "--out",
+        out,
+        "--threads",
+        "1",
+        "-q",
+    ]
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn cpus_of(list: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => out.push(part.parse().unwrap()),
+        }
+    }
+    out
+}
+
+/// One CPU for the server, the other for the generator and the private
+/// PostgreSQL and Redis: the server's cgroup carries the CPU set and the
+/// memory limit (read from inside), the generator's and PostgreSQL's
+/// affinity exclude the server's CPU, PostgreSQL runs with the file's
+/// settings, and the report names the method and the machine.
+#[test]
+fn one_cpu_miniature_keeps_components_apart() {
+    let s = scratch("envelope");
+    let dir = s.path();
+    let server = stand_in(dir);
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        experiment(&format!(
+            r#"
+[limits]
+cpus = "1"
+memory = "256M"
+
+[placement]
+generator = "0"
+
+[services]
+cpus = "0"
+memory = "512M"
+max_connections = 37
+shared_buffers = "16MB"
+{ONE_CONFIG}"#
+        )),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    ok(
+        &run_args(
+            file.to_str().unwrap(),
+            server.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ),
+        Some(dir),
+    );
+    let seen = seen(dir);
+    let get = |k: &str| {
+        seen.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{k} not seen: {seen:?}"))
+    };
+    assert_eq!(get("server_affinity"), "1");
+    assert_eq!(get("cgroup_cpuset"), "1");
+    assert_eq!(get("cgroup_memory"), (256u64 << 20).to_string());
+    assert!(!cpus_of(&get("postgres_affinity")).contains(&1), "{seen:?}");
+    assert_eq!(get("postgres_max_connections"), "37");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seed.log")).unwrap(),
+        "seeded\n",
+        "private services are seeded once"
+    );
+
+    let summary = json(&out.join("summary.json"));
+    let gen = summary["generator_cpus"].as_str().unwrap();
+    assert!(!cpus_of(gen).contains(&1), "generator on {gen}");
+    let run = json(&out.join("runs/one-healthz-2-t0.json"));
+    let aff = &run["placement"]["affinity"]["cpus"];
+    assert_eq!(aff["server"], "1");
+    for c in ["generator", "postgres", "redis"] {
+        assert!(
+            !cpus_of(aff[c].as_str().unwrap()).contains(&1),
+            "{c}: {aff}"
+        );
+    }
+    assert_eq!(run["placement"]["overlaps"].as_array().unwrap().len(), 0);
+    let shares = run["placement"]["cpu_cores"].as_object().unwrap();
+    for c in ["server", "generator", "postgres", "redis"] {
+        assert!(shares.contains_key(c), "{shares:?}");
+    }
+    assert_eq!(run["server"]["memory_events"]["oom_kills"], 0);
+    assert!(run["build"]["binary_sha256"].as_str().unwrap().len() == 64);
+    let method = &summary["method"]["server"]["one"];
+    assert!(method["method"].as_str().unwrap().starts_with("cgroup-v"));
+    assert_eq!(method["cgroup"]["memory_bytes"], 256u64 << 20);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "## Method and machine",
+        "cpuset 1",
+        "memory 256M",
+        "Private PostgreSQL and Redis (started by the runner): cgroup-v",
+        "threads pinned to CPUs 0",
+        "Components kept apart",
+        "PostgreSQL: postgres (PostgreSQL)",
+        "Redis: Redis server",
+        "kernel ",
+        "OOM kills",
+    ] {
+        assert!(md.contains(needle), "{needle:?} not in\n{md}");
+    }
+}
+
+/// Two CPUs for the server on a box whose generator must share them: the
+/// overlap is recorded and reported, with each component's CPU share.
+#[test]
+fn two_cpu_miniature_records_the_overlap() {
+    let s = scratch("overlap");
+    let dir = s.path();
+    let server = stand_in(dir);
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        experiment(&format!("[limits]\ncpus = \"0-1\"\n{ONE_CONFIG}")),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    ok(
+        &run_args(
+            file.to_str().unwrap(),
+            server.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ),
+        Some(dir),
+    );
+    let summary = json(&out.join("summary.json"));
+    let cell = &summary["cells"][0];
+    let overlaps = cell["overlaps"].as_array().unwrap();
+    assert!(
+        overlaps.iter().any(|o| o
+            .as_str()
+            .unwrap()
+            .contains("the server and the generator share CPU 0,1")),
+        "{cell}"
+    );
+    assert!(cell["cpu_share"]["generator"]["mean"].as_f64().is_some());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("NOT KEPT APART on this machine"), "{md}");
+}
+
+/// A limit that cannot be applied stops the run, naming the limit and how
+/// to get the permission; with --allow-unconfined the run goes on and the
+/// report says what was not applied.
+#[test]
+fn an_unappliable_limit_refuses_unless_allowed() {
+    let s = scratch("refuse");
+    let dir = s.path();
+    let server = stand_in(dir);
+    // A CPU the machine does not have.
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        experiment(&format!("[limits]\ncpus = \"4095\"\n{ONE_CONFIG}")),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let args = run_args(
+        file.to_str().unwrap(),
+        server.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let r = run(&args, Some(dir));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    assert!(
+        err.contains("server under test: cannot apply the CPU set")
+            && err.contains("systemd-run --user --scope")
+            && err.contains("--allow-unconfined"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("seed.log").exists() && seen(dir).is_empty(),
+        "no server started"
+    );
+
+    // No cgroup hierarchy at all (a hook for machines without one): a
+    // memory limit refuses too, and runs unconfined when allowed.
+    std::fs::write(
+        &file,
+        experiment(&format!("[limits]\nmemory = \"256M\"\n{ONE_CONFIG}")),
+    )
+    .unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_quizload"))
+        .args(&args)
+        .env("QUIZLOAD_CGROUP_ROOT", dir.join("no-cgroups"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("cannot apply the memory limit"),
+        "{err}"
+    );
+    let mut allowed = args.clone();
+    allowed.push("--allow-unconfined");
+    let r = Command::new(env!("CARGO_BIN_EXE_quizload"))
+        .args(&allowed)
+        .env("QUIZLOAD_CGROUP_ROOT", dir.join("no-cgroups"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("UNCONFINED") && md.contains("memory limit"),
+        "{md}"
+    );
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["method"]["server"]["one"]["method"], "none");
+}
+
+/// The journey with a spawn rate: the measured window opens after the last
+/// user has started, so every login (made at each user's start) falls in
+/// the ramp, none in the window.
+#[test]
+fn ramped_journey_window_opens_after_the_last_user() {
+    let s = scratch("window");
+    let dir = s.path();
+    let server = stand_in(dir);
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        experiment(
+            r#"
+[load]
+scenarios = ["journey"]
+concurrency = [6]
+spawn_rate = 4
+settle = "500ms"
+think = "50ms..100ms"
+duration = "2s"
+
+[[configs]]
+name = "one"
+"#,
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    ok(
+        &run_args(
+            file.to_str().unwrap(),
+            server.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ),
+        Some(dir),
+    );
+    let run = json(&out.join("runs/one-journey-6-t0.json"));
+    let w = &run["window"];
+    // 6 users at 4/s: the last starts 1.25 s in; the window opens 0.5 s later.
+    assert_eq!(w["last_user_started_s"], 1.25);
+    assert_eq!(w["opens_s"], 1.75);
+    let logins = |part: &Value| {
+        part["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "POST /api/v1/auth/login")
+            .map_or(0, |e| e["requests"].as_u64().unwrap())
+    };
+    assert_eq!(logins(&run["report"]), 0, "no login in the window");
+    assert_eq!(
+        logins(&run["report"]["setup"]),
+        6,
+        "every login in the ramp"
+    );
+    assert!(run["report"]["requests"].as_u64().unwrap() > 0);
+    let secs = run["report"]["timeseries"].as_array().unwrap();
+    assert!(
+        (2..=3).contains(&secs.len()),
+        "the series covers the 2 s window: {}",
+        secs.len()
+    );
+    // Kept per cell as CSV and charted.
+    let csv = std::fs::read_to_string(out.join("series/one-journey-6.csv")).unwrap();
+    assert!(csv.starts_with("trial,second,responses,errors,mean_ms,p50_ms,p99_ms,max_ms\n"));
+    assert_eq!(csv.lines().count(), secs.len() + 1);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("![series/one-journey-6.svg](series/one-journey-6.svg)"),
+        "{md}"
+    );
+    assert!(out.join("series/one-journey-6.svg").is_file());
+}
+
+/// A run stopped after some cells resumes and runs only the missing ones;
+/// a folder of another build is refused; --only runs a subset.
+#[test]
+fn a_stopped_run_resumes_with_the_missing_cells() {
+    let s = scratch("resume");
+    let dir = s.path();
+    let server = stand_in(dir);
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        experiment(
+            r#"
+[load]
+scenarios = ["healthz"]
+concurrency = [1, 2]
+requests_per_user = 10
+
+[[configs]]
+name = "one"
+
+[[configs]]
+name = "two"
+"#,
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let (f, sv, o) = (
+        file.to_str().unwrap(),
+        server.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut first = run_args(f, sv, o);
+    first.extend(["--max-cells", "3"]);
+    ok(&first, Some(dir));
+    let runs = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = runs(&out);
+    assert_eq!(before.len(), 3);
+    let stamp = |name: &str| {
+        std::fs::metadata(out.join("runs").join(name))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let stamps: Vec<_> = before.iter().map(|n| stamp(n)).collect();
+
+    // Without --resume the folder is not overwritten.
+    let r = run(&run_args(f, sv, o), Some(dir));
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--resume"));
+
+    let mut resume = run_args(f, sv, o);
+    resume.push("--resume");
+    ok(&resume, Some(dir));
+    let after = runs(&out);
+    assert_eq!(after.len(), 4, "{after:?}");
+    for (n, t) in before.iter().zip(&stamps) {
+        assert_eq!(stamp(n), *t, "{n} was not run again");
+    }
+    let summary = json(&out.join("summary.json"));
+    assert_eq!(summary["runs"], 4);
+    assert_eq!(summary["builds"].as_array().unwrap().len(), 1);
+
+    // Another build of the server: refused, unless mixing is asked for.
+    std::fs::write(
+        &server,
+        std::fs::read_to_string(&server).unwrap() + "# another build\n",
+    )
+    .unwrap();
+    let mut more = resume.clone();
+    more.extend(["--trials", "2", "--only", "two@2"]);
+    let r = run(&more, Some(dir));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("another server build"),
+        "{err}"
+    );
+    more.push("--mix-builds");
+    ok(&more, Some(dir));
+    let last = runs(&out);
+    assert_eq!(last.len(), 5, "--only ran one cell of trial 2: {last:?}");
+    assert!(last.contains(&"two-healthz-2-t1.json".to_string()));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("MIXED BUILDS"), "{md}");
+}
