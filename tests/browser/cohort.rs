@@ -2,7 +2,7 @@
 //! (document 003's `/admin/dashboard` was about 50 KB), its content, and a
 //! student's 403.
 
-use crate::site::{HttpApi, Site, COHORT};
+use crate::site::{Expect, HttpApi, Site, COHORT};
 
 /// 100 students × 50 quizzes make 40 to 80 KB of HTML, every student a
 /// row and every progress row a filled cell; a student gets the 403 page.
@@ -10,19 +10,11 @@ use crate::site::{HttpApi, Site, COHORT};
 async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
     let site = Site::start().await;
     let (token, _) = site.login("teacher1", "quizbench").await;
-    let res = site
-        .http
-        .get(site.url("/cohort"))
-        .header("cookie", format!("qb_session={token}"))
-        .send()
+    let html = site
+        .get_with_cookie("/cohort", &token)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    let html = res.text().await.unwrap();
+        .expect_html(200)
+        .await;
     eprintln!(
         "cohort dashboard: {} bytes for {} students x {} quizzes",
         html.len(),
@@ -47,14 +39,10 @@ async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
     );
 
     let (student, _) = site.login("student1", "quizbench").await;
-    let res = site
-        .http
-        .get(site.url("/cohort"))
-        .header("cookie", format!("qb_session={student}"))
-        .send()
+    let page = site
+        .get_with_cookie("/cohort", &student)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let page = res.text().await.unwrap();
+        .expect_html(403)
+        .await;
     assert!(page.contains("You cannot open this page") && !page.contains("<table"));
 }
