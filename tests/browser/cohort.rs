@@ -2,19 +2,14 @@
 //! (document 003's `/admin/dashboard` was about 50 KB), its content, and a
 //! student's 403.
 
-use crate::site::{Expect, HttpApi, Site, COHORT};
+use crate::site::{HttpApi, Site, COHORT};
 
 /// 100 students × 50 quizzes make 40 to 80 KB of HTML, every student a
 /// row and every progress row a filled cell; a student gets the 403 page.
 #[tokio::test]
 async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
     let site = Site::start().await;
-    let (token, _) = site.login("teacher1", "quizbench").await;
-    let html = site
-        .get_with_cookie("/cohort", &token)
-        .await
-        .expect_html(200)
-        .await;
+    let html = site.page_as("teacher1", "/cohort", 200).await;
     eprintln!(
         "cohort dashboard: {} bytes for {} students x {} quizzes",
         html.len(),
@@ -38,11 +33,6 @@ async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
         COHORT.quizzes as usize
     );
 
-    let (student, _) = site.login("student1", "quizbench").await;
-    let page = site
-        .get_with_cookie("/cohort", &student)
-        .await
-        .expect_html(403)
-        .await;
+    let page = site.page_as("student1", "/cohort", 403).await;
     assert!(page.contains("You cannot open this page") && !page.contains("<table"));
 }

@@ -8,7 +8,7 @@ use quizbench::password::Passwords;
 use quizbench::seed::{self, SeedSize};
 
 use crate::common::{cheap_argon2, redis_url, ServeOptions, Served, TestDb};
-pub use crate::common::{scalar, Expect, HttpApi};
+pub use crate::common::{scalar, HttpApi};
 
 /// One cohort of the reference set: its 100 students and their teacher
 /// (`teacher1`), its 50 quizzes, and the reference set's 10 attempts per

@@ -132,6 +132,14 @@ pub trait HttpApi {
         Session { app: self, token }
     }
 
+    /// Signs in a seeded user and opens `path` with its session cookie,
+    /// which must answer `status` with an HTML page.
+    async fn page_as(&self, username: &str, path: &str, status: u16) -> String {
+        let token = self.token(username).await;
+        let res = self.get_with_cookie(path, &token).await;
+        res.expect_html(status).await
+    }
+
     /// A quiz's public detail (`GET /api/v1/quizzes/{id}`).
     async fn quiz(&self, id: i64) -> Value {
         self.get_json(&format!("/api/v1/quizzes/{id}"), None).await

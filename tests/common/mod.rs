@@ -168,12 +168,12 @@ async fn ensure_template() -> String {
         .execute(&mut admin)
         .await
         .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
+    let exists = sqlx::query("select 1 from pg_database where datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
+        .is_some();
     if !exists {
         let building = format!("{name}_building");
         sqlx::query(&format!("drop database if exists {building} with (force)"))
@@ -341,6 +341,41 @@ pub fn server_env(
         env.insert(k.to_string(), v.to_string());
     }
     env
+}
+
+/// Variables written as in a shell, `"NAME=value NAME=value"`, as pairs.
+pub fn vars(assignments: &str) -> Vec<(&str, &str)> {
+    assignments
+        .split_whitespace()
+        .map(|a| {
+            a.split_once('=')
+                .unwrap_or_else(|| panic!("{a:?} is not NAME=value"))
+        })
+        .collect()
+}
+
+/// Calls `probe` every `every` until it gives a value; after `limit`,
+/// panics with what `failure` says and the log.
+pub fn wait_until<T>(
+    limit: Duration,
+    every: Duration,
+    log: &Log,
+    failure: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} after {limit:?}; log:\n{}",
+            failure(),
+            log.dump()
+        );
+        std::thread::sleep(every);
+    }
 }
 
 /// `binary serve` on 127.0.0.1:0 with a JSON log, and in its environment

@@ -418,38 +418,29 @@ async fn bad_input_gets_its_4xx_and_changes_nothing() {
     // Malformed HTTP is refused by hyper before the router, with a close:
     // too many headers, too large a header block, too long a URI.
     let many: String = (0..200).map(|i| format!("X-Header-{i}: v\r\n")).collect();
-    let r = raw(
-        server.addr,
-        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(431), "too many headers: {}", r.text());
-    assert!(r.closed);
-    let r = raw(
-        server.addr,
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(256 * 1024)
-        )
-        .as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(431), "too large headers: {}", r.text());
-    assert!(r.closed);
-    let r = raw(
-        server.addr,
-        format!(
-            "GET /api/v1/quizzes?{} HTTP/1.1\r\nHost: x\r\n\r\n",
-            "q".repeat(70_000)
-        )
-        .as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(414), "URI too long: {}", r.text());
-    assert!(r.closed);
+    let big = "a".repeat(256 * 1024);
+    let uri = "q".repeat(70_000);
+    for (head, status, what) in [
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            431,
+            "too many headers",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+            431,
+            "too large headers",
+        ),
+        (
+            format!("GET /api/v1/quizzes?{uri} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "URI too long",
+        ),
+    ] {
+        let r = raw(server.addr, head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(r.status(), Some(status), "{what}: {}", r.text());
+        assert!(r.closed, "{what}: not closed");
+    }
 
     assert_eq!(rows(&db.url).await, before, "bad input changed stored rows");
 

@@ -536,12 +536,8 @@ async fn redis_paused_and_stopped_under_load() {
 /// per waiting request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_key_expiry_is_single_flight() {
-    let (_serial, _db, server) = serial_server(&[
-        ("CACHE_MODE", "redis"),
-        ("CACHE_TTL_SECS", "1"),
-        ("THREADS", "2"),
-    ])
-    .await;
+    let env = vars("CACHE_MODE=redis CACHE_TTL_SECS=1 THREADS=2");
+    let (_serial, _db, server) = serial_server(&env).await;
     let run_for = Duration::from_millis(3200);
     let until = Instant::now() + run_for;
     let mut tasks = Vec::new();

@@ -24,7 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::ServeOptions;
 pub use crate::common::{
-    answers_for, assert_error, migrate_and_seed, redis_url, scalar, Expect, HttpApi, Served, TestDb,
+    answers_for, assert_error, migrate_and_seed, redis_url, scalar, vars, Expect, HttpApi, Served,
+    TestDb,
 };
 pub use reqwest::Method;
 
