@@ -16,40 +16,27 @@
 # PgBouncer's pool: 8 server connections, so nobody waits for one. Its own database
 # (dropped at the end) on the PostgreSQL that scripts/services.sh finds or starts.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-# shellcheck source=scripts/services.sh
-source "$ROOT/scripts/services.sh"
 # shellcheck source=scripts/lib.sh
-source "$ROOT/scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 TRIALS="${TRIALS:-5}"
 DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-32}"
-PGBOUNCER="$(PATH="$PATH:/usr/sbin" command -v pgbouncer)" || {
-	echo "pgbouncer is needed (Debian: apt-get install pgbouncer)" >&2
-	exit 1
-}
+qb_require measure-pgbouncer.sh "Debian: apt-get install pgbouncer" pgbouncer
+PGBOUNCER="$(PATH="$PATH:/usr/sbin" command -v pgbouncer)"
 QUIZBENCH="$(qb_release_bin quizbench quizbench QUIZBENCH_BIN)"
 QUIZLOAD="$(qb_release_bin loadtests quizload QUIZLOAD_BIN)"
 
-qb_services_up
-WORK="$(mktemp -d)"
-chmod 755 "$WORK"
 DB="qb_pooler_cost_$$"
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+qb_measure_cleanup() {
 	wait 2>/dev/null || true
 	psql "$TEST_DATABASE_URL" -qc "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
 	if command -v redis-cli >/dev/null; then
 		redis-cli -u "$REDIS_URL" --scan --pattern "qbpoolercost$$:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null || true
 	fi
-	rm -rf "$WORK"
-	qb_services_release
 }
-trap cleanup EXIT
+qb_measure_start
+chmod 755 "$WORK"
 
 qb_url_parts "$DATABASE_URL" 5432
 pg_host="$QB_U_HOST" pg_port="$QB_U_PORT"

@@ -41,12 +41,8 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-# shellcheck source=scripts/services.sh
-source "$ROOT/scripts/services.sh"
 # shellcheck source=scripts/lib.sh
-source "$ROOT/scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
@@ -54,23 +50,9 @@ WRK_THREADS="${WRK_THREADS:-2}"
 TRIALS="${TRIALS:-5}"
 OPEN_LOOP_TRIALS="${OPEN_LOOP_TRIALS:-3}"
 SLOW_TRIALS="${SLOW_TRIALS:-3}"
-for tool in wrk nginx pgbench curl python3; do
-	command -v "$tool" >/dev/null || {
-		echo "bench.sh: $tool is missing (Debian: apt-get install wrk nginx-light postgresql-client curl python3)" >&2
-		exit 1
-	}
-done
-
-qb_services_up
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$WORK"
-	qb_services_release
-}
-trap cleanup EXIT
+qb_require bench.sh "Debian: apt-get install wrk nginx-light postgresql-client curl python3" \
+	wrk nginx pgbench curl python3
+qb_measure_start
 
 BIN="$(qb_release_bin quizbench quizbench QUIZBENCH_BIN)"
 QUIZLOAD="$(qb_release_bin loadtests quizload QUIZLOAD_BIN)"

@@ -39,10 +39,7 @@ STEP_STARTED=$SECONDS
 TIMINGS=()
 
 say() { printf '[smoke] %s\n' "$*" >&2; }
-fail() {
-	say "FAILED: $*"
-	exit 1
-}
+fail() { say "FAILED: $*" && exit 1; }
 step() {
 	STEP_NAME="$1"
 	STEP_STARTED=$SECONDS

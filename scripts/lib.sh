@@ -1,11 +1,49 @@
-# scripts/lib.sh — helpers shared by bench.sh and models.sh (sourced).
+# scripts/lib.sh — what the measurement scripts share (bench.sh, models.sh,
+# deploy/measure-pgbouncer.sh). Sourced; sets ROOT (the checkout), works
+# from there, and sources scripts/services.sh too.
 #
+# qb_require WHO HINT TOOL...        exits 1 naming the first missing TOOL (HINT: how to install)
+# qb_measure_start                   PostgreSQL and Redis up (qb_services_up), a temporary $WORK;
+#                                    on exit the processes in $PIDS are stopped, qb_measure_cleanup
+#                                    runs when the script defines it, $WORK goes, services released
 # qb_free_port                       a free TCP port on 127.0.0.1
 # qb_release_bin PACKAGE BIN VAR     path of a release binary: $VAR if set, else built
 # qb_wait_ready URL                  waits (10 s at most) until URL answers 2xx
 # qb_write_login_lua FILE            wrk script: POST login as student1..student10000
 # qb_wrk NAME [wrk args...] URL      runs wrk --latency, warns on non-2xx, prints its report
 # qb_wrk_rps / qb_wrk_p50 / qb_wrk_p99 REPORT   fields of a wrk report (req/s, ms)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+
+qb_require() {
+	local who="$1" hint="$2" tool
+	shift 2
+	for tool in "$@"; do
+		PATH="$PATH:/usr/sbin" command -v "$tool" >/dev/null || {
+			echo "$who: $tool is missing ($hint)" >&2
+			exit 1
+		}
+	done
+}
+
+PIDS=()
+qb_measure_start() {
+	qb_services_up
+	WORK="$(mktemp -d)"
+	trap qb_measure_stop EXIT
+}
+
+qb_measure_stop() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do { wait "$pid"; } 2>/dev/null || true; done
+	if declare -F qb_measure_cleanup >/dev/null; then qb_measure_cleanup; fi
+	rm -rf "$WORK"
+	qb_services_release
+}
 
 qb_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

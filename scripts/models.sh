@@ -15,30 +15,13 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-# shellcheck source=scripts/services.sh
-source "$ROOT/scripts/services.sh"
 # shellcheck source=scripts/lib.sh
-source "$ROOT/scripts/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-50}"
-command -v wrk >/dev/null || {
-	echo "models.sh: wrk is missing (Debian: apt-get install wrk)" >&2
-	exit 1
-}
-
-qb_services_up
-WORK="$(mktemp -d)"
-SERVER=""
-cleanup() {
-	[[ -z "$SERVER" ]] || kill "$SERVER" 2>/dev/null || true
-	[[ -z "$SERVER" ]] || wait "$SERVER" 2>/dev/null || true
-	rm -rf "$WORK"
-	qb_services_release
-}
-trap cleanup EXIT
+qb_require models.sh "Debian: apt-get install wrk" wrk
+qb_measure_start
 
 BIN="$(qb_release_bin quizbench quizbench QUIZBENCH_BIN)"
 export DATABASE_URL="${DATABASE_URL%/*}/quizbench_models" LOG_LEVEL="${LOG_LEVEL:-warn}"
@@ -71,13 +54,13 @@ for model in "${MODELS[@]}"; do
 	echo "==> $name: $vars" >&2
 	# shellcheck disable=SC2086 # $vars is a list of NAME=VALUE words
 	env $vars BIND="127.0.0.1:$port" "$BIN" serve >"$WORK/server.log" 2>&1 &
-	SERVER=$!
+	PIDS=("$!")
 	qb_wait_ready "http://127.0.0.1:$port/readyz"
 	quizzes="$(measure "http://127.0.0.1:$port/api/v1/quizzes")"
 	login="$(measure -s "$WORK/login.lua" "http://127.0.0.1:$port/api/v1/auth/login")"
-	kill "$SERVER"
-	wait "$SERVER" 2>/dev/null || true
-	SERVER=""
+	kill "${PIDS[0]}"
+	wait "${PIDS[0]}" 2>/dev/null || true
+	PIDS=()
 	printf '%-26s | %-28s | %-28s\n' "$name" "$quizzes" "$login" >>"$WORK/table"
 done
 

@@ -169,6 +169,26 @@ qb_state_load() { # NAME: source the state file into the current shell
 	source "$file"
 }
 
+# qb_recorded_answers postgres|redis: true when .run/ records a throwaway
+# instance this checkout started and it still answers (its port is then in
+# QB_PG_PORT / QB_REDIS_PORT); a stale one is cleaned up.
+qb_recorded_answers() {
+	local kind="$1" port url
+	qb_state_load "$kind" || return 1
+	if [[ "$kind" == postgres ]]; then
+		port="$QB_PG_PORT" url="postgres://postgres@127.0.0.1:$QB_PG_PORT/postgres"
+	else
+		port="$QB_REDIS_PORT" url="redis://127.0.0.1:$QB_REDIS_PORT"
+	fi
+	if { [[ "$kind" == postgres ]] && qb_pg_answers "$url"; } ||
+		{ [[ "$kind" == redis ]] && qb_redis_answers "$url"; }; then
+		qb_log "using the throwaway $kind recorded in .run/ (127.0.0.1:$port)"
+		return 0
+	fi
+	if [[ "$kind" == postgres ]]; then qb_local_pg_stop; else qb_local_redis_stop; fi
+	return 1
+}
+
 # --- running a command as the PostgreSQL OS user ----------------------------
 
 qb_as_user() { # USER CMD...
@@ -447,27 +467,11 @@ qb_services_up() {
 	fi
 
 	# 2. What this checkout started before, if it still answers.
-	if ((!pg_ok)); then
-		if qb_state_load postgres; then
-			if qb_pg_answers "postgres://postgres@127.0.0.1:$QB_PG_PORT/postgres"; then
-				pg_url="postgres://postgres@127.0.0.1:$QB_PG_PORT/$dbname"
-				pg_ok=1
-				qb_log "using the throwaway PostgreSQL recorded in .run/ (127.0.0.1:$QB_PG_PORT)"
-			else
-				qb_local_pg_stop # stale: clean it up
-			fi
-		fi
+	if ((!pg_ok)) && qb_recorded_answers postgres; then
+		pg_url="postgres://postgres@127.0.0.1:$QB_PG_PORT/$dbname" pg_ok=1
 	fi
-	if ((!redis_ok)); then
-		if qb_state_load redis; then
-			if qb_redis_answers "redis://127.0.0.1:$QB_REDIS_PORT"; then
-				redis_url="redis://127.0.0.1:$QB_REDIS_PORT/0"
-				redis_ok=1
-				qb_log "using the throwaway Redis recorded in .run/ (127.0.0.1:$QB_REDIS_PORT)"
-			else
-				qb_local_redis_stop
-			fi
-		fi
+	if ((!redis_ok)) && qb_recorded_answers redis; then
+		redis_url="redis://127.0.0.1:$QB_REDIS_PORT/0" redis_ok=1
 	fi
 	if ((!pg_ok || !redis_ok)) && [[ "$mode" != local ]] && qb_state_load docker; then
 		if ((!pg_ok)) && [[ " ${QB_DOCKER_SERVICES:-} " == *" postgres "* ]] &&

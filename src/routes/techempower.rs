@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::RouteList;
 use crate::db::techempower::{self as tables, Fortune, World};
+use crate::db::DbConn;
 use crate::domain::techempower::{count, WORLD_ROWS};
 use crate::error::ApiError;
 use crate::extract::AppQuery;
@@ -72,16 +73,26 @@ async fn db(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(super::json(StatusCode::OK, &world))
 }
 
-async fn queries(
-    State(state): State<AppState>,
-    AppQuery(params): AppQuery<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let n = count(&params, "queries");
+/// `?queries=` random rows of `world`, one query each (as the rules ask),
+/// and the connection they were read on.
+async fn random_worlds(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<(DbConn, Vec<World>), ApiError> {
+    let n = count(params, "queries");
     let mut conn = state.db.acquire().await?;
     let mut worlds = Vec::with_capacity(n);
     for _ in 0..n {
         worlds.push(tables::world(&mut conn, random_id()).await?);
     }
+    Ok((conn, worlds))
+}
+
+async fn queries(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (_, worlds) = random_worlds(&state, &params).await?;
     Ok(super::json(StatusCode::OK, &worlds))
 }
 
@@ -89,16 +100,12 @@ async fn updates(
     State(state): State<AppState>,
     AppQuery(params): AppQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let n = count(&params, "queries");
-    let mut conn = state.db.acquire().await?;
-    let mut worlds = Vec::with_capacity(n);
+    let (mut conn, mut worlds) = random_worlds(&state, &params).await?;
     // The new number of each id drawn: an id drawn twice keeps the number
     // it got first, so the response shows what the table will hold.
     let mut numbers = BTreeMap::new();
-    for _ in 0..n {
-        let mut w = tables::world(&mut conn, random_id()).await?;
+    for w in &mut worlds {
         w.randomnumber = *numbers.entry(w.id).or_insert_with(random_id);
-        worlds.push(w);
     }
     // One batched update (allowed by the rules), in id order so concurrent
     // batches cannot deadlock.

@@ -1,20 +1,15 @@
-use serde_json::{json, Value};
+use reqwest::Method;
+use serde_json::json;
 
-use crate::helpers::{assert_error, HttpApi, TestApp};
+use crate::helpers::{Expect, HttpApi, TestApp};
 
 /// Register, then log in with the new account by bearer token and cookie.
 #[tokio::test]
 async fn register_login_me_logout() {
     let app = TestApp::spawn().await;
-    let res = app
-        .post_json(
-            "/api/v1/auth/register",
-            None,
-            &json!({"username": "newbie", "password": "a good password", "display_name": "New Bie"}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    let user: Value = res.json().await.unwrap();
+    let body =
+        json!({"username": "newbie", "password": "a good password", "display_name": "New Bie"});
+    let user = app.register(&body).await.expect_json(201).await;
     assert_eq!(user["username"], "newbie");
     assert_eq!(user["role"], "student");
     assert!(user.get("password_hash").is_none());
@@ -25,30 +20,18 @@ async fn register_login_me_logout() {
         assert!(cookie.contains(attr), "{cookie}");
     }
     assert!(!cookie.contains("Secure"));
-    let me: Value = app
-        .get("/api/v1/user", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me = app.get_json("/api/v1/user", Some(&token)).await;
     assert_eq!(me["display_name"], "New Bie");
 
     // The cookie alone also authenticates.
     let cookie_pair = cookie.split(';').next().unwrap().to_string();
-    let res = app
-        .http
-        .get(app.url("/api/v1/user"))
-        .header("cookie", &cookie_pair)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(cookie_pair, format!("qb_session={token}"));
+    let res = app.get_with_cookie("/api/v1/user", &token).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
 
     let res = app
-        .http
-        .post(app.url("/api/v1/auth/logout"))
-        .bearer_auth(&token)
+        .request(Method::POST, "/api/v1/auth/logout", Some(&token))
         .send()
         .await
         .unwrap();
@@ -57,26 +40,16 @@ async fn register_login_me_logout() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    assert_error(
-        app.get("/api/v1/user", Some(&token)).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    let res = app.get("/api/v1/user", Some(&token)).await;
+    res.expect_error(401, "unauthorized").await;
 }
 
 /// Duplicate usernames are 409; bad input is 422 with a JSON error.
 #[tokio::test]
 async fn registration_validation() {
     let app = TestApp::spawn().await;
-    let dup = app
-        .post_json(
-            "/api/v1/auth/register",
-            None,
-            &json!({"username": "student1", "password": "long enough"}),
-        )
-        .await;
-    assert_error(dup, 409, "conflict").await;
+    let dup = json!({"username": "student1", "password": "long enough"});
+    app.register(&dup).await.expect_error(409, "conflict").await;
     let cases = [
         (
             json!({"username": "ab", "password": "long enough"}),
@@ -113,14 +86,10 @@ async fn registration_validation() {
         (json!({"password": "long enough"}), "invalid_body"),
     ];
     for (body, code) in cases {
-        let res = app.post_json("/api/v1/auth/register", None, &body).await;
-        assert_error(res, 422, code).await;
+        app.register(&body).await.expect_error(422, code).await;
     }
-    assert_eq!(
-        app.count("select count(*) from users where username = 'okname'")
-            .await,
-        0
-    );
+    let stored = "select count(*) from users where username = 'okname'";
+    assert_eq!(app.count(stored).await, 0);
 }
 
 /// An unknown user and a wrong password get the same status and body, and
@@ -129,20 +98,8 @@ async fn registration_validation() {
 async fn unknown_user_and_wrong_password_look_the_same() {
     let app = TestApp::spawn().await;
     let before = app.worker.state.slot.dummy_hash_count();
-    let wrong = app
-        .post_json(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "student1", "password": "not it at all"}),
-        )
-        .await;
-    let unknown = app
-        .post_json(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "nobody", "password": "not it at all"}),
-        )
-        .await;
+    let wrong = app.try_login("student1", "not it at all").await;
+    let unknown = app.try_login("nobody", "not it at all").await;
     assert_eq!(wrong.status(), 401);
     assert_eq!(unknown.status(), 401);
     assert_eq!(wrong.text().await.unwrap(), unknown.text().await.unwrap());
@@ -154,24 +111,12 @@ async fn unknown_user_and_wrong_password_look_the_same() {
 async fn brute_force_is_throttled() {
     let app = TestApp::spawn_with(&[("LOGIN_MAX_FAILURES", "3")]).await;
     for _ in 0..3 {
-        let res = app
-            .post_json(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": "student2", "password": "guess guess"}),
-            )
-            .await;
+        let res = app.try_login("student2", "guess guess").await;
         assert_eq!(res.status(), 401);
     }
-    let res = app
-        .post_json(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "student2", "password": "quizbench"}),
-        )
-        .await;
+    let res = app.try_login("student2", "quizbench").await;
     assert!(res.headers().contains_key("retry-after"));
-    assert_error(res, 429, "too_many_requests").await;
+    res.expect_error(429, "too_many_requests").await;
     // Other users are not affected.
     app.login("student3", "quizbench").await;
 }
@@ -183,26 +128,17 @@ async fn password_change_revokes_other_sessions() {
     let app = TestApp::spawn().await;
     let a = app.token("student4").await;
     let b = app.token("student4").await;
-    let res = app
-        .http
-        .put(app.url("/api/v1/user/password"))
-        .bearer_auth(&a)
-        .json(&json!({"current_password": "wrong one!", "new_password": "brand new password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "forbidden").await;
-    let res = app
-        .http
-        .put(app.url("/api/v1/user/password"))
-        .bearer_auth(&a)
-        .json(&json!({"current_password": "quizbench", "new_password": "brand new password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    let change = |current: &str| {
+        app.request(Method::PUT, "/api/v1/user/password", Some(&a))
+            .json(&json!({"current_password": current, "new_password": "brand new password"}))
+            .send()
+    };
+    let res = change("wrong one!").await.unwrap();
+    res.expect_error(403, "forbidden").await;
+    assert_eq!(change("quizbench").await.unwrap().status(), 204);
     assert_eq!(app.get("/api/v1/user", Some(&a)).await.status(), 200);
-    assert_error(app.get("/api/v1/user", Some(&b)).await, 401, "unauthorized").await;
+    let res = app.get("/api/v1/user", Some(&b)).await;
+    res.expect_error(401, "unauthorized").await;
     app.login("student4", "brand new password").await;
 }
 
@@ -213,15 +149,12 @@ async fn login_rotates_the_session() {
     let app = TestApp::spawn().await;
     let (old, _) = app.login("student5", "quizbench").await;
     let res = app
-        .http
-        .post(app.url("/api/v1/auth/login"))
-        .header("cookie", format!("qb_session={old}"))
+        .with_cookie(Method::POST, "/api/v1/auth/login", &old)
         .json(&json!({"username": "student5", "password": "quizbench"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    let new: Value = res.json().await.unwrap();
+    let new = res.expect_json(200).await;
     assert_ne!(new["token"].as_str().unwrap(), old);
     assert_eq!(app.get("/api/v1/user", Some(&old)).await.status(), 401);
     assert_eq!(
@@ -236,32 +169,16 @@ async fn login_rotates_the_session() {
 #[tokio::test]
 async fn auth_failures() {
     let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "1")]).await;
-    assert_error(app.get("/api/v1/progress", None).await, 401, "unauthorized").await;
-    assert_error(
-        app.get("/api/v1/progress", Some("garbage")).await,
-        401,
-        "unauthorized",
-    )
-    .await;
     let forged = "A".repeat(43);
-    assert_error(
-        app.get("/api/v1/progress", Some(&forged)).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    for token in [None, Some("garbage"), Some(forged.as_str())] {
+        let res = app.get("/api/v1/progress", token).await;
+        res.expect_error(401, "unauthorized").await;
+    }
     let token = app.token("student6").await;
-    assert_eq!(
-        app.get("/api/v1/progress", Some(&token)).await.status(),
-        200
-    );
+    app.get_json("/api/v1/progress", Some(&token)).await;
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_error(
-        app.get("/api/v1/progress", Some(&token)).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    let res = app.get("/api/v1/progress", Some(&token)).await;
+    res.expect_error(401, "unauthorized").await;
 }
 
 /// Cookie-authenticated writes from another site are refused.
@@ -269,26 +186,19 @@ async fn auth_failures() {
 async fn cross_site_cookie_writes_are_refused() {
     let app = TestApp::spawn().await;
     let (token, _) = app.login("student7", "quizbench").await;
-    let res = app
-        .http
-        .post(app.url("/api/v1/quizzes/1/attempts"))
-        .header("cookie", format!("qb_session={token}"))
-        .header("sec-fetch-site", "cross-site")
-        .json(&json!({"answers": [{"question_id": 1, "choice_ids": [1]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "forbidden").await;
-    let res = app
-        .http
-        .post(app.url("/api/v1/quizzes/1/attempts"))
-        .header("cookie", format!("qb_session={token}"))
-        .header("origin", "http://evil.example")
-        .json(&json!({"answers": [{"question_id": 1, "choice_ids": [1]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 403, "forbidden").await;
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "http://evil.example"),
+    ] {
+        let res = app
+            .with_cookie(Method::POST, "/api/v1/quizzes/1/attempts", &token)
+            .header(header, value)
+            .json(&json!({"answers": [{"question_id": 1, "choice_ids": [1]}]}))
+            .send()
+            .await
+            .unwrap();
+        res.expect_error(403, "forbidden").await;
+    }
     assert_eq!(
         app.count("select count(*) from attempts where user_id = 7 and id > 30")
             .await,
@@ -303,9 +213,7 @@ async fn login_with_a_bearer_token_does_not_end_that_session() {
     let app = TestApp::spawn().await;
     let a = app.token("student15").await;
     let res = app
-        .http
-        .post(app.url("/api/v1/auth/login"))
-        .bearer_auth(&a)
+        .request(Method::POST, "/api/v1/auth/login", Some(&a))
         .json(&json!({"username": "student16", "password": "quizbench"}))
         .send()
         .await

@@ -2,29 +2,40 @@ use sqlx::{Connection, PgConnection};
 
 use crate::common::{cleanup_redis, redis_prefix, redis_url, TestDb, BIN};
 
+/// `quizbench seed`'s arguments for 3 students, 2 quizzes and 5 attempts.
+fn small_seed() -> Vec<&'static str> {
+    "seed --organizations 1 --cohorts-per-org 1 --students-per-cohort 3 --quizzes 2 --attempts 5"
+        .split(' ')
+        .collect()
+}
+
+/// `quizbench ARGS` on `database` and `redis` (keys under `prefix`), with
+/// cheap argon2 and this log level.
+fn quizbench(
+    args: &[&str],
+    database: &str,
+    redis: &str,
+    prefix: &str,
+    log_level: &str,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .env("DATABASE_URL", database)
+        .env("REDIS_URL", redis)
+        .env("REDIS_PREFIX", prefix)
+        .env("ARGON2_MEMORY_KIB", "64")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("LOG_LEVEL", log_level);
+    cmd
+}
+
 /// `quizbench seed` on an empty database applies the migrations itself
 /// (the experiment runner seeds without migrating first).
 #[tokio::test]
 async fn seed_migrates_an_empty_database_first() {
     let db = TestDb::empty().await;
     let prefix = redis_prefix();
-    let status = std::process::Command::new(BIN)
-        .args([
-            "seed",
-            "--organizations",
-            "1",
-            "--cohorts-per-org",
-            "1",
-            "--students-per-cohort",
-            "3",
-        ])
-        .args(["--quizzes", "2", "--attempts", "5"])
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env("REDIS_PREFIX", &prefix)
-        .env("ARGON2_MEMORY_KIB", "64")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("LOG_LEVEL", "warn")
+    let status = quizbench(&small_seed(), &db.url, &redis_url(), &prefix, "warn")
         .status()
         .unwrap();
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
@@ -61,33 +72,10 @@ async fn connection_passwords_reach_no_output() {
     unreachable.set_port(Some(1)).unwrap();
 
     let run = |args: &[&str], database: &str| {
-        std::process::Command::new(BIN)
-            .args(args)
-            .env("DATABASE_URL", database)
-            .env("REDIS_URL", redis.as_str())
-            .env("REDIS_PREFIX", &prefix)
-            .env("ARGON2_MEMORY_KIB", "64")
-            .env("ARGON2_ITERATIONS", "1")
-            .env("LOG_LEVEL", "trace")
-            .output()
-            .unwrap()
+        let mut cmd = quizbench(args, database, redis.as_str(), &prefix, "trace");
+        cmd.output().unwrap()
     };
-    let seeded = run(
-        &[
-            "seed",
-            "--organizations",
-            "1",
-            "--cohorts-per-org",
-            "1",
-            "--students-per-cohort",
-            "3",
-            "--quizzes",
-            "2",
-            "--attempts",
-            "5",
-        ],
-        pg.as_str(),
-    );
+    let seeded = run(&small_seed(), pg.as_str());
     let refused = run(&["migrate"], unreachable.as_str());
     cleanup_redis(&redis_url(), &prefix);
     assert!(seeded.status.success(), "seed failed");

@@ -1,16 +1,14 @@
-use serde_json::Value;
+use reqwest::Method;
 
-use crate::helpers::{assert_error, HttpApi, TestApp};
+use crate::helpers::{Expect, HttpApi, TestApp};
 
 /// Save, load, list, replace and delete a code file.
 #[tokio::test]
 async fn save_load_list_delete() {
     let app = TestApp::spawn().await;
-    let token = app.token("student1").await;
+    let me = app.session("student1").await;
     let put = |name: &str, body: &'static str| {
-        app.http
-            .put(app.url(&format!("/api/v1/files/{name}")))
-            .bearer_auth(&token)
+        me.request(Method::PUT, &format!("/api/v1/files/{name}"))
             .body(body)
             .send()
     };
@@ -20,32 +18,16 @@ async fn save_load_list_delete() {
         put("main.py", "print('again')\n").await.unwrap().status(),
         200
     );
-    let res = app.get("/api/v1/files/main.py", Some(&token)).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), "print('again')\n");
-    let list: Value = app
-        .get("/api/v1/files", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let text = me.get("/api/v1/files/main.py").await.expect_text(200).await;
+    assert_eq!(text, "print('again')\n");
+    let list = me.get_json("/api/v1/files").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "main.py");
     assert_eq!(list[0]["size"], 15);
-    let res = app
-        .http
-        .delete(app.url("/api/v1/files/main.py"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    assert_error(
-        app.get("/api/v1/files/main.py", Some(&token)).await,
-        404,
-        "not_found",
-    )
-    .await;
+    let res = me.request(Method::DELETE, "/api/v1/files/main.py").send();
+    assert_eq!(res.await.unwrap().status(), 204);
+    let res = me.get("/api/v1/files/main.py").await;
+    res.expect_error(404, "not_found").await;
 }
 
 /// Another student's files and paths outside the student's directory are
@@ -55,35 +37,23 @@ async fn isolation_traversal_and_limits() {
     let app = TestApp::spawn_with(&[("FILE_MAX_BYTES", "1024")]).await;
     let alice = app.token("student1").await;
     let bob = app.token("student2").await;
-    let res = app
-        .http
-        .put(app.url("/api/v1/files/secret.txt"))
-        .bearer_auth(&alice)
-        .body("alice's")
-        .send()
-        .await
-        .unwrap();
+    let put = |name: &str, body: Vec<u8>| {
+        app.request(Method::PUT, &format!("/api/v1/files/{name}"), Some(&alice))
+            .body(body)
+            .send()
+    };
+    let res = put("secret.txt", b"alice's".to_vec()).await.unwrap();
     assert_eq!(res.status(), 201);
-    assert_error(
-        app.get("/api/v1/files/secret.txt", Some(&bob)).await,
-        404,
-        "not_found",
-    )
-    .await;
+    let res = app.get("/api/v1/files/secret.txt", Some(&bob)).await;
+    res.expect_error(404, "not_found").await;
     for bad in ["..", ".secret", "..%2F1%2Fsecret.txt", "a%2Fb", "%2e%2e"] {
         let res = app.get(&format!("/api/v1/files/{bad}"), Some(&bob)).await;
         let status = res.status().as_u16();
         assert!(status == 400 || status == 404, "{bad}: {status}");
         assert!(res.text().await.unwrap().contains("\"error\""));
     }
-    let res = app
-        .http
-        .put(app.url("/api/v1/files/big.txt"))
-        .bearer_auth(&alice)
-        .body(vec![b'x'; 2048])
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 413, "payload_too_large").await;
-    assert_error(app.get("/api/v1/files", None).await, 401, "unauthorized").await;
+    let res = put("big.txt", vec![b'x'; 2048]).await.unwrap();
+    res.expect_error(413, "payload_too_large").await;
+    let res = app.get("/api/v1/files", None).await;
+    res.expect_error(401, "unauthorized").await;
 }

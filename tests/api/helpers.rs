@@ -10,9 +10,9 @@ use quizbench::metrics::Metrics;
 use quizbench::process::worker::{self, RunningWorker};
 use quizbench::state::WorkerInfo;
 
-pub use crate::common::{answers_for, assert_error, HttpApi};
+pub use crate::common::{answers_for, Expect, HttpApi};
 use crate::common::{
-    cleanup_redis, redis_prefix, redis_url, scalar, server_env, unique_name, TestDb,
+    cleanup_redis, client, redis_prefix, redis_url, scalar, server_env, unique_name, TestDb,
 };
 
 pub struct TestApp {
@@ -71,10 +71,7 @@ impl TestApp {
         let addr = worker.addr;
         TestApp {
             base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: client(None),
             worker,
             prefix,
             files_dir,
@@ -107,12 +104,8 @@ impl TestApp {
 }
 
 impl HttpApi for TestApp {
-    fn base(&self) -> &str {
-        &self.base
-    }
-
-    fn http(&self) -> &reqwest::Client {
-        &self.http
+    fn endpoint(&self) -> (&str, &reqwest::Client) {
+        (&self.base, &self.http)
     }
 }
 

@@ -1,5 +1,3 @@
-use serde_json::Value;
-
 use crate::helpers::{HttpApi, TestApp};
 
 /// Liveness, readiness, metrics and the runtime view.
@@ -9,18 +7,18 @@ async fn probes_metrics_runtime() {
     let res = app.get("/healthz", None).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("x-worker-pid"));
-    let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
+    let ready = app.get_json("/readyz", None).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["postgres"], "ok");
     assert_eq!(ready["redis"], "ok");
 
     app.get("/api/v1/quizzes", None).await;
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     assert!(metrics.contains("quizbench_http_requests_total{worker=\"0\",route=\"/api/v1/quizzes\",status=\"200\"} 1"), "{metrics}");
     assert!(metrics.contains("quizbench_db_pool_size{worker=\"0\"}"));
     assert!(metrics.contains("quizbench_http_request_duration_seconds_bucket"));
 
-    let rt: Value = app.get("/runtime", None).await.json().await.unwrap();
+    let rt = app.get_json("/runtime", None).await;
     assert_eq!(rt["pid"], std::process::id());
     assert_eq!(rt["worker"], 0);
     assert!(rt["requests_served"].as_u64().unwrap() >= 4);
@@ -52,9 +50,7 @@ async fn draining_is_not_ready() {
 #[tokio::test]
 async fn openapi_document() {
     let app = TestApp::spawn().await;
-    let res = app.get("/openapi.json", None).await;
-    assert_eq!(res.status(), 200);
-    let doc: Value = res.json().await.unwrap();
+    let doc = app.get_json("/openapi.json", None).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/api/v1/auth/login",

@@ -1,54 +1,41 @@
-use crate::helpers::{HttpApi, TestApp};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use crate::helpers::{Expect, HttpApi, TestApp};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use reqwest::Method;
+
+/// Asserts the response's Content-Type starts with `prefix`.
+fn assert_type(res: &reqwest::Response, prefix: &str) {
+    let ct = crate::common::content_type(res);
+    assert!(ct.starts_with(prefix), "{ct:?} is not {prefix}");
+}
 
 /// HTML pages and static assets.
 #[tokio::test]
 async fn pages_and_assets() {
     let app = TestApp::spawn().await;
-    let res = app.get("/", None).await;
-    assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    let page = app.get("/", None).await.expect_html(200).await;
     // The sign-in form posts without JavaScript.
-    assert!(res
-        .text()
-        .await
-        .unwrap()
-        .contains("<form id=\"login\" method=\"post\" action=\"/\">"));
+    assert!(page.contains("<form id=\"login\" method=\"post\" action=\"/\">"));
 
-    let list = app.get("/quizzes", None).await.text().await.unwrap();
+    let list = app.get_text("/quizzes", None).await;
     assert!(list.contains("Quiz 1: SQL basics"));
 
     let res = app.get("/dashboard", None).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/");
     let (token, _) = app.login("student3", "quizbench").await;
-    let res = app
-        .http
-        .get(app.url("/dashboard"))
-        .header("cookie", format!("qb_session={token}"))
-        .send()
+    let page = app.get_with_cookie("/dashboard", &token).await;
+    assert!(page
+        .expect_html(200)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains("Signed in as student3"));
+        .contains("Signed in as student3"));
 
     let css = app.get("/static/style.css", None).await;
     assert_eq!(css.status(), 200);
-    assert!(css.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/css"));
-    let etag = css.headers()["etag"].clone();
+    assert_type(&css, "text/css");
+    let etag = css.headers()["etag"].to_str().unwrap();
     let res = app
-        .http
-        .get(app.url("/static/style.css"))
-        .header("if-none-match", etag)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/static/style.css", "if-none-match", etag)
+        .await;
     assert_eq!(res.status(), 304);
     assert_eq!(app.get("/static/nope.css", None).await.status(), 404);
 }
@@ -63,12 +50,8 @@ async fn compression_by_negotiation() {
     .await;
     for enc in ["gzip", "br", "zstd"] {
         let res = app
-            .http
-            .get(app.url("/static/style.css"))
-            .header("accept-encoding", enc)
-            .send()
-            .await
-            .unwrap();
+            .get_with("/static/style.css", "accept-encoding", enc)
+            .await;
         assert_eq!(res.headers()["content-encoding"], enc);
     }
     let plain = app.get("/static/style.css", None).await;
@@ -121,28 +104,17 @@ async fn form_posts_are_same_site_and_carry_the_session_token() {
         ("next", "/quizzes/2"),
     ];
     let res = post_form(&app, "/", None, "http://evil.example", &login).await;
-    assert_eq!(res.status(), 403);
-    assert!(res.headers()[CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
     assert!(res.headers().get("set-cookie").is_none());
+    res.expect_html(403).await;
 
     let res = post_form(&app, "/", None, &ours, &login).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()[LOCATION], "/quizzes/2");
     let set = res.headers()["set-cookie"].to_str().unwrap();
     let cookie = set.split(';').next().unwrap().to_string();
-    let page = app
-        .http
-        .get(app.url("/quizzes/2"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let token = cookie.strip_prefix("qb_session=").unwrap();
+    let page = app.get_with_cookie("/quizzes/2", token).await;
+    let page = page.expect_html(200).await;
     let (csrf, key) = (hidden(&page, "csrf"), hidden(&page, "idempotency_key"));
     let question = page.split("name=\"q").nth(1).unwrap();
     let question_id: i64 = question[..question.find('"').unwrap()].parse().unwrap();
@@ -176,9 +148,7 @@ async fn form_posts_are_same_site_and_carry_the_session_token() {
 
     // The API's cookie client: no Origin, JSON, as Locust and quizload send.
     let res = app
-        .http
-        .post(app.url("/api/v1/quizzes/2/attempts"))
-        .header(COOKIE, &cookie)
+        .with_cookie(Method::POST, "/api/v1/quizzes/2/attempts", token)
         .json(&serde_json::json!({"answers": [{"question_id": question_id, "choice_ids": [1]}]}))
         .send()
         .await
@@ -193,13 +163,7 @@ async fn form_posts_are_same_site_and_carry_the_session_token() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let res = app
-        .http
-        .get(app.url("/attempts"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_with_cookie("/attempts", token).await;
     assert_eq!(res.status(), 303, "the session ended");
     assert_eq!(res.headers()[LOCATION], "/?next=%2Fattempts");
 }
@@ -210,30 +174,17 @@ async fn form_posts_are_same_site_and_carry_the_session_token() {
 #[tokio::test]
 async fn error_pages_for_browsers_json_for_the_api() {
     let app = TestApp::spawn().await;
-    let browser = |path: &str| {
-        app.http
-            .get(app.url(path))
-            .header(ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
-            .send()
-    };
-    let res = browser("/no/such/page").await.unwrap();
-    assert_eq!(res.status(), 404);
-    assert!(res.headers()[CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    assert!(res.text().await.unwrap().contains("Page not found"));
-    let res = browser("/api/v1/nope").await.unwrap();
-    crate::helpers::assert_error(res, 404, "not_found").await;
-    crate::helpers::assert_error(app.get("/no/such/page", None).await, 404, "not_found").await;
-    let res = browser("/quizzes/abc").await.unwrap();
+    let browser = |path| app.get_with(path, "accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+    let res = browser("/no/such/page").await;
+    assert!(res.expect_html(404).await.contains("Page not found"));
+    let res = browser("/api/v1/nope").await;
+    res.expect_error(404, "not_found").await;
+    let res = app.get("/no/such/page", None).await;
+    res.expect_error(404, "not_found").await;
+    let res = browser("/quizzes/abc").await;
     assert_eq!(res.status(), 303, "signed out: sign in first");
-    let res = app.http.delete(app.url("/quizzes")).send().await.unwrap();
-    assert_eq!(res.status(), 405);
-    assert!(res.headers()[CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    let res = app.request(Method::DELETE, "/quizzes", None).send().await;
+    res.unwrap().expect_html(405).await;
 }
 
 /// The quiz list page shows what the API lists: every quiz, linked, with

@@ -1,24 +1,18 @@
+use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, HttpApi, TestApp};
+use crate::helpers::{Expect, HttpApi, TestApp};
 
 /// The list and the detail have the fixed shapes and never the answer keys.
 #[tokio::test]
 async fn list_and_detail_shapes() {
     let app = TestApp::spawn().await;
-    let res = app.get("/api/v1/quizzes", None).await;
-    assert_eq!(res.status(), 200);
-    let list: Value = res.json().await.unwrap();
+    let list = app.get_json("/api/v1/quizzes", None).await;
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 3);
     assert!(list[0]["id"].is_i64() && list[0]["title"].is_string());
 
-    let text = app
-        .get("/api/v1/quizzes/2", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/api/v1/quizzes/2", None).await;
     assert!(
         !text.contains("answer_key") && !text.contains("accepted") && !text.contains("correct")
     );
@@ -42,23 +36,17 @@ async fn list_and_detail_shapes() {
 #[tokio::test]
 async fn bad_ids() {
     let app = TestApp::spawn().await;
-    assert_error(app.get("/api/v1/quizzes/999", None).await, 404, "not_found").await;
+    let res = app.get("/api/v1/quizzes/999", None).await;
+    res.expect_error(404, "not_found").await;
     for bad in ["abc", "-1", "0", "9223372036854775808", "1.5", "%00"] {
-        assert_error(
-            app.get(&format!("/api/v1/quizzes/{bad}"), None).await,
-            400,
-            "invalid_id",
-        )
-        .await;
+        let res = app.get(&format!("/api/v1/quizzes/{bad}"), None).await;
+        res.expect_error(400, "invalid_id").await;
     }
-    assert_error(app.get("/api/v1/nope", None).await, 404, "not_found").await;
-    let res = app
-        .http
-        .delete(app.url("/api/v1/quizzes"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 405, "method_not_allowed").await;
+    let res = app.get("/api/v1/nope", None).await;
+    res.expect_error(404, "not_found").await;
+    let res = app.request(Method::DELETE, "/api/v1/quizzes", None).send();
+    let res = res.await.unwrap();
+    res.expect_error(405, "method_not_allowed").await;
 }
 
 /// Every cache mode gives byte-identical bodies, and reports itself.
@@ -72,12 +60,7 @@ async fn cache_modes_give_identical_bodies() {
             let list = app.get("/api/v1/quizzes", None).await;
             let cache = list.headers()["x-cache"].to_str().unwrap().to_string();
             let list = list.text().await.unwrap();
-            let one = app
-                .get("/api/v1/quizzes/1", None)
-                .await
-                .text()
-                .await
-                .unwrap();
+            let one = app.get_text("/api/v1/quizzes/1", None).await;
             seen.push(cache);
             bodies.push((mode, list, one));
         }
@@ -120,26 +103,18 @@ async fn hit_answers_like_its_miss(
 /// content-version bump in Redis (a re-seed) reaches it within the poll.
 #[tokio::test]
 async fn local_hits_answer_like_the_router_and_follow_the_version() {
-    let app = TestApp::spawn_with(&[
-        ("CACHE_MODE", "local"),
-        ("COMPRESSION", "gzip"),
-        ("COMPRESSION_MIN_BYTES", "0"),
-    ])
-    .await;
+    let vars = [("COMPRESSION", "gzip"), ("COMPRESSION_MIN_BYTES", "0")];
+    let app = TestApp::spawn_with(&[("CACHE_MODE", "local"), vars[0], vars[1]]).await;
     let (hit_headers, _) = hit_answers_like_its_miss(&app, "/api/v1/quizzes").await;
     assert!(hit_headers.get("content-encoding").is_none());
 
     let gz = app
-        .http
-        .get(app.url("/api/v1/quizzes"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/v1/quizzes", "accept-encoding", "gzip")
+        .await;
     assert_eq!(gz.headers()["x-cache"], "hit");
     assert_eq!(gz.headers()["content-encoding"], "gzip");
 
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.get_text("/metrics", None).await;
     let hits: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("quizbench_cache_hits_total"))
@@ -151,7 +126,8 @@ async fn local_hits_answer_like_the_router_and_follow_the_version() {
     // One quiz likewise; unknown and malformed ids stay the router's.
     let (_, miss_body) = hit_answers_like_its_miss(&app, "/api/v1/quizzes/1").await;
     for _ in 0..2 {
-        assert_error(app.get("/api/v1/quizzes/999", None).await, 404, "not_found").await;
+        let res = app.get("/api/v1/quizzes/999", None).await;
+        res.expect_error(404, "not_found").await;
     }
     for bad in ["0", "01x", "1/", "1%2F"] {
         let res = app.get(&format!("/api/v1/quizzes/{bad}"), None).await;

@@ -1,6 +1,6 @@
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{assert_error, HttpApi, TestApp};
+use crate::helpers::{Expect, HttpApi, TestApp};
 
 /// select-options lists the caller's organization and cohort only.
 #[tokio::test]
@@ -9,14 +9,9 @@ async fn select_options_of_my_cohort() {
     // Test seed: 5 students per cohort; student6..10 are cohort 2.
     let (token, _) = app.login("student7", "quizbench").await;
     let res = app
-        .http
-        .get(app.url("/api/v1/students/select-options"))
-        .header("cookie", format!("qb_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let opts: Value = res.json().await.unwrap();
+        .get_with_cookie("/api/v1/students/select-options", &token)
+        .await;
+    let opts = res.expect_json(200).await;
     let ids: Vec<i64> = opts
         .as_array()
         .unwrap()
@@ -25,65 +20,37 @@ async fn select_options_of_my_cohort() {
         .collect();
     assert_eq!(ids, vec![6, 7, 8, 9, 10]);
     assert_eq!(opts[0]["label"], "Student 6 (student6)");
-    assert_error(
-        app.get("/api/v1/students/select-options", None).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    let res = app.get("/api/v1/students/select-options", None).await;
+    res.expect_error(401, "unauthorized").await;
 }
 
 /// The classifier grades free text and requires a session.
 #[tokio::test]
 async fn grade_free_text() {
     let app = TestApp::spawn().await;
-    let token = app.token("student1").await;
-    let res = app
-        .post_json(
-            "/api/v1/grade",
-            Some(&token),
-            &json!({"text": "select name from users where id = 3"}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let v: Value = res.json().await.unwrap();
+    let me = app.session("student1").await;
+    let text = json!({"text": "select name from users where id = 3"});
+    let v = me.post_json("/api/v1/grade", &text).await;
+    let v = v.expect_json(200).await;
     assert_eq!(v["label"], "sql");
     assert!(v["score"].as_f64().unwrap() > 0.0);
     // With a short-text question: is it an accepted answer?
-    let v: Value = app
-        .post_json(
-            "/api/v1/grade",
-            Some(&token),
-            &json!({"text": "Select", "question_id": 10}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["matches_key"], true);
-    assert_error(
-        app.post_json("/api/v1/grade", Some(&token), &json!({"text": ""}))
-            .await,
-        422,
-        "invalid_text",
-    )
-    .await;
-    assert_error(
-        app.post_json(
-            "/api/v1/grade",
-            Some(&token),
-            &json!({"text": "x", "question_id": 99999}),
-        )
-        .await,
-        404,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        app.post_json("/api/v1/grade", None, &json!({"text": "x"}))
-            .await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    let short = json!({"text": "Select", "question_id": 10});
+    let v = me.post_json("/api/v1/grade", &short).await;
+    assert_eq!(v.expect_json(200).await["matches_key"], true);
+    for (token, body, status, code) in [
+        (Some(&me.token), json!({"text": ""}), 422, "invalid_text"),
+        (
+            Some(&me.token),
+            json!({"text": "x", "question_id": 99999}),
+            404,
+            "not_found",
+        ),
+        (None, json!({"text": "x"}), 401, "unauthorized"),
+    ] {
+        let res = app
+            .post_json("/api/v1/grade", token.map(String::as_str), &body)
+            .await;
+        res.expect_error(status, code).await;
+    }
 }

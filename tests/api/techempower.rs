@@ -2,6 +2,20 @@ use serde_json::Value;
 
 use crate::helpers::{HttpApi, TestApp};
 
+/// `(id, randomNumber)` of every row a TechEmpower route answered.
+async fn worlds(app: &TestApp, path: &str) -> Vec<(i64, i64)> {
+    let rows: Value = app.get_json(path, None).await;
+    let rows = rows.as_array().unwrap_or_else(|| panic!("{path}: {rows}"));
+    rows.iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["randomNumber"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The TechEmpower routes answer per the benchmark's rules.
 #[tokio::test]
 async fn techempower_routes() {
@@ -15,7 +29,7 @@ async fn techempower_routes() {
     assert_eq!(res.headers()["content-type"], "text/plain");
     assert_eq!(res.text().await.unwrap(), "Hello, World!");
 
-    let one: Value = app.get("/db", None).await.json().await.unwrap();
+    let one = app.get_json("/db", None).await;
     assert!((1..=10_000).contains(&one["id"].as_i64().unwrap()));
     assert!(one["randomNumber"].is_i64());
     for (q, n) in [
@@ -25,40 +39,14 @@ async fn techempower_routes() {
         ("?queries=20", 20),
         ("?queries=600", 500),
     ] {
-        let rows: Value = app
-            .get(&format!("/queries{q}"), None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(rows.as_array().unwrap().len(), n, "{q}");
-        let rows: Value = app
-            .get(&format!("/updates{q}"), None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(rows.as_array().unwrap().len(), n, "{q}");
+        for route in ["/queries", "/updates"] {
+            assert_eq!(worlds(&app, &format!("{route}{q}")).await.len(), n, "{q}");
+        }
     }
-    let rows: Value = app
-        .get("/cached-queries?count=7", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 7);
+    assert_eq!(worlds(&app, "/cached-queries?count=7").await.len(), 7);
 
     // Updates are persisted.
-    let updated: Value = app
-        .get("/updates?queries=1", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, number) = (
-        updated[0]["id"].as_i64().unwrap(),
-        updated[0]["randomNumber"].as_i64().unwrap(),
-    );
+    let (id, number) = worlds(&app, "/updates?queries=1").await[0];
     assert_eq!(
         app.count(&format!(
             "select randomnumber::bigint from world where id = {id}"
@@ -67,7 +55,7 @@ async fn techempower_routes() {
         number
     );
 
-    let html = app.get("/fortunes", None).await.text().await.unwrap();
+    let html = app.get_text("/fortunes", None).await;
     assert!(html.contains("<tr><td>0</td><td>Additional fortune added at request time.</td></tr>"));
     assert!(html.contains("&lt;script&gt;alert(&quot;This should not be displayed"));
     assert!(html.contains("フレームワークのベンチマーク"));
@@ -82,23 +70,7 @@ async fn updates_store_what_they_answer_when_an_id_repeats() {
     // 500 draws from 10,000 ids repeat one with probability 1 - 4e-6 per
     // request; a few requests make a miss impossible in practice.
     for _ in 0..5 {
-        let rows: Value = app
-            .get("/updates?queries=500", None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let rows: Vec<(i64, i64)> = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["id"].as_i64().unwrap(),
-                    r["randomNumber"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let rows = worlds(&app, "/updates?queries=500").await;
         let distinct: std::collections::BTreeSet<i64> = rows.iter().map(|(id, _)| *id).collect();
         if distinct.len() == rows.len() {
             continue;

@@ -9,20 +9,7 @@ use crate::site::{HttpApi, Site, COHORT};
 #[tokio::test]
 async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
     let site = Site::start().await;
-    let (token, _) = site.login("teacher1", "quizbench").await;
-    let res = site
-        .http
-        .get(site.url("/cohort"))
-        .header("cookie", format!("qb_session={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    let html = res.text().await.unwrap();
+    let html = site.page_as("teacher1", "/cohort", 200).await;
     eprintln!(
         "cohort dashboard: {} bytes for {} students x {} quizzes",
         html.len(),
@@ -46,15 +33,6 @@ async fn a_teachers_cohort_dashboard_is_about_50_kb_and_students_are_refused() {
         COHORT.quizzes as usize
     );
 
-    let (student, _) = site.login("student1", "quizbench").await;
-    let res = site
-        .http
-        .get(site.url("/cohort"))
-        .header("cookie", format!("qb_session={student}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let page = res.text().await.unwrap();
+    let page = site.page_as("student1", "/cohort", 403).await;
     assert!(page.contains("You cannot open this page") && !page.contains("<table"));
 }

@@ -3,16 +3,11 @@
 //! tools the tests drive are installed.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::Duration;
 
 use quizbench::password::Passwords;
 use quizbench::seed::{self, SeedSize};
 
-use crate::common::{
-    cheap_argon2, cleanup_redis, redis_prefix, redis_url, serve_command, server_env, spawn_logged,
-    unique_name, wait_listening, Log, TestDb, BIN,
-};
+use crate::common::{cheap_argon2, redis_url, ServeOptions, Served, TestDb};
 pub use crate::common::{scalar, HttpApi};
 
 /// One cohort of the reference set: its 100 students and their teacher
@@ -34,13 +29,17 @@ pub const COHORT: SeedSize = SeedSize {
 /// The real binary serving a freshly seeded database. The process is
 /// killed, and its database, Redis keys and files removed, when dropped.
 pub struct Site {
-    child: Child,
-    pub base: String,
-    pub http: reqwest::Client,
-    log: std::sync::Arc<Log>,
+    // Declared first: the server stops before its database is dropped.
+    served: Served,
     pub db: TestDb,
-    prefix: String,
-    files_dir: PathBuf,
+}
+
+impl std::ops::Deref for Site {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.served
+    }
 }
 
 impl Site {
@@ -53,61 +52,25 @@ impl Site {
         seed::seed(&db.url, &passwords, COHORT, false)
             .await
             .expect("seed");
-        let prefix = redis_prefix();
-        let files_dir = std::env::temp_dir().join(unique_name("qb-browser-files-"));
-        let defaults = [
-            ("PROCESSES", "1"),
-            ("THREADS", "1"),
-            ("CPU_POOL_THREADS", "1"),
-        ];
-        let env = server_env(&db.url, &redis_url(), &prefix, &files_dir, &defaults, &[]);
-        let (mut child, log) = spawn_logged(&mut serve_command(BIN.as_ref(), &env), 5_000);
-        let Some(addr) = wait_listening(&mut child, &log, Duration::from_secs(20)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not start; log:\n{}", log.dump());
+        let options = ServeOptions {
+            defaults: &[
+                ("PROCESSES", "1"),
+                ("THREADS", "1"),
+                ("CPU_POOL_THREADS", "1"),
+            ],
+            vars: &[],
+            log_cap: 5_000,
+            timeout: None,
         };
         Site {
-            child,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            log,
+            served: Served::start(&db.url, &redis_url(), options),
             db,
-            prefix,
-            files_dir,
         }
-    }
-
-    /// The server's log, for failure messages.
-    pub fn log_text(&self) -> String {
-        self.log.dump()
     }
 
     /// One number from the site's database.
     pub async fn count(&self, sql: &str) -> i64 {
         scalar(&self.db.url, sql).await
-    }
-}
-
-impl HttpApi for Site {
-    fn base(&self) -> &str {
-        &self.base
-    }
-
-    fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        cleanup_redis(&redis_url(), &self.prefix);
-        let _ = std::fs::remove_dir_all(&self.files_dir);
     }
 }
 

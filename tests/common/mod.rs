@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +26,9 @@ use quizbench::password::Passwords;
 use quizbench::seed::{self, SeedSize};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
+
+mod http;
+pub use http::*;
 
 /// The names that keep one suite's state apart from another's (suites, or
 /// two checkouts' test runs, may share the PostgreSQL and Redis servers).
@@ -165,12 +168,12 @@ async fn ensure_template() -> String {
         .execute(&mut admin)
         .await
         .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
+    let exists = sqlx::query("select 1 from pg_database where datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap()
+        .is_some();
     if !exists {
         let building = format!("{name}_building");
         sqlx::query(&format!("drop database if exists {building} with (force)"))
@@ -272,23 +275,35 @@ pub async fn scalar(url: &str, sql: &str) -> i64 {
 
 // --------------------------------------------------------------------- Redis
 
+/// A connection to the Redis at `url`, or None when it does not answer
+/// within a second.
+fn redis_connection(url: &str) -> Option<redis::Connection> {
+    let client = redis::Client::open(url).ok()?;
+    client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()
+}
+
+/// The keys under `prefix` in the Redis at `url` (none when it is down).
+pub fn redis_keys(url: &str, prefix: &str) -> Vec<String> {
+    let Some(mut conn) = redis_connection(url) else {
+        return Vec::new();
+    };
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default()
+}
+
 /// Removes every key under `prefix` from the Redis at `url` (bounded: a
 /// dead or hung Redis is given up on after a second).
 pub fn cleanup_redis(url: &str, prefix: &str) {
     let (url, prefix) = (url.to_string(), prefix.to_string());
     // A thread: this runs in `Drop`, maybe inside a runtime.
     let _ = std::thread::spawn(move || {
-        let Ok(client) = redis::Client::open(url) else {
-            return;
-        };
-        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
+        let keys = redis_keys(&url, &prefix);
+        if let (false, Some(mut conn)) = (keys.is_empty(), redis_connection(&url)) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
     })
     .join();
@@ -326,6 +341,41 @@ pub fn server_env(
         env.insert(k.to_string(), v.to_string());
     }
     env
+}
+
+/// Variables written as in a shell, `"NAME=value NAME=value"`, as pairs.
+pub fn vars(assignments: &str) -> Vec<(&str, &str)> {
+    assignments
+        .split_whitespace()
+        .map(|a| {
+            a.split_once('=')
+                .unwrap_or_else(|| panic!("{a:?} is not NAME=value"))
+        })
+        .collect()
+}
+
+/// Calls `probe` every `every` until it gives a value; after `limit`,
+/// panics with what `failure` says and the log.
+pub fn wait_until<T>(
+    limit: Duration,
+    every: Duration,
+    log: &Log,
+    failure: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} after {limit:?}; log:\n{}",
+            failure(),
+            log.dump()
+        );
+        std::thread::sleep(every);
+    }
 }
 
 /// `binary serve` on 127.0.0.1:0 with a JSON log, and in its environment
@@ -389,6 +439,102 @@ pub fn wait_listening(child: &mut Child, log: &Log, limit: Duration) -> Option<S
         std::thread::sleep(Duration::from_millis(10));
     }
     None
+}
+
+/// The real binary as a child process: `quizbench serve` with
+/// [`server_env`]'s variables, its log kept. Killed (SIGKILL) when
+/// dropped; its Redis prefix and files directory are removed.
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub log: Arc<Log>,
+    /// REDIS_PREFIX of this server.
+    pub prefix: String,
+    redis_url: String,
+    files_dir: PathBuf,
+}
+
+/// How to start a [`Served`]: the suite's defaults, the test's variables
+/// (which win), how many log lines to keep and the client's bound.
+pub struct ServeOptions<'a> {
+    pub defaults: &'a [(&'a str, &'a str)],
+    pub vars: &'a [(&'a str, &'a str)],
+    pub log_cap: usize,
+    pub timeout: Option<Duration>,
+}
+
+impl Served {
+    /// Starts the server on a fresh Redis prefix and files directory and
+    /// waits (20 s at most) for its "listening on" line.
+    pub fn start(database_url: &str, redis_url: &str, o: ServeOptions) -> Served {
+        let prefix = redis_prefix();
+        let files_dir = std::env::temp_dir().join(unique_name("qb-files-"));
+        let env = server_env(
+            database_url,
+            redis_url,
+            &prefix,
+            &files_dir,
+            o.defaults,
+            o.vars,
+        );
+        let (mut child, log) = spawn_logged(&mut serve_command(BIN.as_ref(), &env), o.log_cap);
+        let Some(addr) = wait_listening(&mut child, &log, Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the server did not print its address; log:\n{}", log.dump());
+        };
+        Served {
+            child,
+            addr,
+            base: format!("http://{addr}"),
+            http: client(o.timeout),
+            log,
+            prefix,
+            redis_url: redis_url.to_string(),
+            files_dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log_text(&self) -> String {
+        self.log.dump()
+    }
+
+    /// Log lines at ERROR level (JSON log).
+    pub fn error_lines(&self) -> Vec<String> {
+        self.log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .collect()
+    }
+}
+
+impl HttpApi for Served {
+    fn endpoint(&self) -> (&str, &reqwest::Client) {
+        (&self.base, &self.http)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        cleanup_redis(&self.redis_url, &self.prefix);
+        let _ = std::fs::remove_dir_all(&self.files_dir);
+    }
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {
@@ -467,81 +613,6 @@ fn events(lines: &[String], needle: &str) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(needle)))
         .collect()
-}
-
-// ---------------------------------------------------------------------- HTTP
-
-/// Requests over reqwest to a server that has a base URL and a client.
-pub trait HttpApi {
-    /// `http://ADDR`.
-    fn base(&self) -> &str;
-    fn http(&self) -> &reqwest::Client;
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.http().get(self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
-    }
-
-    async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut req = self.http().post(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
-    }
-
-    /// Logs in; returns (token, set-cookie header).
-    async fn login(&self, username: &str, password: &str) -> (String, String) {
-        let res = self
-            .post_json(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": username, "password": password}),
-            )
-            .await;
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_string());
-        let text = res.text().await.unwrap();
-        assert_eq!(status, 200, "login of {username}: {text}");
-        let body: Value = serde_json::from_str(&text).unwrap();
-        let token = body["token"].as_str().unwrap().to_string();
-        (token, cookie.expect("session cookie"))
-    }
-
-    /// Logs in a seeded user; returns the bearer token.
-    async fn token(&self, username: &str) -> String {
-        self.login(username, seed::SEED_PASSWORD).await.0
-    }
-}
-
-/// Asserts a JSON error envelope with this status and code; returns the body.
-pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> Value {
-    let got = res.status().as_u16();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "status; body {text}");
-    assert!(
-        ct.starts_with("application/json"),
-        "content type {ct:?} of {text}"
-    );
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    assert_eq!(v["error"]["code"], code, "body {text}");
-    assert!(v["error"]["message"].is_string(), "body {text}");
-    v
 }
 
 /// Answers for a quiz, built from its public detail: the first choice of

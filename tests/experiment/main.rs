@@ -15,13 +15,25 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use loadtests::experiment::{run_experiment, ExperimentSpec, RunOptions, RunRecord};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 
-const SERVER_BIN: &str = env!("CARGO_BIN_EXE_quizbench");
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::{redis_url, scalar, TestDb};
+
+/// This binary's databases and Redis keys (see `common::Suite`; it builds
+/// no template).
+const SUITE: common::Suite = common::Suite {
+    db_prefix: "qb_exp_",
+    redis_prefix: "qbexp",
+    template_suffix: "exp",
+    template_lock: 727276,
+};
+
+const SERVER_BIN: &str = common::BIN;
 
 /// The small data set the experiment seeds: 2 x 2 x 5 = 20 students.
 const STUDENTS: i64 = 20;
@@ -29,28 +41,6 @@ const STUDENTS: i64 = 20;
 const LEVELS: [u64; 2] = [2, 4];
 const REQUESTS_PER_USER: u64 = 10;
 const TRIALS: usize = 2;
-
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The admin URL with its database name replaced by `name`.
-fn db_url(name: &str) -> String {
-    let admin = admin_url();
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b.to_string(), format!("?{q}")),
-        None => (admin.clone(), String::new()),
-    };
-    let base = base
-        .rsplit_once('/')
-        .map_or(base.clone(), |(b, _)| b.to_string());
-    format!("{base}/{name}{query}")
-}
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -60,93 +50,22 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A database of its own, dropped (with its connections) when the guard
-/// drops, also when the test fails.
-struct Db {
-    name: String,
-    url: String,
-}
-
-impl Db {
-    fn create() -> Db {
-        let name = format!("qb_exp_{}", uuid::Uuid::new_v4().simple());
-        block_on(async {
-            let mut admin = PgConnection::connect(&admin_url())
-                .await
-                .unwrap_or_else(|e| panic!("admin connection to TEST_DATABASE_URL: {e}"));
-            sqlx::query(&format!("create database {name}"))
-                .execute(&mut admin)
-                .await
-                .expect("create database");
-            let _ = admin.close().await;
-        });
-        Db {
-            url: db_url(&name),
-            name,
-        }
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        block_on(async {
-            let mut c = PgConnection::connect(&self.url).await.expect("connect");
-            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect(sql);
-            let _ = c.close().await;
-            n
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut admin)
-                        .await;
-                    let _ = admin.close().await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
 /// A Redis key prefix of its own; its keys are deleted when the guard drops.
 struct RedisPrefix(String);
 
 impl RedisPrefix {
     fn new() -> RedisPrefix {
-        RedisPrefix(format!("qbexp{}:", uuid::Uuid::new_v4().simple()))
+        RedisPrefix(common::redis_prefix())
     }
 
     fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(redis_url()).expect("redis url");
-        let mut conn = client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("redis connection");
-        redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default()
+        common::redis_keys(&redis_url(), &self.0)
     }
 }
 
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else {
-            return;
-        };
-        if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}*", self.0))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        }
+        common::cleanup_redis(&redis_url(), &self.0);
     }
 }
 
@@ -171,7 +90,7 @@ impl Drop for TempDir {
     }
 }
 
-fn experiment_toml(db: &Db, prefix: &str, files: &Path) -> String {
+fn experiment_toml(db: &TestDb, prefix: &str, files: &Path) -> String {
     let env = |processes: u32| {
         format!(
             "env = {{ PROCESSES = \"{processes}\", DATABASE_URL = \"{}\", REDIS_URL = \"{}\", \
@@ -253,7 +172,7 @@ fn descendants() -> Vec<u32> {
 #[test]
 fn short_experiment_against_the_real_server() {
     let server = std::fs::canonicalize(SERVER_BIN).expect("server binary");
-    let db = Db::create();
+    let db = block_on(TestDb::empty());
     let prefix = RedisPrefix::new();
     let dir = TempDir::new();
     let files = dir.0.join("files");
@@ -461,7 +380,10 @@ fn short_experiment_against_the_real_server() {
     // --- the reset ran before each of the 4 server starts, with seed_args:
     // the small data set is what is in the database.
     assert_eq!(
-        db.count("select count(*) from users where role = 'student'"),
+        block_on(scalar(
+            &db.url,
+            "select count(*) from users where role = 'student'"
+        )),
         STUDENTS
     );
     assert!(

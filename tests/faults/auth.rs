@@ -12,28 +12,18 @@ use crate::harness::*;
 /// Ten registrations of one username at once: one 201, nine 409, one row.
 #[tokio::test]
 async fn concurrent_duplicate_registration_creates_one_user() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(&db.url, &redis_url(), &[]);
+    let (_serial, db, server) = serial_server(&[]).await;
     let before = scalar(&db.url, "select count(*) from users").await;
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let (http, url) = (server.http.clone(), server.url("/api/v1/auth/register"));
-        tasks.push(tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .json(&json!({"username": "twin", "password": format!("password {i}")}))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status().as_u16();
-            let body: Value = res.json().await.unwrap();
-            (status, body)
-        }));
+        let body = json!({"username": "twin", "password": format!("password {i}")});
+        let req = server.request(Method::POST, "/api/v1/auth/register", None);
+        tasks.push(spawn_request(req.json(&body)));
     }
     let mut created = 0;
     for t in tasks {
-        let (status, body) = t.await.unwrap();
+        let a = t.await.unwrap();
+        let (status, body) = (a.status, a.json());
         match status {
             201 => created += 1,
             409 => assert_eq!(body["error"]["code"], "conflict"),
@@ -70,9 +60,7 @@ async fn login(server: &Server, username: &str, password: &str) -> reqwest::Resp
 /// address (5x the username allowance); while throttled nothing is hashed.
 #[tokio::test]
 async fn dummy_hash_and_throttling_per_username_and_address() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(&db.url, &redis_url(), &[("LOGIN_MAX_FAILURES", "2")]);
+    let (_serial, _db, server) = serial_server(&[("LOGIN_MAX_FAILURES", "2")]).await;
     let dummies = |m: &Metrics| m.count("quizbench_dummy_hash_verifications_total");
 
     let d0 = dummies(&server.metrics().await);
@@ -150,18 +138,13 @@ async fn dummy_hash_and_throttling_per_username_and_address() {
 /// A session ends at its absolute expiry however busy it is.
 #[tokio::test]
 async fn planted_tokens_and_absolute_expiry() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("SESSION_ABSOLUTE_SECS", "2"),
-            ("SESSION_IDLE_SECS", "60"),
-            ("LOG_LEVEL", "debug"),
-            ("ACCESS_LOG", "true"),
-        ],
-    );
+    let (_serial, _db, server) = serial_server(&[
+        ("SESSION_ABSOLUTE_SECS", "2"),
+        ("SESSION_IDLE_SECS", "60"),
+        ("LOG_LEVEL", "debug"),
+        ("ACCESS_LOG", "true"),
+    ])
+    .await;
     let planted = "fixatedfixatedfixatedfixatedfixatedfixated1".to_string();
     assert_eq!(planted.len(), 43);
     let res = server

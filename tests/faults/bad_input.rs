@@ -9,6 +9,67 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
+/// One bad request and the error it must get.
+struct Case {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    /// Sent with the student's token.
+    auth: bool,
+    status: u16,
+    code: &'static str,
+}
+
+const REGISTER: &str = "/api/v1/auth/register";
+const LOGIN: &str = "/api/v1/auth/login";
+const SUBMIT: &str = "/api/v1/quizzes/1/attempts";
+
+/// The student's own resources (attempts, files) are asked for with its
+/// token; everything else without one.
+fn needs_auth(path: &str) -> bool {
+    path.contains("/attempts") || path.contains("/files/")
+}
+
+/// A JSON POST of `body` to `path` that must get `status` and `code`.
+fn post(
+    path: impl Into<String>,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    let path = path.into();
+    Case {
+        method: "POST",
+        auth: needs_auth(&path),
+        path,
+        content_type: Some("application/json"),
+        body: body.into(),
+        status,
+        code,
+    }
+}
+
+/// A GET of `path` that must get `status` and `code`.
+fn get(path: String, status: u16, code: &'static str) -> Case {
+    Case {
+        method: "GET",
+        content_type: None,
+        body: Vec::new(),
+        ..post(path, Vec::new(), status, code)
+    }
+}
+
+impl Case {
+    /// The same request with another Content-Type (or none).
+    fn typed(self, content_type: Option<&'static str>) -> Case {
+        Case {
+            content_type,
+            ..self
+        }
+    }
+}
+
 /// users, attempts, sum of progress.attempt_count
 async fn rows(url: &str) -> (i64, i64, i64) {
     (
@@ -24,348 +85,155 @@ async fn rows(url: &str) -> (i64, i64, i64) {
 
 #[tokio::test]
 async fn bad_input_gets_its_4xx_and_changes_nothing() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(&db.url, &redis_url(), &[]);
+    let (_serial, db, server) = serial_server(&[]).await;
     let token = server.token("student1").await;
-    let quiz1: Value = server
-        .get("/api/v1/quizzes/1", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let quiz2: Value = server
-        .get("/api/v1/quizzes/2", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (quiz1, quiz2) = (server.quiz(1).await, server.quiz(2).await);
     let before = rows(&db.url).await;
 
-    // (method, path, content type, body, authenticated, status, code)
-    type Case = (
-        &'static str,
-        String,
-        Option<&'static str>,
-        Vec<u8>,
-        bool,
-        u16,
-        &'static str,
-    );
-    let j = Some("application/json");
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
+    let creds =
+        |user: &str, password: String| json!({"username": user, "password": password}).to_string();
     let mut cases: Vec<Case> = vec![
         // Malformed JSON, wrong content type, wrong types, missing fields.
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            b"{\"username\":".to_vec(),
-            false,
+        post(REGISTER, b"{\"username\":", 400, "malformed_json"),
+        post(
+            LOGIN,
+            b"{\"username\":\"student1\",\"password\":\"quizbench\"} x",
             400,
             "malformed_json",
         ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            b"{\"username\":\"student1\",\"password\":\"quizbench\"} x".to_vec(),
-            false,
-            400,
-            "malformed_json",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            Vec::new(),
-            false,
-            400,
-            "malformed_json",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            Some("text/plain"),
-            b"{\"username\":\"student1\",\"password\":\"quizbench\"}".to_vec(),
-            false,
+        post(LOGIN, Vec::new(), 400, "malformed_json"),
+        post(
+            LOGIN,
+            b"{\"username\":\"student1\",\"password\":\"quizbench\"}",
             415,
             "unsupported_media_type",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            None,
-            b"{\"username\":\"someone\",\"password\":\"12345678\"}".to_vec(),
-            false,
+        )
+        .typed(Some("text/plain")),
+        post(
+            REGISTER,
+            b"{\"username\":\"someone\",\"password\":\"12345678\"}",
             415,
             "unsupported_media_type",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            br#"{"username": 1, "password": []}"#.to_vec(),
-            false,
+        )
+        .typed(None),
+        post(
+            REGISTER,
+            br#"{"username": 1, "password": []}"#,
             422,
             "invalid_body",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            br#"{"username": "someone"}"#.to_vec(),
-            false,
+        post(REGISTER, br#"{"username": "someone"}"#, 422, "invalid_body"),
+        post(LOGIN, b"null", 422, "invalid_body"),
+        post(
+            REGISTER,
+            br#"{"username":"someone","password":"12345678","cohort_id":9223372036854775808}"#,
             422,
             "invalid_body",
         ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            b"null".to_vec(),
-            false,
+        post(SUBMIT, br#"{"answers": "all"}"#, 422, "invalid_body"),
+        post(SUBMIT, br#"{"answer": []}"#, 422, "invalid_body"),
+        post(
+            SUBMIT,
+            br#"{"answers": [{"question_id": "one", "choice_ids": [1]}]}"#,
             422,
             "invalid_body",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            br#"{"username":"someone","password":"12345678","cohort_id":9223372036854775808}"#
-                .to_vec(),
-            false,
-            422,
-            "invalid_body",
-        ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            br#"{"answers": "all"}"#.to_vec(),
-            true,
-            422,
-            "invalid_body",
-        ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            br#"{"answer": []}"#.to_vec(),
-            true,
-            422,
-            "invalid_body",
-        ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            br#"{"answers": [{"question_id": "one", "choice_ids": [1]}]}"#.to_vec(),
-            true,
-            422,
-            "invalid_body",
-        ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            br#"{"answers": [{"question_id": 1e400}]}"#.to_vec(),
-            true,
+        post(
+            SUBMIT,
+            br#"{"answers": [{"question_id": 1e400}]}"#,
             400,
             "malformed_json",
         ),
         // JSON nested thousands deep (within the body limit): a type error
         // where a value is expected, skipped without recursion where it is
         // an unknown field, a syntax error when unterminated.
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            deep(5000),
-            false,
-            422,
-            "invalid_body",
-        ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
+        post(LOGIN, deep(5000), 422, "invalid_body"),
+        post(
+            SUBMIT,
             [&b"{\"answers\": "[..], &deep(7000), b"}"].concat(),
-            true,
             422,
             "invalid_body",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
+        post(
+            REGISTER,
             [
                 &b"{\"username\": \"x\", \"password\": \"12345678\", \"extra\": "[..],
                 &deep(7000),
                 b"}",
             ]
             .concat(),
-            false,
             422,
             "invalid_username",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
+        post(
+            REGISTER,
             [
                 &b"{\"username\": \"someone\", \"extra\": "[..],
                 "[".repeat(7000).as_bytes(),
             ]
             .concat(),
-            false,
             400,
             "malformed_json",
         ),
         // NUL bytes, invalid UTF-8 and 10 KB strings in usernames.
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            br#"{"username":"nul\u0000name","password":"12345678"}"#.to_vec(),
-            false,
+        post(
+            REGISTER,
+            br#"{"username":"nul\u0000name","password":"12345678"}"#,
             422,
             "invalid_username",
         ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            br#"{"username":"student1\u0000","password":"quizbench"}"#.to_vec(),
-            false,
+        post(
+            LOGIN,
+            br#"{"username":"student1\u0000","password":"quizbench"}"#,
             422,
             "invalid_username",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            b"{\"username\":\"bad\xff\xfeutf8\",\"password\":\"12345678\"}".to_vec(),
-            false,
+        post(
+            REGISTER,
+            b"{\"username\":\"bad\xff\xfeutf8\",\"password\":\"12345678\"}",
             400,
             "malformed_json",
         ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            b"{\"username\":\"bad\xc3\",\"password\":\"12345678\"}".to_vec(),
-            false,
+        post(
+            LOGIN,
+            b"{\"username\":\"bad\xc3\",\"password\":\"12345678\"}",
             400,
             "malformed_json",
         ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            json!({"username": "u".repeat(10_000), "password": "12345678"})
-                .to_string()
-                .into_bytes(),
-            false,
-            422,
-            "invalid_username",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            json!({"username": "u".repeat(10_000), "password": "12345678"})
-                .to_string()
-                .into_bytes(),
-            false,
-            422,
-            "invalid_username",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            br#"{"username":"okname","password":"12345678","display_name":"\u0000"}"#.to_vec(),
-            false,
+        post(
+            REGISTER,
+            br#"{"username":"okname","password":"12345678","display_name":"\u0000"}"#,
             422,
             "invalid_display_name",
         ),
-        // 1 MB passwords: over the 16 KiB body limit; 10 KB: over the
-        // password limit.
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            json!({"username": "student1", "password": "p".repeat(1 << 20)})
-                .to_string()
-                .into_bytes(),
-            false,
-            413,
-            "payload_too_large",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            json!({"username": "bigpass", "password": "p".repeat(1 << 20)})
-                .to_string()
-                .into_bytes(),
-            false,
-            413,
-            "payload_too_large",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/login".into(),
-            j,
-            json!({"username": "student1", "password": "p".repeat(10_000)})
-                .to_string()
-                .into_bytes(),
-            false,
-            422,
-            "invalid_password",
-        ),
-        (
-            "POST",
-            "/api/v1/auth/register".into(),
-            j,
-            json!({"username": "bigpass", "password": "p".repeat(10_000)})
-                .to_string()
-                .into_bytes(),
-            false,
-            422,
-            "invalid_password",
-        ),
         // Answers to another quiz's questions; NUL in a text answer.
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            answers_for(&quiz2).to_string().into_bytes(),
-            true,
+        post(
+            SUBMIT,
+            answers_for(&quiz2).to_string(),
             422,
             "invalid_answers",
         ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            nul_text_answer(&quiz1).to_string().into_bytes(),
-            true,
+        post(
+            SUBMIT,
+            nul_text_answer(&quiz1).to_string(),
             422,
             "invalid_answers",
         ),
-        (
-            "POST",
-            "/api/v1/quizzes/1/attempts".into(),
-            j,
-            br#"{"answers": []}"#.to_vec(),
-            true,
-            422,
-            "empty_answers",
-        ),
+        post(SUBMIT, br#"{"answers": []}"#, 422, "empty_answers"),
     ];
+    // 10 KB usernames; 1 MB passwords: over the 16 KiB body limit; 10 KB:
+    // over the password limit.
+    for (path, user) in [(LOGIN, "student1"), (REGISTER, "bigpass")] {
+        let long_name = creds(&"u".repeat(10_000), "12345678".into());
+        cases.push(post(path, long_name, 422, "invalid_username"));
+        let huge = creds(user, "p".repeat(1 << 20));
+        cases.push(post(path, huge, 413, "payload_too_large"));
+        let long = creds(user, "p".repeat(10_000));
+        cases.push(post(path, long, 422, "invalid_password"));
+    }
     // Non-numeric, zero, negative, 2^63 and longer ids.
+    let answers = answers_for(&quiz1).to_string();
     for id in [
         "abc",
         "0",
@@ -377,52 +245,18 @@ async fn bad_input_gets_its_4xx_and_changes_nothing() {
         "%ff",
         "1%2f2",
     ] {
-        cases.push((
-            "GET",
-            format!("/api/v1/quizzes/{id}"),
-            None,
-            Vec::new(),
-            false,
-            400,
-            "invalid_id",
-        ));
-        cases.push((
-            "GET",
+        cases.push(get(format!("/api/v1/quizzes/{id}"), 400, "invalid_id"));
+        cases.push(get(
             format!("/api/v1/quizzes/{id}/attempts"),
-            None,
-            Vec::new(),
-            true,
             400,
             "invalid_id",
         ));
-        cases.push((
-            "POST",
-            format!("/api/v1/quizzes/{id}/attempts"),
-            j,
-            answers_for(&quiz1).to_string().into_bytes(),
-            true,
-            400,
-            "invalid_id",
-        ));
+        let path = format!("/api/v1/quizzes/{id}/attempts");
+        cases.push(post(path, answers.clone(), 400, "invalid_id"));
     }
-    cases.push((
-        "GET",
-        "/api/v1/quizzes/9223372036854775807".into(),
-        None,
-        Vec::new(),
-        false,
-        404,
-        "not_found",
-    ));
-    cases.push((
-        "POST",
-        "/api/v1/quizzes/9223372036854775807/attempts".into(),
-        j,
-        answers_for(&quiz1).to_string().into_bytes(),
-        true,
-        404,
-        "not_found",
-    ));
+    let max = "/api/v1/quizzes/9223372036854775807";
+    cases.push(get(max.into(), 404, "not_found"));
+    cases.push(post(format!("{max}/attempts"), answers, 404, "not_found"));
     // Path traversal in file names.
     // (A bare ".." segment is removed by the client's URL parser; the raw
     // case below sends it.)
@@ -432,23 +266,28 @@ async fn bad_input_gets_its_4xx_and_changes_nothing() {
         "a%2fb",
         "..%5c..%5cwin.ini",
     ] {
-        cases.push((
-            "GET",
+        cases.push(get(
             format!("/api/v1/files/{name}"),
-            None,
-            Vec::new(),
-            true,
             400,
             "invalid_file_name",
         ));
     }
 
-    for (method, path, ct, body, auth, status, code) in cases {
+    for Case {
+        method,
+        path,
+        content_type,
+        body,
+        auth,
+        status,
+        code,
+    } in cases
+    {
         let mut req = server
             .http
             .request(method.parse().unwrap(), server.url(&path))
             .body(body);
-        if let Some(ct) = ct {
+        if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
         if auth {
@@ -462,7 +301,7 @@ async fn bad_input_gets_its_4xx_and_changes_nothing() {
                 res.text().await.unwrap()
             );
         }
-        assert_error(res, status, code).await;
+        res.expect_error(status, code).await;
     }
 
     let r = raw(
@@ -573,49 +412,35 @@ async fn bad_input_gets_its_4xx_and_changes_nothing() {
         "chunked file too large: {}",
         r.text()
     );
-    let listed: Value = server
-        .get("/api/v1/files", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = server.get_json("/api/v1/files", Some(&token)).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 
     // Malformed HTTP is refused by hyper before the router, with a close:
     // too many headers, too large a header block, too long a URI.
     let many: String = (0..200).map(|i| format!("X-Header-{i}: v\r\n")).collect();
-    let r = raw(
-        server.addr,
-        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(431), "too many headers: {}", r.text());
-    assert!(r.closed);
-    let r = raw(
-        server.addr,
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(256 * 1024)
-        )
-        .as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(431), "too large headers: {}", r.text());
-    assert!(r.closed);
-    let r = raw(
-        server.addr,
-        format!(
-            "GET /api/v1/quizzes?{} HTTP/1.1\r\nHost: x\r\n\r\n",
-            "q".repeat(70_000)
-        )
-        .as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(r.status(), Some(414), "URI too long: {}", r.text());
-    assert!(r.closed);
+    let big = "a".repeat(256 * 1024);
+    let uri = "q".repeat(70_000);
+    for (head, status, what) in [
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            431,
+            "too many headers",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+            431,
+            "too large headers",
+        ),
+        (
+            format!("GET /api/v1/quizzes?{uri} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "URI too long",
+        ),
+    ] {
+        let r = raw(server.addr, head.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(r.status(), Some(status), "{what}: {}", r.text());
+        assert!(r.closed, "{what}: not closed");
+    }
 
     assert_eq!(rows(&db.url).await, before, "bad input changed stored rows");
 
@@ -670,9 +495,7 @@ fn nul_text_answer(quiz: &Value) -> Value {
 /// A handler panic is a JSON 500 without detail; the process serves on.
 #[tokio::test]
 async fn handler_panic_is_a_json_500_and_the_process_serves_on() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let mut server = Server::start(&db.url, &redis_url(), &[]);
+    let (_serial, db, mut server) = serial_server(&[]).await;
     for _ in 0..3 {
         let res = server.get("/__test/panic", None).await;
         let body = assert_error(res, 500, "internal").await;

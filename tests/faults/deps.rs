@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use crate::harness::*;
@@ -75,19 +75,20 @@ async fn hung_postgres_is_a_503_at_the_deadline_then_recovers() {
         "/api/v1/progress",
         "/api/v1/quizzes",
     ] {
-        let (http, url, token) = (server.http.clone(), server.url(path), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let res = http.get(url).bearer_auth(token).send().await.unwrap();
-            (
-                res.status().as_u16(),
-                res.headers().contains_key("retry-after"),
-                res.text().await.unwrap(),
-            )
-        }));
+        tasks.push(spawn_request(server.request(
+            Method::GET,
+            path,
+            Some(&token),
+        )));
     }
     assert_eq!(server.get("/healthz", None).await.status(), 200);
     for t in tasks {
-        let (status, retry_after, body) = t.await.unwrap();
+        let Answer {
+            status,
+            retry_after,
+            body,
+            ..
+        } = t.await.unwrap();
         assert_eq!(status, 503, "{body}");
         assert!(retry_after);
         assert!(
@@ -115,12 +116,7 @@ async fn hung_postgres_is_a_503_at_the_deadline_then_recovers() {
         assert!(Instant::now() < deadline, "no recovery: {p} {q}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        server.metrics().await.status(500),
-        0,
-        "{}",
-        server.error_lines().join("\n")
-    );
+    server.assert_no_500s().await;
 }
 
 /// What one load client saw.
@@ -286,33 +282,17 @@ async fn postgres_down_at_start_and_restarted_under_load() {
     let ready: Value = res.json().await.unwrap();
     assert_eq!(ready["postgres"], "unavailable");
     assert_eq!(ready["redis"], "ok");
-    assert_error(
-        server.get("/api/v1/quizzes", None).await,
-        503,
-        "unavailable",
-    )
-    .await;
-    let res = server
-        .post_json(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "student1", "password": "quizbench"}),
-        )
-        .await;
-    assert_error(res, 503, "unavailable").await;
+    let res = server.get("/api/v1/quizzes", None).await;
+    res.expect_error(503, "unavailable").await;
+    let res = server.try_login("student1", "quizbench").await;
+    res.expect_error(503, "unavailable").await;
 
     pg.start().await;
     server.wait_ready(200, Duration::from_secs(10)).await;
     assert_eq!(server.get("/api/v1/quizzes", None).await.status(), 200);
 
     // The restart under load.
-    let quiz: Value = server
-        .get("/api/v1/quizzes/1", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let body = answers_for(&quiz);
+    let body = answers_for(&server.quiz(1).await);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let until = Instant::now() + Duration::from_secs(5);
     let mut clients = Vec::new();
@@ -357,12 +337,7 @@ async fn postgres_down_at_start_and_restarted_under_load() {
         ledger.statuses.0
     );
     check_ledger(&url, &ledger).await;
-    assert_eq!(
-        server.metrics().await.status(500),
-        0,
-        "{}",
-        server.error_lines().join("\n")
-    );
+    server.assert_no_500s().await;
 }
 
 /// A response lost after the attempt was committed (the proxy in front of
@@ -370,18 +345,10 @@ async fn postgres_down_at_start_and_restarted_under_load() {
 /// with the same Idempotency-Key replays, and there is exactly one row.
 #[tokio::test]
 async fn retry_after_a_dropped_response_is_one_row() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(&db.url, &redis_url(), &[]);
+    let (_serial, db, server) = serial_server(&[]).await;
     let proxy = Proxy::start(server.addr).await;
     let token = server.token("student2").await;
-    let quiz: Value = server
-        .get("/api/v1/quizzes/2", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let body = answers_for(&quiz);
+    let body = answers_for(&server.quiz(2).await);
     let through_proxy = || {
         client()
             .post(format!("http://{}/api/v1/quizzes/2/attempts", proxy.addr))
@@ -409,32 +376,18 @@ async fn retry_after_a_dropped_response_is_one_row() {
     // Concurrent duplicates of a new key: one row, the others replay.
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (http, url, token, body) = (
-            server.http.clone(),
-            server.url("/api/v1/quizzes/2/attempts"),
-            token.clone(),
-            body.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .bearer_auth(token)
-                .header("idempotency-key", "dup-2")
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let replayed = res.headers().contains_key("idempotent-replayed");
-            let v: Value = res.json().await.unwrap();
-            (replayed, v["id"].as_i64().unwrap())
-        }));
+        let req = server
+            .request(Method::POST, "/api/v1/quizzes/2/attempts", Some(&token))
+            .header("idempotency-key", "dup-2")
+            .json(&body);
+        tasks.push(spawn_request(req));
     }
     let mut ids = HashSet::new();
     let mut fresh = 0;
     for t in tasks {
-        let (replayed, id) = t.await.unwrap();
-        ids.insert(id);
-        fresh += usize::from(!replayed);
+        let a = t.await.unwrap();
+        ids.insert(a.json()["id"].as_i64().unwrap());
+        fresh += usize::from(!a.replayed);
     }
     assert_eq!(
         ids.len(),
@@ -518,14 +471,8 @@ async fn redis_paused_and_stopped_under_load() {
     assert_eq!(server.get("/api/v1/user", Some(&token)).await.status(), 200);
     redis.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let res = server
-        .post_json(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "student2", "password": "quizbench"}),
-        )
-        .await;
-    assert_error(res, 503, "unavailable").await;
+    let res = server.try_login("student2", "quizbench").await;
+    res.expect_error(503, "unavailable").await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in load {
         t.await.unwrap();
@@ -558,13 +505,7 @@ async fn redis_paused_and_stopped_under_load() {
     redis.restart().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let token = loop {
-        let res = server
-            .post_json(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": "student1", "password": "quizbench"}),
-            )
-            .await;
+        let res = server.try_login("student1", "quizbench").await;
         if res.status() == 200 {
             let v: Value = res.json().await.unwrap();
             break v["token"].as_str().unwrap().to_string();
@@ -587,12 +528,7 @@ async fn redis_paused_and_stopped_under_load() {
         assert!(Instant::now() < deadline, "the cache did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        server.metrics().await.status(500),
-        0,
-        "{}",
-        server.error_lines().join("\n")
-    );
+    server.assert_no_500s().await;
 }
 
 /// A hot key expiring under load (CACHE_MODE=redis, 1 s TTL, 32 clients):
@@ -600,17 +536,8 @@ async fn redis_paused_and_stopped_under_load() {
 /// per waiting request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_key_expiry_is_single_flight() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("CACHE_MODE", "redis"),
-            ("CACHE_TTL_SECS", "1"),
-            ("THREADS", "2"),
-        ],
-    );
+    let env = vars("CACHE_MODE=redis CACHE_TTL_SECS=1 THREADS=2");
+    let (_serial, _db, server) = serial_server(&env).await;
     let run_for = Duration::from_millis(3200);
     let until = Instant::now() + run_for;
     let mut tasks = Vec::new();

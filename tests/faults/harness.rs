@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 use loadtests::prometheus::Scrape;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::common::ServeOptions;
 pub use crate::common::{
-    answers_for, assert_error, migrate_and_seed, redis_url, scalar, HttpApi, TestDb,
+    answers_for, assert_error, migrate_and_seed, redis_url, scalar, vars, Expect, HttpApi, Served,
+    TestDb,
 };
-use crate::common::{
-    cleanup_redis, redis_prefix, serve_command, server_env, spawn_logged, unique_name,
-    wait_listening, Log, BIN,
-};
+pub use reqwest::Method;
 
 /// Fault cases run one at a time: they measure mechanisms on 2 shared
 /// cores and some of them stop dependencies.
@@ -47,6 +47,18 @@ pub fn unique(prefix: &str) -> String {
 
 // ------------------------------------------------------------------ server
 
+/// A case's start: the suite's turn ([`serial`]), a database copied from
+/// the seeded template, and a server on it with `vars`. Bind all three
+/// (`let (_serial, db, server) = …`): they are released in reverse.
+pub async fn serial_server(
+    vars: &[(&str, &str)],
+) -> (tokio::sync::MutexGuard<'static, ()>, TestDb, Server) {
+    let turn = serial().await;
+    let db = TestDb::new().await;
+    let server = Server::start(&db.url, &redis_url(), vars);
+    (turn, db, server)
+}
+
 /// Variables every server of this suite gets: one process, one thread, no
 /// connection budget, a short graceful timeout and the test hooks.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -59,73 +71,50 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("QUIZBENCH_TEST_HOOKS", "1"),
 ];
 
-/// The real binary as a child process. Killed (SIGKILL) when dropped; its
-/// Redis prefix and files directory are removed.
-pub struct Server {
-    child: Child,
-    pub addr: SocketAddr,
-    pub base: String,
-    pub http: reqwest::Client,
-    log: Arc<Log>,
-    /// REDIS_PREFIX of this server.
-    pub prefix: String,
-    redis_url: String,
-    files_dir: PathBuf,
+/// The real binary as a child process (see [`Served`]).
+pub struct Server(Served);
+
+impl std::ops::Deref for Server {
+    type Target = Served;
+
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// Starts `quizbench serve` on 127.0.0.1:0 with the suite's defaults,
     /// then `vars` (which win). Waits for its "listening on" line.
     pub fn start(database_url: &str, redis_url: &str, vars: &[(&str, &str)]) -> Server {
-        let prefix = redis_prefix();
-        let files_dir = std::env::temp_dir().join(unique_name("qb-fault-files-"));
-        let env = server_env(database_url, redis_url, &prefix, &files_dir, DEFAULTS, vars);
-        // Keep the tail only: a flood case logs a lot.
-        let (mut child, log) = spawn_logged(&mut serve_command(BIN.as_ref(), &env), 20_000);
-        let Some(addr) = wait_listening(&mut child, &log, Duration::from_secs(20)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("the server did not print its address; log:\n{}", log.dump());
-        };
-        Server {
-            child,
-            addr,
-            base: format!("http://{addr}"),
-            http: client(),
-            log,
-            prefix,
-            redis_url: redis_url.to_string(),
-            files_dir,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True while the process has not exited.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn log_text(&self) -> String {
-        self.log.dump()
-    }
-
-    /// Log lines at ERROR level (JSON log).
-    pub fn error_lines(&self) -> Vec<String> {
-        self.log
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains("\"level\":\"ERROR\""))
-            .collect()
+        Server(Served::start(
+            database_url,
+            redis_url,
+            ServeOptions {
+                defaults: DEFAULTS,
+                vars,
+                // Keep the tail only: a flood case logs a lot.
+                log_cap: 20_000,
+                timeout: Some(CLIENT_TIMEOUT),
+            },
+        ))
     }
 
     /// This server's Prometheus text.
     pub async fn metrics(&self) -> Metrics {
-        let text = self.get("/metrics", None).await.text().await.unwrap();
+        let text = self.get_text("/metrics", None).await;
         Metrics(Scrape::parse(&text))
+    }
+
+    /// Asserts that nothing so far was answered with a 500.
+    pub async fn assert_no_500s(&self) {
+        let errors = self.error_lines().join("\n");
+        assert_eq!(self.metrics().await.status(500), 0, "500s: log {errors}");
     }
 
     /// Waits until `/readyz` answers `status` (bounded).
@@ -151,32 +140,49 @@ impl Server {
     }
 }
 
-impl HttpApi for Server {
-    fn base(&self) -> &str {
-        &self.base
-    }
+/// What a request sent in a task of its own saw.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: bool,
+    /// Whether it carried `Idempotent-Replayed`.
+    pub replayed: bool,
+    pub body: String,
+    /// When the response head arrived.
+    pub at: Instant,
+}
 
-    fn http(&self) -> &reqwest::Client {
-        &self.http
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        cleanup_redis(&self.redis_url, &self.prefix);
-        let _ = std::fs::remove_dir_all(&self.files_dir);
-    }
+/// Sends `req` in a task of its own (requests that must be in flight at
+/// once).
+pub fn spawn_request(req: reqwest::RequestBuilder) -> tokio::task::JoinHandle<Answer> {
+    tokio::spawn(async move {
+        let res = req.send().await.unwrap();
+        let at = Instant::now();
+        let has = |h: &str| res.headers().contains_key(h);
+        let (retry_after, replayed) = (has("retry-after"), has("idempotent-replayed"));
+        Answer {
+            status: res.status().as_u16(),
+            retry_after,
+            replayed,
+            body: res.text().await.unwrap(),
+            at,
+        }
+    })
 }
+
+/// Every request's bound (a hung case fails, not hangs).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A client with a bound on every request (a hung case fails, not hangs).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    crate::common::client(Some(CLIENT_TIMEOUT))
 }
 
 /// A `/metrics` scrape, summed over every worker's series.
@@ -577,6 +583,32 @@ async fn wait_unhung(mode: &AtomicU8) {
     }
 }
 
+/// Copies bytes from `from` to `to` while the proxy is not hung; with
+/// `responses`, stops at the first bytes while responses are dropped.
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    mode: &AtomicU8,
+    responses: bool,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        wait_unhung(mode).await;
+        if responses && mode.load(Ordering::SeqCst) == DROP_RESPONSES {
+            // The work is done upstream; the client never hears of it.
+            break;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 async fn proxy_connection(client: TcpStream, upstream: SocketAddr, mode: Arc<AtomicU8>) {
     wait_unhung(&mode).await;
     let Ok(server) = TcpStream::connect(upstream).await else {
@@ -586,39 +618,8 @@ async fn proxy_connection(client: TcpStream, upstream: SocketAddr, mode: Arc<Ato
     let _ = server.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let up_mode = mode.clone();
-    let up = async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = match cr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            wait_unhung(&up_mode).await;
-            if sw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-        let _ = sw.shutdown().await;
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            let n = match sr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            wait_unhung(&mode).await;
-            if mode.load(Ordering::SeqCst) == DROP_RESPONSES {
-                // The work is done upstream; the client never hears of it.
-                break;
-            }
-            if cw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-        let _ = cw.shutdown().await;
-    };
+    let up = pump(&mut cr, &mut sw, &mode, false);
+    let down = pump(&mut sr, &mut cw, &mode, true);
     // Either side ending ends the connection (a dropped response closes
     // the client at once).
     tokio::select! {

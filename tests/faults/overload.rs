@@ -4,8 +4,6 @@
 //! request deadline. Requests are held in flight by a real lock on a real
 //! table (the test locks `progress`), not by a sleep hook.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -43,37 +41,16 @@ impl TableLock {
 /// once (counted as shed), and probes are exempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_in_flight_are_shed() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("MAX_IN_FLIGHT", "8"),
-            ("DB_POOL_MAX", "12"),
-            ("REQUEST_TIMEOUT_SECS", "20"),
-        ],
-    );
+    let (_serial, db, server) = serial_server(&[
+        ("MAX_IN_FLIGHT", "8"),
+        ("DB_POOL_MAX", "12"),
+        ("REQUEST_TIMEOUT_SECS", "20"),
+    ])
+    .await;
     let token = server.token("student1").await;
     let lock = TableLock::take(&db.url, "progress").await;
-    let released = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..60 {
-        let (http, url, token) = (
-            server.http.clone(),
-            server.url("/api/v1/progress"),
-            token.clone(),
-        );
-        let released = released.clone();
-        tasks.push(tokio::spawn(async move {
-            let res = http.get(url).bearer_auth(token).send().await.unwrap();
-            let before_release = !released.load(Ordering::SeqCst);
-            let status = res.status().as_u16();
-            let retry_after = res.headers().contains_key("retry-after");
-            let body = res.text().await.unwrap();
-            (status, retry_after, before_release, body)
-        }));
-    }
+    let progress = || server.request(Method::GET, "/api/v1/progress", Some(&token));
+    let tasks: Vec<_> = (0..60).map(|_| spawn_request(progress())).collect();
     // Wait until the admitted ones are in flight and the rest answered.
     let deadline = Instant::now() + Duration::from_secs(10);
     while tasks.iter().filter(|t| t.is_finished()).count() < 52 && Instant::now() < deadline {
@@ -85,19 +62,22 @@ async fn requests_beyond_max_in_flight_are_shed() {
     // Shed requests do not wait for the admitted ones.
     let metrics_while_full = server.get("/metrics", None).await.status();
     assert_eq!(metrics_while_full, 503, "/metrics is not exempt");
-    released.store(true, Ordering::SeqCst);
+    let released = Instant::now();
     lock.release().await;
     let (mut ok, mut shed) = (0, 0);
     for t in tasks {
-        let (status, retry_after, before_release, body) = t.await.unwrap();
+        let Answer {
+            status,
+            retry_after,
+            body,
+            at,
+            ..
+        } = t.await.unwrap();
         match status {
             200 => ok += 1,
             503 => {
                 assert!(retry_after, "503 without Retry-After");
-                assert!(
-                    before_release,
-                    "a shed request waited for the admitted ones"
-                );
+                assert!(at < released, "a shed request waited for the admitted ones");
                 assert!(body.contains("\"overloaded\""), "{body}");
                 shed += 1;
             }
@@ -116,37 +96,25 @@ async fn requests_beyond_max_in_flight_are_shed() {
 /// quiz list keeps answering 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_flood_is_refused_by_the_pool_and_reads_keep_answering() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("ARGON2_MEMORY_KIB", "19456"),
-            ("ARGON2_ITERATIONS", "2"),
-            ("CPU_POOL_THREADS", "1"),
-            ("CPU_POOL_QUEUE", "2"),
-            ("LOGIN_MAX_FAILURES", "0"),
-        ],
-    );
+    let (_serial, _db, server) = serial_server(&[
+        ("ARGON2_MEMORY_KIB", "19456"),
+        ("ARGON2_ITERATIONS", "2"),
+        ("CPU_POOL_THREADS", "1"),
+        ("CPU_POOL_QUEUE", "2"),
+        ("LOGIN_MAX_FAILURES", "0"),
+    ])
+    .await;
     assert_eq!(server.get("/api/v1/quizzes", None).await.status(), 200);
-    let mut logins = Vec::new();
-    for i in 0..40 {
-        let (http, url) = (server.http.clone(), server.url("/api/v1/auth/login"));
-        logins.push(tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .json(&json!({"username": format!("flood{i}"), "password": "wrong password"}))
-                .send()
-                .await
-                .unwrap();
-            (
-                res.status().as_u16(),
-                res.headers().contains_key("retry-after"),
-                res.text().await.unwrap(),
+    let logins: Vec<_> = (0..40)
+        .map(|i| {
+            let body = json!({"username": format!("flood{i}"), "password": "wrong password"});
+            spawn_request(
+                server
+                    .request(Method::POST, "/api/v1/auth/login", None)
+                    .json(&body),
             )
-        }));
-    }
+        })
+        .collect();
     let mut reads = Vec::new();
     for _ in 0..4 {
         let (http, url) = (server.http.clone(), server.url("/api/v1/quizzes"));
@@ -160,15 +128,15 @@ async fn login_flood_is_refused_by_the_pool_and_reads_keep_answering() {
     }
     let (mut refused, mut hashed) = (0, 0);
     for t in logins {
-        let (status, retry_after, body) = t.await.unwrap();
-        match status {
+        let a = t.await.unwrap();
+        match a.status {
             401 => hashed += 1,
             503 => {
-                assert!(retry_after);
-                assert!(body.contains("\"unavailable\""), "{body}");
+                assert!(a.retry_after);
+                assert!(a.body.contains("\"unavailable\""), "{}", a.body);
                 refused += 1;
             }
-            other => panic!("login answered {other}: {body}"),
+            other => panic!("login answered {other}: {}", a.body),
         }
     }
     for t in reads {
@@ -186,16 +154,11 @@ async fn login_flood_is_refused_by_the_pool_and_reads_keep_answering() {
 /// closed at the header timeout; healthy clients are served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_silent_connections_are_cut_at_the_header_timeout() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("HEADER_READ_TIMEOUT_MS", "1000"),
-            ("KEEPALIVE_TIMEOUT_SECS", "1"),
-        ],
-    );
+    let (_serial, _db, server) = serial_server(&[
+        ("HEADER_READ_TIMEOUT_MS", "1000"),
+        ("KEEPALIVE_TIMEOUT_SECS", "1"),
+    ])
+    .await;
     let started = Instant::now();
     // An idle keep-alive connection is closed after the keep-alive timeout.
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
@@ -268,9 +231,7 @@ async fn slow_and_silent_connections_are_cut_at_the_header_timeout() {
 /// is neither refused nor reset) and is served once a slot frees.
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_in_the_backlog() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(&db.url, &redis_url(), &[("MAX_CONNECTIONS", "6")]);
+    let (_serial, _db, server) = serial_server(&[("MAX_CONNECTIONS", "6")]).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..6 {
@@ -306,19 +267,14 @@ async fn connections_beyond_the_cap_wait_in_the_backlog() {
 /// REQUEST_TIMEOUT_SECS gets a 503 `timeout` (counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_exhaustion_and_request_deadline() {
-    let _serial = serial().await;
-    let db = TestDb::new().await;
-    let server = Server::start(
-        &db.url,
-        &redis_url(),
-        &[
-            ("DB_POOL_MAX", "1"),
-            ("DB_ACQUIRE_TIMEOUT_MS", "300"),
-            ("REQUEST_TIMEOUT_SECS", "3"),
-            ("DB_STATEMENT_TIMEOUT_MS", "20000"),
-            ("CACHE_MODE", "local"),
-        ],
-    );
+    let (_serial, db, server) = serial_server(&[
+        ("DB_POOL_MAX", "1"),
+        ("DB_ACQUIRE_TIMEOUT_MS", "300"),
+        ("REQUEST_TIMEOUT_SECS", "3"),
+        ("DB_STATEMENT_TIMEOUT_MS", "20000"),
+        ("CACHE_MODE", "local"),
+    ])
+    .await;
     let token = server.token("student1").await;
     assert_eq!(server.get("/api/v1/quizzes", None).await.status(), 200);
     let lock = TableLock::take(&db.url, "progress").await;
@@ -376,10 +332,5 @@ async fn pool_exhaustion_and_request_deadline() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        server.metrics().await.status(500),
-        0,
-        "{}",
-        server.error_lines().join("\n")
-    );
+    server.assert_no_500s().await;
 }

@@ -3,14 +3,24 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::harness::{self, Options, Server};
+
+/// Two workers with pool variable `var` at `size`, and the budget warning
+/// worker 0 logs.
+async fn budget_warning(var: &str, size: &str) -> (Server, Value) {
+    let server = Server::start(&[("PROCESSES", "2"), (var, size)]).await;
+    let warning = server
+        .log
+        .wait_for("connection budget exceeded", 1, Duration::from_secs(10))
+        .swap_remove(0);
+    (server, warning)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_pool_is_reported_with_the_numbers() {
-    let server = Server::start(&[("PROCESSES", "2"), ("DB_POOL_MAX", "5000")]).await;
-    let warning = &server
-        .log
-        .wait_for("connection budget exceeded", 1, Duration::from_secs(10))[0];
+    let (server, warning) = budget_warning("DB_POOL_MAX", "5000").await;
     assert_eq!(warning["level"], "WARN");
     assert_eq!(warning["pools"], 2);
     assert_eq!(warning["db_connections"], 10_000);
@@ -32,10 +42,7 @@ async fn an_oversized_pool_is_reported_with_the_numbers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_maxclients_counts_too() {
-    let server = Server::start(&[("PROCESSES", "2"), ("REDIS_POOL_MAX", "60000")]).await;
-    let warning = &server
-        .log
-        .wait_for("connection budget exceeded", 1, Duration::from_secs(10))[0];
+    let (_server, warning) = budget_warning("REDIS_POOL_MAX", "60000").await;
     assert_eq!(warning["redis_connections"], 120_000);
     assert!(warning["redis_available"].as_i64().is_some());
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::common::vars;
 use crate::harness::{self, Options, Server};
-use crate::load::{Load, LoadSpec, Request};
+use crate::load::{Load, LoadSpec};
 
 const RESTARTS: &str = "quizbench_worker_restarts_total";
 
@@ -111,22 +112,24 @@ async fn kill_9_of_a_worker_under_load_shared_socket() {
     kill9_under_load("shared").await;
 }
 
+/// A server with the variables `env`, and `connections` clients grading
+/// on it (slow requests, on the CPU pool).
+async fn grading_load(env: &str, connections: usize) -> (Server, Load) {
+    let server = Server::start(&vars(env)).await;
+    let token = server.login();
+    let slow = Load::start(LoadSpec::grading(server.addr, connections, &token));
+    (server, slow)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_what_was_accepted() {
-    let mut server = Server::start(&[
-        ("PROCESSES", "2"),
-        ("GRACEFUL_TIMEOUT_SECS", "5"),
-        ("GRADE_COST", "3000"),
-        ("CPU_POOL_THREADS", "2"),
-    ])
-    .await;
-    let token = server.login();
     // Slow requests (grading on the CPU pool) so some are in flight at the
     // signal, and fast ones.
-    let slow = Load::start(LoadSpec {
-        request: Request::post_json("/api/v1/grade", &token, r#"{"text":"select from join"}"#),
-        ..LoadSpec::get(server.addr, 4, true, "")
-    });
+    let (mut server, slow) = grading_load(
+        "PROCESSES=2 GRACEFUL_TIMEOUT_SECS=5 GRADE_COST=3000 CPU_POOL_THREADS=2",
+        4,
+    )
+    .await;
     let fast = Load::start(LoadSpec::get(server.addr, 6, true, "/healthz"));
     // And a new connection for every request: some sit in the kernel's
     // accept queue when the signal comes.
@@ -195,18 +198,8 @@ async fn sigterm_serves_the_connections_queued_in_the_backlog() {
     // accepting, so new connections wait in the kernel's accept queue. At
     // SIGTERM the worker takes them before it closes the socket (which
     // would reset them) and answers them.
-    let mut server = Server::start(&[
-        ("SUPERVISOR", "true"),
-        ("CONCURRENCY_CAP", "1"),
-        ("GRADE_COST", "20000"),
-        ("GRACEFUL_TIMEOUT_SECS", "10"),
-    ])
-    .await;
-    let token = server.login();
-    let slow = Load::start(LoadSpec {
-        request: Request::post_json("/api/v1/grade", &token, r#"{"text":"select from join"}"#),
-        ..LoadSpec::get(server.addr, 1, true, "")
-    });
+    let env = "SUPERVISOR=true CONCURRENCY_CAP=1 GRADE_COST=20000 GRACEFUL_TIMEOUT_SECS=10";
+    let (mut server, slow) = grading_load(env, 1).await;
     slow.wait_requests(1, Duration::from_secs(20)).await;
     let queued = Load::start(LoadSpec::get(server.addr, 4, false, "/healthz"));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -366,12 +359,8 @@ async fn sighup_onto_a_build_that_cannot_boot_keeps_the_old_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_recycles_under_keep_alive_load_without_failures() {
-    let server = Server::start(&[
-        ("PROCESSES", "2"),
-        ("MAX_REQUESTS", "200"),
-        ("MAX_REQUESTS_JITTER", "20"),
-    ])
-    .await;
+    let env = vars("PROCESSES=2 MAX_REQUESTS=200 MAX_REQUESTS_JITTER=20");
+    let server = Server::start(&env).await;
     let load = Load::start(LoadSpec::get(server.addr, 8, true, "/healthz"));
     server
         .log
@@ -413,13 +402,8 @@ async fn max_lifetime_recycles_without_failures() {
 async fn max_rss_recycles_a_worker_that_grew() {
     // A fresh debug worker has ~20 MB; loading a 64 MB classifier model
     // takes it past 48 MB.
-    let server = Server::start(&[
-        ("SUPERVISOR", "true"),
-        ("MAX_RSS_MB", "48"),
-        ("GRADE_MODEL_MB", "64"),
-        ("GRADE_COST", "1"),
-    ])
-    .await;
+    let env = vars("SUPERVISOR=true MAX_RSS_MB=48 GRADE_MODEL_MB=64 GRADE_COST=1");
+    let server = Server::start(&env).await;
     assert_eq!(server.log.count("below the memory of a fresh worker"), 0);
     let before = server.workers();
     let token = server.login();

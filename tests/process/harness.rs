@@ -16,7 +16,7 @@ use serde_json::Value;
 pub use crate::common::BIN;
 use crate::common::{
     cleanup_redis, redis_prefix, redis_url, serve_command, server_env, spawn_logged, unique_name,
-    wait_listening, Log, TestDb,
+    wait_listening, wait_until, Log, TestDb,
 };
 
 /// A temporary file or directory, removed when the guard drops (also when
@@ -156,20 +156,12 @@ impl Server {
     }
 
     pub fn wait_healthy(&self, limit: Duration) {
-        let until = Instant::now() + limit;
-        loop {
-            if let Ok(r) = http_get(self.addr, "/healthz") {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < until,
-                "server never answered /healthz; log:\n{}",
-                self.log.dump()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let every = Duration::from_millis(20);
+        let failure = || "server never answered /healthz".to_string();
+        wait_until(limit, every, &self.log, failure, || {
+            let r = http_get(self.addr, "/healthz").ok()?;
+            (r.status == 200).then_some(())
+        });
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -184,19 +176,17 @@ impl Server {
     /// Waits until the server has exactly `n` live workers, none of them in
     /// `not`; returns them.
     pub fn wait_workers(&self, n: usize, not: &[u32], limit: Duration) -> Vec<u32> {
-        let until = Instant::now() + limit;
-        loop {
+        let every = Duration::from_millis(20);
+        let failure = || {
+            format!(
+                "expected {n} workers not in {not:?}, found {:?}",
+                self.workers()
+            )
+        };
+        wait_until(limit, every, &self.log, failure, || {
             let w = self.workers();
-            if w.len() == n && w.iter().all(|p| !not.contains(p)) {
-                return w;
-            }
-            assert!(
-                Instant::now() < until,
-                "expected {n} workers not in {not:?}, found {w:?}; log:\n{}",
-                self.log.dump()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            (w.len() == n && w.iter().all(|p| !not.contains(p))).then_some(w)
+        })
     }
 
     /// Waits for the server to exit; returns its exit code (None: signal).

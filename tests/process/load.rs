@@ -137,6 +137,15 @@ impl LoadSpec {
             keep_body: false,
         }
     }
+
+    /// `connections` keep-alive clients grading free text (slow requests:
+    /// they run on the CPU pool, at GRADE_COST).
+    pub fn grading(addr: SocketAddr, connections: usize, token: &str) -> LoadSpec {
+        LoadSpec {
+            request: Request::post_json("/api/v1/grade", token, r#"{"text":"select from join"}"#),
+            ..LoadSpec::get(addr, connections, true, "")
+        }
+    }
 }
 
 /// A running load; `stop` ends it and returns every outcome.

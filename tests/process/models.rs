@@ -26,6 +26,15 @@ struct Expect {
     event_loops: usize,
 }
 
+/// One bare process on its main thread, one socket.
+const SINGLE: Expect = Expect {
+    workers: 0,
+    event_loop_threads: 0,
+    listen_sockets: 1,
+    sockets_per_process: 1,
+    event_loops: 1,
+};
+
 /// Starts the model, checks it, and returns the server for more checks.
 async fn check_model(vars: &[(&str, &str)], expect: Expect) -> Server {
     check_model_with(
@@ -202,17 +211,7 @@ async fn check_model_with(opts: Options<'_>, expect: Expect) -> Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_process_single_event_loop_1x1() {
-    let server = check_model(
-        &[("PROCESSES", "1"), ("THREADS", "1")],
-        Expect {
-            workers: 0,
-            event_loop_threads: 0,
-            listen_sockets: 1,
-            sockets_per_process: 1,
-            event_loops: 1,
-        },
-    )
-    .await;
+    let server = check_model(&[("PROCESSES", "1"), ("THREADS", "1")], SINGLE).await;
     let rt = server.runtime();
     assert_eq!(rt["model"], "single process, 1 event loop");
     assert_eq!(rt["pid"], server.pid);
@@ -223,11 +222,8 @@ async fn thread_pool_1x4() {
     let server = check_model(
         &[("PROCESSES", "1"), ("THREADS", "4")],
         Expect {
-            workers: 0,
             event_loop_threads: 4,
-            listen_sockets: 1,
-            sockets_per_process: 1,
-            event_loops: 1,
+            ..SINGLE
         },
     )
     .await;
@@ -385,10 +381,7 @@ async fn auto_respects_the_affinity_mask() {
         },
         Expect {
             workers: 1,
-            event_loop_threads: 0,
-            listen_sockets: 1,
-            sockets_per_process: 1,
-            event_loops: 1,
+            ..SINGLE
         },
     )
     .await;

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::common::vars;
 use crate::harness::{self, Server};
 
 /// One grading request on its own connection (blocking).
@@ -28,15 +29,11 @@ async fn heartbeat_timeout_kills_a_worker_whose_event_loop_is_blocked() {
     // Grading inline on a single event loop blocks it for seconds: the
     // request timeout cannot fire (the loop that would fire it is blocked),
     // the supervisor's heartbeat does.
-    let server = Server::start(&[
-        ("SUPERVISOR", "true"),
-        ("THREADS", "1"),
-        ("CPU_OFFLOAD", "inline"),
-        ("GRADE_COST", "100000"),
-        ("HEARTBEAT_TIMEOUT_SECS", "1"),
-        ("REQUEST_TIMEOUT_SECS", "1"),
-    ])
-    .await;
+    let env = vars(
+        "SUPERVISOR=true THREADS=1 CPU_OFFLOAD=inline \
+         GRADE_COST=100000 HEARTBEAT_TIMEOUT_SECS=1 REQUEST_TIMEOUT_SECS=1",
+    );
+    let server = Server::start(&env).await;
     let before = server.workers();
     let token = server.login();
     let sent = Instant::now();
@@ -68,13 +65,8 @@ async fn heartbeat_timeout_kills_a_worker_whose_event_loop_is_blocked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_timeout_answers_503_and_the_worker_serves_on() {
-    let server = Server::start(&[
-        ("THREADS", "1"),
-        ("CPU_OFFLOAD", "pool"),
-        ("REQUEST_TIMEOUT_SECS", "1"),
-        ("QUIZBENCH_TEST_HOOKS", "1"),
-    ])
-    .await;
+    let env = vars("THREADS=1 CPU_OFFLOAD=pool REQUEST_TIMEOUT_SECS=1 QUIZBENCH_TEST_HOOKS=1");
+    let server = Server::start(&env).await;
     let addr = server.addr;
     let started = Instant::now();
     // 3 s of CPU-pool work: longer than the timeout on any machine (a
@@ -128,11 +120,8 @@ fn time_until_closed(mut s: TcpStream, limit: Duration) -> Option<Duration> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_read_and_keep_alive_timeouts_close_connections() {
-    let server = Server::start(&[
-        ("HEADER_READ_TIMEOUT_MS", "300"),
-        ("KEEPALIVE_TIMEOUT_SECS", "1"),
-    ])
-    .await;
+    let env = vars("HEADER_READ_TIMEOUT_MS=300 KEEPALIVE_TIMEOUT_SECS=1");
+    let server = Server::start(&env).await;
     let addr = server.addr;
     tokio::task::spawn_blocking(move || {
         // A client that sends half a request head and stops.

@@ -14,7 +14,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Executor as _, PgConnection};
 
 use crate::common::{
-    admin_url, cleanup_redis, redis_prefix, redis_url, spawn_logged, unique_name, Log, BIN,
+    admin_url, cleanup_redis, redis_prefix, redis_url, spawn_logged, unique_name, wait_until, Log,
+    BIN,
 };
 
 const INSTALL: &str = "install them (Debian: apt-get install haproxy pgbouncer; scripts/test.sh \
@@ -113,18 +114,15 @@ impl Proc {
 
     /// Waits (up to `limit`) for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < until,
-                "still running after {limit:?}; log:\n{}",
-                self.log.dump()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let every = Duration::from_millis(50);
+        let child = &mut self.child;
+        wait_until(
+            limit,
+            every,
+            &self.log,
+            || "still running".into(),
+            || child.try_wait().unwrap(),
+        )
     }
 
     /// Waits (up to `limit`) until `port` on 127.0.0.1 accepts connections.

@@ -36,16 +36,23 @@ fn is_variable(s: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Asserts that `reader` finds every variable of `quizbench::config` in
+/// `file`; `fix` says what to do about the missing ones.
+fn every_variable_in(file: &str, reader: fn(&str) -> BTreeSet<String>, fix: &str) {
+    let found = reader(&read(&root().join(file)));
+    let missing: Vec<&str> = quizbench::config::known_vars()
+        .filter(|v| !found.contains(*v))
+        .collect();
+    assert!(missing.is_empty(), "{fix} in {file}: {missing:?}");
+}
+
 /// Each variable of `quizbench::config` has a row in docs/configuration.md.
 #[test]
 fn every_variable_is_in_the_configuration_table() {
-    let doc = documented(&read(&root().join("docs/configuration.md")));
-    let missing: Vec<&str> = quizbench::config::known_vars()
-        .filter(|v| !doc.contains(*v))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "add these variables to docs/configuration.md's table: {missing:?}"
+    every_variable_in(
+        "docs/configuration.md",
+        documented,
+        "add these to the table",
     );
 }
 
@@ -53,14 +60,7 @@ fn every_variable_is_in_the_configuration_table() {
 /// docker-compose.yml.
 #[test]
 fn every_variable_is_passed_through_by_compose() {
-    let keys = compose_keys(&read(&root().join("docker-compose.yml")));
-    let missing: Vec<&str> = quizbench::config::known_vars()
-        .filter(|v| !keys.contains(*v))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "pass these variables through in docker-compose.yml: {missing:?}"
-    );
+    every_variable_in("docker-compose.yml", compose_keys, "pass these through");
 }
 
 /// The readers find names in table cells and compose keys, and nothing else.

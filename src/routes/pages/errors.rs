@@ -5,8 +5,7 @@
 //! of a panic in a page handler. JSON stays JSON under `/api/` and for
 //! every client that does not ask for HTML.
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 
@@ -40,16 +39,9 @@ impl IntoResponse for HtmlError {
 /// its cause).
 pub fn error_page(err: ApiError) -> Response {
     let detail = (!err.status().is_server_error()).then(|| sentence(&err));
-    let mut res = err.into_response();
+    let res = err.into_response();
     let page = render(res.status(), detail.as_deref());
-    *res.body_mut() = Body::from(page.into_string());
-    let headers = res.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    super::layout::with_page(res, page)
 }
 
 fn render(status: StatusCode, detail: Option<&str>) -> Markup {
@@ -142,6 +134,7 @@ pub fn panic_page(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     async fn text(res: Response) -> String {
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)

@@ -106,7 +106,12 @@ pub fn document(title: &str, account: Account<'_>, current: &str, content: Marku
 /// An HTML response: `status`, never stored by caches (pages show who is
 /// signed in).
 pub fn html_response(status: StatusCode, page: Markup) -> Response {
-    let mut res = (status, page.into_string()).into_response();
+    with_page((status, ()).into_response(), page)
+}
+
+/// `res` with `page` as its body, marked as HTML that caches never store.
+pub fn with_page(mut res: Response, page: Markup) -> Response {
+    *res.body_mut() = page.into_string().into();
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
