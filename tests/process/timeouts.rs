@@ -4,42 +4,28 @@
 //! and keep-alive timeouts of a connection.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::common::vars;
 use crate::harness::{self, Server};
 
-/// One grading request on its own connection (blocking).
-fn grade(addr: SocketAddr, token: &str) -> anyhow::Result<harness::Response> {
-    harness::http_request(
-        addr,
-        "POST",
-        "/api/v1/grade",
-        &[
-            ("authorization", &format!("Bearer {token}")),
-            ("content-type", "application/json"),
-        ],
-        br#"{"text":"threads share memory and need a mutex"}"#,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeout_kills_a_worker_whose_event_loop_is_blocked() {
-    // Grading inline on a single event loop blocks it for seconds: the
+    // 5 s of CPU work run inline on a single event loop blocks it: the
     // request timeout cannot fire (the loop that would fire it is blocked),
-    // the supervisor's heartbeat does.
+    // the supervisor's heartbeat does. (The spin hook's length does not
+    // depend on the machine or the build, as a grading request's does.)
     let env = vars(
-        "SUPERVISOR=true THREADS=1 CPU_OFFLOAD=inline \
-         GRADE_COST=100000 HEARTBEAT_TIMEOUT_SECS=1 REQUEST_TIMEOUT_SECS=1",
+        "SUPERVISOR=true THREADS=1 CPU_OFFLOAD=inline QUIZBENCH_TEST_HOOKS=1 \
+         HEARTBEAT_TIMEOUT_SECS=1 REQUEST_TIMEOUT_SECS=1",
     );
     let server = Server::start(&env).await;
     let before = server.workers();
-    let token = server.login();
     let sent = Instant::now();
     let addr = server.addr;
     let result = tokio::task::spawn_blocking(move || {
-        let s = grade(addr, &token);
+        let s = harness::http_get(addr, "/__test/spin?ms=5000");
         (s, sent.elapsed())
     })
     .await
