@@ -68,3 +68,17 @@ rollback;
 begin;
 explain (analyze, buffers, costs off, summary on) delete from users where id = 42;
 rollback;
+-- What an index on users.cohort_id would do (docs/database.md: why there
+-- is none). DDL in a transaction that is rolled back; it locks users until
+-- then, so run this file on a database of its own, not a served one.
+\echo == select-options without users_select_options_idx
+begin;
+drop index users_select_options_idx;
+explain (analyze, costs off, summary on) execute select_options(1, 1);
+\echo == ... and with an index on users.cohort_id
+create index users_cohort_id_idx on users (cohort_id);
+analyze users;
+explain (analyze, costs off, summary on) select id, display_name || ' (' || username || ')' from users where organization_id = 1 and cohort_id = 1 and role = 'student' order by id limit 1000;
+\echo == delete a cohort with an index on users.cohort_id
+explain (analyze, costs off, summary on) delete from cohorts where id = 7;
+rollback;
