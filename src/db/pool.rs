@@ -16,7 +16,8 @@
 //!   that way is discarded when it comes back.
 //!
 //! `&DbPool` and `&mut DbConn` are sqlx executors, so the `db::*` functions
-//! run on either.
+//! run on either. docs/exceptions.md measures this pool against sqlx's
+//! (`--features sqlx-pool`, `scripts/measure-exceptions.sh db`).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -9,6 +9,9 @@
 //! This module owns the table's layout and its writers; [`prometheus`]
 //! renders it, [`labels`] names its route slots, [`shared_memory`] maps it.
 //! It knows nothing of HTTP or of the router.
+//!
+//! Why not a metrics crate (a registry per process cannot show every
+//! worker in one scrape): docs/exceptions.md.
 
 mod labels;
 mod prometheus;

@@ -54,3 +54,62 @@ async fn grade_free_text() {
         res.expect_error(status, code).await;
     }
 }
+
+/// Document 004's experiment runs select-options without the index that
+/// serves it, so only `users_select_options_idx` may serve the statement's
+/// filter (docs/database.md): with it dropped, and sequential scans
+/// disabled so that the planner takes any index that can, no index scan
+/// filters by organization or cohort.
+#[tokio::test]
+async fn only_users_select_options_idx_serves_select_options() {
+    use sqlx::{Connection as _, PgConnection};
+    let db = crate::common::TestDb::new().await;
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("set enable_seqscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let with = index_scans_of_select_options(&mut conn).await;
+    assert!(
+        with.iter()
+            .any(|(index, cond)| index == "users_select_options_idx" && cond.contains("cohort_id")),
+        "{with:?}"
+    );
+    sqlx::query("drop index users_select_options_idx")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let without = index_scans_of_select_options(&mut conn).await;
+    assert!(
+        without
+            .iter()
+            .all(|(_, cond)| !cond.contains("cohort_id") && !cond.contains("organization_id")),
+        "another index serves select-options: {without:?}"
+    );
+}
+
+/// (index name, index condition) of each index scan in the plan of the
+/// select-options statement (`db::users::select_options_json`).
+async fn index_scans_of_select_options(conn: &mut sqlx::PgConnection) -> Vec<(String, String)> {
+    let plan: serde_json::Value = sqlx::query_scalar(
+        "explain (format json)
+         select id, display_name || ' (' || username || ')' as label
+           from users
+          where organization_id = 1 and cohort_id = 2 and role = 'student'
+          order by id
+          limit 1000",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap();
+    let mut scans = Vec::new();
+    let mut nodes = vec![&plan[0]["Plan"]];
+    while let Some(node) = nodes.pop() {
+        if let Some(index) = node["Index Name"].as_str() {
+            let cond = node["Index Cond"].as_str().unwrap_or_default();
+            scans.push((index.to_string(), cond.to_string()));
+        }
+        nodes.extend(node["Plans"].as_array().into_iter().flatten());
+    }
+    scans
+}
