@@ -8,22 +8,23 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::quizload::scratch;
+use common::quizload::{quoted, scratch, words};
 use common::{Reply, TestServer};
 
 fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    Command::new("chmod").arg("+x").arg(path).status().unwrap();
+    common::quizload::write_script(path, &format!("#!/bin/sh\n{body}"));
 }
 
-fn quizload(args: &[&str]) -> std::process::Output {
-    common::quizload::run(args, None)
+/// Runs `quizload LINE` (a shell-quoted command line), whatever its exit
+/// status.
+fn quizload(line: &str) -> std::process::Output {
+    common::quizload::run(&words(line), None)
 }
 
-fn ok(args: &[&str]) -> String {
-    common::quizload::ok(args, None).0
+/// Runs `quizload LINE`, which must succeed: its stdout and stderr.
+fn ok(line: &str) -> (String, String) {
+    common::quizload::ok(&words(line), None)
 }
 
 const HEY_REPORT: &str = "
@@ -68,48 +69,21 @@ fn hey_runs_a_scenario_with_a_session() {
         ),
     );
     let json = d.join("out.json");
-    let (stdout, stderr) = common::quizload::ok(
-        &[
-            "run",
-            "--tool",
-            "hey",
-            "--tool-bin",
-            fake.to_str().unwrap(),
-            "--scenario",
-            "select-options",
-            "--base",
-            &srv.url(""),
-            "-c",
-            "2",
-            "-n",
-            "20",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (stdout, stderr) = ok(&format!(
+        "run --tool hey --tool-bin {} --scenario select-options --base {} -c 2 -n 20 --json {}",
+        quoted(&fake),
+        srv.url(""),
+        quoted(&json)
+    ));
     let args: Vec<String> = std::fs::read_to_string(d.join("args.log"))
         .unwrap()
         .lines()
         .map(str::to_string)
         .collect();
     let url = srv.url("/api/v1/students/select-options");
-    let expected: Vec<String> = [
-        "-c",
-        "2",
-        "-n",
-        "20",
-        "-t",
-        "10",
-        "-m",
-        "GET",
-        "-H",
-        "Cookie: qb_session=tok-1",
-        url.as_str(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let expected = words(&format!(
+        "-c 2 -n 20 -t 10 -m GET -H 'Cookie: qb_session=tok-1' {url}"
+    ));
     assert_eq!(args, expected, "hey gets the session");
     assert!(
         stderr.contains("running ") && stderr.contains("-H 'Cookie: qb_session=***'"),
@@ -172,29 +146,12 @@ EOF
     // Only its address is used: quizload connects once before the run.
     let srv = TestServer::start(|_| Reply::ok(""));
     let host = srv.url("");
-    let stdout = ok(&[
-        "run",
-        "--tool",
-        "locust",
-        "--tool-bin",
-        fake.to_str().unwrap(),
-        "--locustfile",
-        "/somewhere/locustfile.py",
-        "--scenario",
-        "journey",
-        "--base",
-        &host,
-        "-c",
-        "3",
-        "--spawn-rate",
-        "1.5",
-        "-d",
-        "2s",
-        "--think",
-        "1s..2s",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let (stdout, _) = ok(&format!(
+        "run --tool locust --tool-bin {} --locustfile /somewhere/locustfile.py \
+         --scenario journey --base {host} -c 3 --spawn-rate 1.5 -d 2s --think 1s..2s --json {}",
+        quoted(&fake),
+        quoted(&json)
+    ));
     let args = std::fs::read_to_string(d.join("args.log")).unwrap();
     assert!(
         args.starts_with("-f /somewhere/locustfile.py --headless -u 3 -r 1.5 -t 2s --csv "),
@@ -230,51 +187,24 @@ fn missing_tools_say_how_to_install_them() {
     let d = scratch.path();
     let json = d.join("out.json");
     for (tool, hint, extra) in [
-        (
-            "hey",
-            "apt-get install hey",
-            vec!["http://127.0.0.1:9/", "-n", "10"],
-        ),
-        (
-            "wrk",
-            "apt-get install wrk",
-            vec!["http://127.0.0.1:9/", "-d", "1s"],
-        ),
-        (
-            "locust",
-            "pip install locust",
-            vec!["--scenario", "journey", "-d", "1s"],
-        ),
+        ("hey", "apt-get install hey", "http://127.0.0.1:9/ -n 10"),
+        ("wrk", "apt-get install wrk", "http://127.0.0.1:9/ -d 1s"),
+        ("locust", "pip install locust", "--scenario journey -d 1s"),
     ] {
         let bin = d.join(format!("no-{tool}"));
-        let mut args = vec![
-            "run",
-            "--tool",
-            tool,
-            "--tool-bin",
-            bin.to_str().unwrap(),
-            "-c",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let out = quizload(&args);
+        let out = quizload(&format!(
+            "run --tool {tool} --tool-bin {} -c 2 --json {} {extra}",
+            quoted(&bin),
+            quoted(&json)
+        ));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{tool}");
         assert!(stderr.contains(hint), "{tool}: {stderr}");
         assert!(!json.exists());
     }
     // What a tool cannot do is refused before anything runs.
-    let out = quizload(&[
-        "run",
-        "--tool",
-        "hey",
-        "http://127.0.0.1:9/",
-        "--rate",
-        "10",
-    ]);
+    let out = quizload("run --tool hey http://127.0.0.1:9/ --rate 10");
     assert!(String::from_utf8_lossy(&out.stderr).contains("open model"));
-    let out = quizload(&["run", "--tool", "locust", "http://127.0.0.1:9/", "-d", "1s"]);
+    let out = quizload("run --tool locust http://127.0.0.1:9/ -d 1s");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario journey"));
 }

@@ -7,94 +7,46 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::quizload::scratch;
+use common::quizload::{quoted, scratch, stand_in_server, words, write_script};
 
-fn quizload(args: &[&str], cwd: &Path) -> String {
-    common::quizload::ok(args, Some(cwd)).0
+/// Runs `quizload LINE` (a shell-quoted command line) in `cwd`, which
+/// must succeed: its stdout.
+fn quizload(line: &str, cwd: &Path) -> String {
+    common::quizload::ok(&words(line), Some(cwd)).0
 }
 
 /// Runs [`EXPERIMENT`] (written to `dir/t1.toml`) against the stand-in
 /// server, writing to `out`, with `extra` arguments; its stdout.
-fn experiment_with_stand_in(dir: &Path, out: &Path, extra: &[&str]) -> String {
+fn experiment_with_stand_in(dir: &Path, out: &Path, extra: &str) -> String {
     let server = fake_server(dir);
     let file = dir.join("t1.toml");
     std::fs::write(&file, EXPERIMENT).unwrap();
-    let mut args = vec![
-        "experiment",
-        file.to_str().unwrap(),
-        "--server-bin",
-        server.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--threads",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    quizload(&args, dir)
+    quizload(
+        &format!(
+            "experiment {} --server-bin {} --out {} --threads 1 {extra}",
+            quoted(&file),
+            quoted(&server),
+            quoted(out)
+        ),
+        dir,
+    )
 }
 
-fn fake_server(dir: &Path) -> PathBuf {
-    let script = dir.join("fake-quizbench");
-    let body = format!(
-        r#"#!/bin/sh
-# stand-in for quizbench: `serve` runs quizload's trivial target on $BIND
-echo "$@" >> "{dir}/args.log"
-for a in "$@"; do
-  case "$a" in
-    serve) echo "PROCESSES=$PROCESSES" >> "{dir}/env.log"; exec "{ql}" target --bind "$BIND" ;;
-    seed) echo seeded >> "{dir}/seed.log"; exit 0 ;;
-  esac
-done
-exit 2
-"#,
-        dir = dir.display(),
-        ql = env!("CARGO_BIN_EXE_quizload")
-    );
-    std::fs::write(&script, body).unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    script
+/// The stand-in server, logging its arguments to `dir/args.log` and, at
+/// each `serve`, its `PROCESSES` to `dir/env.log`.
+fn fake_server(dir: &Path) -> std::path::PathBuf {
+    let d = dir.display();
+    stand_in_server(
+        dir,
+        &format!(r#"echo "$@" >> "{d}/args.log""#),
+        &format!(r#"echo "PROCESSES=$PROCESSES" >> "{d}/env.log""#),
+    )
 }
 
-const EXPERIMENT: &str = r#"
-id = "t1"
-title = "stand-in"
-document = "seeds/000-tornado-multiprocess.md"
-claim = "two processes are slower"
-argon2 = "not used (healthz)"
-table = "latency"
-baseline = "one"
-trials = 2
-reset = true
-seed_args = ["--attempts", "7"]
-pause = "0s"
-warmup = "200ms"
-
-[cpu]
-cpus = "0"
-
-[load]
-scenarios = ["healthz"]
-concurrency = [2, 4]
-requests_per_user = 25
-
-[[configs]]
-name = "one"
-label = "Single-Process"
-env = { PROCESSES = "1" }
-
-[[configs]]
-name = "two"
-label = "Multi-Process (2)"
-profile = "doc000-multi"
-env = { PROCESSES = "2" }
-"#;
+const EXPERIMENT: &str = include_str!("fixtures/matrix.toml");
 
 /// Two configurations x two levels x two trials: eight runs, reset before
 /// each server start, env and profile passed, summary with verdicts,
@@ -105,7 +57,7 @@ fn runs_matrix_and_compares() {
     let dir = scratch.path();
     let file = dir.join("t1.toml");
     let out_a = dir.join("a");
-    let stdout = experiment_with_stand_in(dir, &out_a, &[]);
+    let stdout = experiment_with_stand_in(dir, &out_a, "");
     assert!(
         stdout.contains("| Configuration | Avg Response | Median | Min | Max | 95th % |"),
         "{stdout}"
@@ -193,19 +145,11 @@ fn runs_matrix_and_compares() {
         .trim_start_matches("quizload target: ")
         .to_string();
     quizload(
-        &[
-            "experiment",
-            file.to_str().unwrap(),
-            "--target",
-            &url,
-            "--config",
-            "two",
-            "--out",
-            out_b.to_str().unwrap(),
-            "--trials",
-            "2",
-            "-q",
-        ],
+        &format!(
+            "experiment {} --target {url} --config two --out {} --trials 2 -q",
+            quoted(&file),
+            quoted(&out_b)
+        ),
         dir,
     );
     let b: serde_json::Value =
@@ -228,13 +172,12 @@ fn runs_matrix_and_compares() {
         .contains("Target's limits as read"));
     let cmp_json = dir.join("cmp.json");
     let stdout = quizload(
-        &[
-            "compare",
-            out_a.to_str().unwrap(),
-            out_b.to_str().unwrap(),
-            "--json",
-            cmp_json.to_str().unwrap(),
-        ],
+        &format!(
+            "compare {} {} --json {}",
+            quoted(&out_a),
+            quoted(&out_b),
+            quoted(&cmp_json)
+        ),
         dir,
     );
     assert!(stdout.contains("mean latency"), "{stdout}");
@@ -280,29 +223,16 @@ fn shipped_experiments_validate() {
 fn cells_run_with_an_external_tool() {
     let scratch = scratch("tool");
     let dir = scratch.path();
-    let hey = dir.join("fake-hey");
-    std::fs::write(
-        &hey,
-        format!(
+    let hey = write_script(
+        &dir.join("fake-hey"),
+        &format!(
             "#!/bin/sh\necho \"$@\" >> '{log}'\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
             log = dir.join("hey.log").display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod").arg("+x").arg(&hey).status().unwrap();
-    let out = dir.join("out");
-    let stdout = experiment_with_stand_in(
-        dir,
-        &out,
-        &[
-            "--trials",
-            "1",
-            "--tool",
-            "hey",
-            "--tool-bin",
-            hey.to_str().unwrap(),
-        ],
     );
+    let out = dir.join("out");
+    let extra = format!("--trials 1 --tool hey --tool-bin {}", quoted(&hey));
+    let stdout = experiment_with_stand_in(dir, &out, &extra);
     assert!(stdout.contains("Verdicts"), "{stdout}");
     let log = std::fs::read_to_string(dir.join("hey.log")).unwrap();
     let calls: Vec<&str> = log.lines().collect();

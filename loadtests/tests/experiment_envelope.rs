@@ -8,22 +8,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use common::quizload::{ok, run, scratch};
+use common::quizload::{scratch, stand_in_server};
 use serde_json::Value;
+use tempfile::TempDir;
 
 /// The stand-in: `seed` is logged; `serve` writes what it sees into
 /// `DIR/seen-N.log` and execs the trivial target on `$BIND`.
 fn stand_in(dir: &Path) -> PathBuf {
-    let script = dir.join("fake-quizbench");
-    let body = format!(
-        r#"#!/bin/sh
-for a in "$@"; do
-  case "$a" in
-    seed) echo seeded >> "{dir}/seed.log"; exit 0 ;;
-    serve)
-      log="{dir}/seen-$$.log"
+    let on_serve = format!(
+        r#"      log="{dir}/seen-$$.log"
       grep Cpus_allowed_list /proc/self/status | sed 's/.*:\s*/server_affinity=/' >> "$log"
       v2=$(grep '^0::' /proc/self/cgroup | cut -d: -f3)
       cs=$(grep ':cpuset:' /proc/self/cgroup | cut -d: -f3)
@@ -41,22 +36,10 @@ for a in "$@"; do
         pid=$(head -1 "$data/postmaster.pid")
         grep Cpus_allowed_list /proc/$pid/status | sed 's/.*:\s*/postgres_affinity=/' >> "$log"
         echo "postgres_max_connections=$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atc 'show max_connections')" >> "$log"
-      fi
-      exec "{ql}" target --bind "$BIND" ;;
-  esac
-done
-exit 2
-"#,
+      fi"#,
         dir = dir.display(),
-        ql = env!("CARGO_BIN_EXE_quizload")
     );
-    std::fs::write(&script, body).unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    script
+    stand_in_server(dir, "", &on_serve)
 }
 
 /// What the stand-in saw, key by key, over all its starts.
@@ -102,22 +85,72 @@ requests_per_user = 20
 name = "one"
 "#;
 
-fn run_args<'a>(file: &'a str, server: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "experiment",
-        file,
-        "--server-bin",
-        server,
-        "--out",
-        out,
-        "--threads",
-        "1",
-        "-q",
-    ]
+/// A scratch folder with the stand-in server and the experiment file
+/// `t.toml` ([`experiment`] of a body), whose results go to `out`.
+struct Case {
+    _scratch: TempDir,
+    dir: PathBuf,
+    server: PathBuf,
+    file: PathBuf,
+    out: PathBuf,
 }
 
-fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+impl Case {
+    fn new(name: &str, body: &str) -> Self {
+        let scratch = scratch(name);
+        let dir = scratch.path().to_path_buf();
+        let server = stand_in(&dir);
+        let file = dir.join("t.toml");
+        std::fs::write(&file, experiment(body)).unwrap();
+        Self {
+            out: dir.join("out"),
+            _scratch: scratch,
+            dir,
+            server,
+            file,
+        }
+    }
+
+    /// `quizload experiment` on the file with the stand-in, then `extra`,
+    /// run in the scratch folder (not yet started).
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quizload"));
+        cmd.arg("experiment")
+            .arg(&self.file)
+            .arg("--server-bin")
+            .arg(&self.server)
+            .arg("--out")
+            .arg(&self.out)
+            .args(["--threads", "1", "-q"])
+            .args(extra)
+            .current_dir(&self.dir);
+        cmd
+    }
+
+    /// Runs the experiment, whatever its exit status.
+    fn run(&self, extra: &[&str]) -> Output {
+        self.command(extra).output().expect("quizload runs")
+    }
+
+    /// Runs the experiment, which must succeed.
+    fn ok(&self, extra: &[&str]) {
+        let r = self.run(extra);
+        assert!(
+            r.status.success(),
+            "quizload experiment {extra:?} failed:\n{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+
+    /// The JSON file `rel` of the results.
+    fn json(&self, rel: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.out.join(rel)).unwrap()).unwrap()
+    }
+
+    /// The results' report.md.
+    fn report(&self) -> String {
+        std::fs::read_to_string(self.out.join("report.md")).unwrap()
+    }
 }
 
 fn cpus_of(list: &str) -> Vec<usize> {
@@ -138,13 +171,9 @@ fn cpus_of(list: &str) -> Vec<usize> {
 /// settings, and the report names the method and the machine.
 #[test]
 fn one_cpu_miniature_keeps_components_apart() {
-    let s = scratch("envelope");
-    let dir = s.path();
-    let server = stand_in(dir);
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
-        experiment(&format!(
+    let case = Case::new(
+        "envelope",
+        &format!(
             r#"
 [limits]
 cpus = "1"
@@ -159,19 +188,10 @@ memory = "512M"
 max_connections = 37
 shared_buffers = "16MB"
 {ONE_CONFIG}"#
-        )),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    ok(
-        &run_args(
-            file.to_str().unwrap(),
-            server.to_str().unwrap(),
-            out.to_str().unwrap(),
         ),
-        Some(dir),
     );
-    let seen = seen(dir);
+    case.ok(&[]);
+    let seen = seen(&case.dir);
     let get = |k: &str| {
         seen.iter()
             .find(|(key, _)| key == k)
@@ -184,15 +204,15 @@ shared_buffers = "16MB"
     assert!(!cpus_of(&get("postgres_affinity")).contains(&1), "{seen:?}");
     assert_eq!(get("postgres_max_connections"), "37");
     assert_eq!(
-        std::fs::read_to_string(dir.join("seed.log")).unwrap(),
+        std::fs::read_to_string(case.dir.join("seed.log")).unwrap(),
         "seeded\n",
         "private services are seeded once"
     );
 
-    let summary = json(&out.join("summary.json"));
+    let summary = case.json("summary.json");
     let gen = summary["generator_cpus"].as_str().unwrap();
     assert!(!cpus_of(gen).contains(&1), "generator on {gen}");
-    let run = json(&out.join("runs/one-healthz-2-t0.json"));
+    let run = case.json("runs/one-healthz-2-t0.json");
     let aff = &run["placement"]["affinity"]["cpus"];
     assert_eq!(aff["server"], "1");
     for c in ["generator", "postgres", "redis"] {
@@ -211,7 +231,7 @@ shared_buffers = "16MB"
     let method = &summary["method"]["server"]["one"];
     assert!(method["method"].as_str().unwrap().starts_with("cgroup-v"));
     assert_eq!(method["cgroup"]["memory_bytes"], 256u64 << 20);
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = case.report();
     for needle in [
         "## Method and machine",
         "cpuset 1",
@@ -232,25 +252,12 @@ shared_buffers = "16MB"
 /// overlap is recorded and reported, with each component's CPU share.
 #[test]
 fn two_cpu_miniature_records_the_overlap() {
-    let s = scratch("overlap");
-    let dir = s.path();
-    let server = stand_in(dir);
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
-        experiment(&format!("[limits]\ncpus = \"0-1\"\n{ONE_CONFIG}")),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    ok(
-        &run_args(
-            file.to_str().unwrap(),
-            server.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ),
-        Some(dir),
+    let case = Case::new(
+        "overlap",
+        &format!("[limits]\ncpus = \"0-1\"\n{ONE_CONFIG}"),
     );
-    let summary = json(&out.join("summary.json"));
+    case.ok(&[]);
+    let summary = case.json("summary.json");
     let cell = &summary["cells"][0];
     let overlaps = cell["overlaps"].as_array().unwrap();
     assert!(
@@ -261,7 +268,7 @@ fn two_cpu_miniature_records_the_overlap() {
         "{cell}"
     );
     assert!(cell["cpu_share"]["generator"]["mean"].as_f64().is_some());
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = case.report();
     assert!(md.contains("NOT KEPT APART on this machine"), "{md}");
 }
 
@@ -270,23 +277,12 @@ fn two_cpu_miniature_records_the_overlap() {
 /// report says what was not applied.
 #[test]
 fn an_unappliable_limit_refuses_unless_allowed() {
-    let s = scratch("refuse");
-    let dir = s.path();
-    let server = stand_in(dir);
     // A CPU the machine does not have.
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
-        experiment(&format!("[limits]\ncpus = \"4095\"\n{ONE_CONFIG}")),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    let args = run_args(
-        file.to_str().unwrap(),
-        server.to_str().unwrap(),
-        out.to_str().unwrap(),
+    let case = Case::new(
+        "refuse",
+        &format!("[limits]\ncpus = \"4095\"\n{ONE_CONFIG}"),
     );
-    let r = run(&args, Some(dir));
+    let r = case.run(&[]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "{err}");
     assert!(
@@ -296,43 +292,37 @@ fn an_unappliable_limit_refuses_unless_allowed() {
         "{err}"
     );
     assert!(
-        !dir.join("seed.log").exists() && seen(dir).is_empty(),
+        !case.dir.join("seed.log").exists() && seen(&case.dir).is_empty(),
         "no server started"
     );
 
     // No cgroup hierarchy at all (a hook for machines without one): a
     // memory limit refuses too, and runs unconfined when allowed.
     std::fs::write(
-        &file,
+        &case.file,
         experiment(&format!("[limits]\nmemory = \"256M\"\n{ONE_CONFIG}")),
     )
     .unwrap();
-    let r = Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(&args)
-        .env("QUIZLOAD_CGROUP_ROOT", dir.join("no-cgroups"))
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let no_cgroups = |extra: &[&str]| {
+        case.command(extra)
+            .env("QUIZLOAD_CGROUP_ROOT", case.dir.join("no-cgroups"))
+            .output()
+            .unwrap()
+    };
+    let r = no_cgroups(&[]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
         !r.status.success() && err.contains("cannot apply the memory limit"),
         "{err}"
     );
-    let mut allowed = args.clone();
-    allowed.push("--allow-unconfined");
-    let r = Command::new(env!("CARGO_BIN_EXE_quizload"))
-        .args(&allowed)
-        .env("QUIZLOAD_CGROUP_ROOT", dir.join("no-cgroups"))
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let r = no_cgroups(&["--allow-unconfined"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = case.report();
     assert!(
         md.contains("UNCONFINED") && md.contains("memory limit"),
         "{md}"
     );
-    let summary = json(&out.join("summary.json"));
+    let summary = case.json("summary.json");
     assert_eq!(summary["method"]["server"]["one"]["method"], "none");
 }
 
@@ -341,38 +331,10 @@ fn an_unappliable_limit_refuses_unless_allowed() {
 /// the ramp, none in the window.
 #[test]
 fn ramped_journey_window_opens_after_the_last_user() {
-    let s = scratch("window");
-    let dir = s.path();
-    let server = stand_in(dir);
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
-        experiment(
-            r#"
-[load]
-scenarios = ["journey"]
-concurrency = [6]
-spawn_rate = 4
-settle = "500ms"
-think = "50ms..100ms"
-duration = "2s"
-
-[[configs]]
-name = "one"
-"#,
-        ),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    ok(
-        &run_args(
-            file.to_str().unwrap(),
-            server.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ),
-        Some(dir),
-    );
-    let run = json(&out.join("runs/one-journey-6-t0.json"));
+    let case = Case::new("window", include_str!("fixtures/window.toml"));
+    case.ok(&[]);
+    let out = &case.out;
+    let run = case.json("runs/one-journey-6-t0.json");
     let w = &run["window"];
     // 6 users at 4/s: the last starts 1.25 s in; the window opens 0.5 s later.
     assert_eq!(w["last_user_started_s"], 1.25);
@@ -402,7 +364,7 @@ name = "one"
     let csv = std::fs::read_to_string(out.join("series/one-journey-6.csv")).unwrap();
     assert!(csv.starts_with("trial,second,responses,errors,mean_ms,p50_ms,p99_ms,max_ms\n"));
     assert_eq!(csv.lines().count(), secs.len() + 1);
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = case.report();
     assert!(
         md.contains("![series/one-journey-6.svg](series/one-journey-6.svg)"),
         "{md}"
@@ -414,37 +376,9 @@ name = "one"
 /// a folder of another build is refused; --only runs a subset.
 #[test]
 fn a_stopped_run_resumes_with_the_missing_cells() {
-    let s = scratch("resume");
-    let dir = s.path();
-    let server = stand_in(dir);
-    let file = dir.join("t.toml");
-    std::fs::write(
-        &file,
-        experiment(
-            r#"
-[load]
-scenarios = ["healthz"]
-concurrency = [1, 2]
-requests_per_user = 10
-
-[[configs]]
-name = "one"
-
-[[configs]]
-name = "two"
-"#,
-        ),
-    )
-    .unwrap();
-    let out = dir.join("out");
-    let (f, sv, o) = (
-        file.to_str().unwrap(),
-        server.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
-    let mut first = run_args(f, sv, o);
-    first.extend(["--max-cells", "3"]);
-    ok(&first, Some(dir));
+    let case = Case::new("resume", include_str!("fixtures/resume.toml"));
+    let out = &case.out;
+    case.ok(&["--max-cells", "3"]);
     let runs = |d: &Path| {
         let mut v: Vec<String> = std::fs::read_dir(d.join("runs"))
             .unwrap()
@@ -453,7 +387,7 @@ name = "two"
         v.sort();
         v
     };
-    let before = runs(&out);
+    let before = runs(out);
     assert_eq!(before.len(), 3);
     let stamp = |name: &str| {
         std::fs::metadata(out.join("runs").join(name))
@@ -464,41 +398,37 @@ name = "two"
     let stamps: Vec<_> = before.iter().map(|n| stamp(n)).collect();
 
     // Without --resume the folder is not overwritten.
-    let r = run(&run_args(f, sv, o), Some(dir));
+    let r = case.run(&[]);
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("--resume"));
 
-    let mut resume = run_args(f, sv, o);
-    resume.push("--resume");
-    ok(&resume, Some(dir));
-    let after = runs(&out);
+    case.ok(&["--resume"]);
+    let after = runs(out);
     assert_eq!(after.len(), 4, "{after:?}");
     for (n, t) in before.iter().zip(&stamps) {
         assert_eq!(stamp(n), *t, "{n} was not run again");
     }
-    let summary = json(&out.join("summary.json"));
+    let summary = case.json("summary.json");
     assert_eq!(summary["runs"], 4);
     assert_eq!(summary["builds"].as_array().unwrap().len(), 1);
 
     // Another build of the server: refused, unless mixing is asked for.
     std::fs::write(
-        &server,
-        std::fs::read_to_string(&server).unwrap() + "# another build\n",
+        &case.server,
+        std::fs::read_to_string(&case.server).unwrap() + "# another build\n",
     )
     .unwrap();
-    let mut more = resume.clone();
-    more.extend(["--trials", "2", "--only", "two@2"]);
-    let r = run(&more, Some(dir));
+    let more = ["--resume", "--trials", "2", "--only", "two@2"];
+    let r = case.run(&more);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
         !r.status.success() && err.contains("another server build"),
         "{err}"
     );
-    more.push("--mix-builds");
-    ok(&more, Some(dir));
-    let last = runs(&out);
+    case.ok(&[&more[..], &["--mix-builds"]].concat());
+    let last = runs(out);
     assert_eq!(last.len(), 5, "--only ran one cell of trial 2: {last:?}");
     assert!(last.contains(&"two-healthz-2-t1.json".to_string()));
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = case.report();
     assert!(md.contains("MIXED BUILDS"), "{md}");
 }
