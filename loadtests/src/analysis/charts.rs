@@ -106,19 +106,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         o,
         r#"<defs><clipPath id="plot"><rect x="{LEFT}" y="{TOP}" width="{pw:.1}" height="{ph:.1}"/></clipPath></defs>"#
     );
-    let mut t = 0.0;
-    while t <= ytop + ystep * 0.01 {
-        let y = ypos(t);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            fmt_num(t)
-        );
-        t += ystep;
-    }
+    y_axis(&mut o, (ytop, ystep), (TOP, ph), pw, y_label);
     for x in &xs {
         let px = xpos(*x);
         let _ = writeln!(
@@ -130,24 +118,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     }
     let _ = writeln!(
         o,
-        r#"<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{:.1}" stroke="black"/>"#,
-        TOP + ph,
-        LEFT + pw,
-        TOP + ph,
-        TOP + ph
-    );
-    let _ = writeln!(
-        o,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
         LEFT + pw / 2.0,
         H - 18.0,
         esc(x_label)
-    );
-    let _ = writeln!(
-        o,
-        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        TOP + ph / 2.0,
-        esc(y_label)
     );
     for (i, s) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
@@ -178,15 +152,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
                 r#"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{c}"/>"#
             );
         }
-        let ly = TOP + 10.0 + 20.0 * i as f64;
-        let lx = LEFT + pw + 16.0;
-        let _ = writeln!(
-            o,
-            r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            ly - 2.0,
-            lx + 20.0,
-            ly + 4.0,
-            esc(&s.name)
+        legend(
+            &mut o,
+            LEFT + pw + 16.0,
+            TOP + 10.0 + 20.0 * i as f64,
+            c,
+            &s.name,
         );
     }
     o.push_str("</svg>\n");
@@ -199,6 +170,49 @@ fn y_pos(y: f64, ytop: f64, top: f64, ph: f64) -> f64 {
     let inner = ph * (1.0 - 2.0 * PAD);
     top + ph * PAD + inner
         - inner * (y / ytop).clamp(-PAD / (1.0 - 2.0 * PAD), 1.0 + PAD / (1.0 - 2.0 * PAD))
+}
+
+/// The y axis of a plot `pw` wide and `ph` high from `top`: a grid line
+/// and a label at each `ystep` up to `ytop`, the x and y axis lines and
+/// the rotated `label`.
+fn y_axis(o: &mut String, (ytop, ystep): (f64, f64), (top, ph): (f64, f64), pw: f64, label: &str) {
+    let mut t = 0.0;
+    while t <= ytop + ystep * 0.01 {
+        let y = y_pos(t, ytop, top, ph);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 6.0,
+            y + 4.0,
+            fmt_num(t)
+        );
+        t += ystep;
+    }
+    let bottom = top + ph;
+    let _ = writeln!(
+        o,
+        r#"<line x1="{LEFT}" y1="{bottom:.1}" x2="{:.1}" y2="{bottom:.1}" stroke="black"/><line x1="{LEFT}" y1="{top:.1}" x2="{LEFT}" y2="{bottom:.1}" stroke="black"/>"#,
+        LEFT + pw,
+    );
+    let _ = writeln!(
+        o,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        top + ph / 2.0,
+        esc(label)
+    );
+}
+
+/// A legend entry at (`lx`, `ly`): a swatch of colour `c` and `name`.
+fn legend(o: &mut String, lx: f64, ly: f64, c: &str, name: &str) {
+    let _ = writeln!(
+        o,
+        r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+        ly - 2.0,
+        lx + 20.0,
+        ly + 4.0,
+        esc(name)
+    );
 }
 
 /// One panel of a per-second chart: a y label and its lines of
@@ -231,33 +245,7 @@ pub fn time_chart(title: &str, panels: &[Panel]) -> String {
             .flat_map(|l| l.1.iter().map(|q| q.1))
             .fold(0.0, f64::max);
         let (ytop, ystep) = nice_axis(ymax);
-        let mut t = 0.0;
-        while t <= ytop + ystep * 0.01 {
-            let y = y_pos(t, ytop, top, panel_h);
-            let _ = writeln!(
-                o,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-                LEFT + pw,
-                LEFT - 6.0,
-                y + 4.0,
-                fmt_num(t)
-            );
-            t += ystep;
-        }
-        let _ = writeln!(
-            o,
-            r#"<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{LEFT}" y1="{top:.1}" x2="{LEFT}" y2="{:.1}" stroke="black"/>"#,
-            top + panel_h,
-            LEFT + pw,
-            top + panel_h,
-            top + panel_h
-        );
-        let _ = writeln!(
-            o,
-            r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-            top + panel_h / 2.0,
-            esc(&panel.y_label)
-        );
+        y_axis(&mut o, (ytop, ystep), (top, panel_h), pw, &panel.y_label);
         let mut t = 0.0;
         while t <= xtop + xstep * 0.01 {
             let _ = writeln!(
@@ -280,15 +268,12 @@ pub fn time_chart(title: &str, panels: &[Panel]) -> String {
                 r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"/>"#,
                 path.join(" ")
             );
-            let ly = top + 10.0 + 18.0 * i as f64;
-            let lx = LEFT + pw + 16.0;
-            let _ = writeln!(
-                o,
-                r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{c}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-                ly - 2.0,
-                lx + 20.0,
-                ly + 4.0,
-                esc(name)
+            legend(
+                &mut o,
+                LEFT + pw + 16.0,
+                top + 10.0 + 18.0 * i as f64,
+                c,
+                name,
             );
         }
     }

@@ -183,12 +183,13 @@ mod tests {
             .collect()
     }
 
+    fn one_stage(seconds: f64, rate: f64) -> [Stage; 1] {
+        [Stage { seconds, rate }]
+    }
+
     #[test]
     fn uniform_single_stage() {
-        let st = [Stage {
-            seconds: 1.0,
-            rate: 10.0,
-        }];
+        let st = one_stage(1.0, 10.0);
         let t = all(Schedule::new(&st, Arrival::Uniform, 1.0, 0.0, None, 1));
         assert_eq!(t.len(), 10, "0.0, 0.1, ..., 0.9: {t:?}");
         for (k, v) in t.iter().enumerate() {
@@ -200,10 +201,7 @@ mod tests {
     /// the full uniform schedule.
     #[test]
     fn threads_interleave() {
-        let st = [Stage {
-            seconds: 1.0,
-            rate: 100.0,
-        }];
+        let st = one_stage(1.0, 100.0);
         let mut a = all(Schedule::new(&st, Arrival::Uniform, 0.5, 0.0, None, 1));
         let b = all(Schedule::new(&st, Arrival::Uniform, 0.5, 0.5, None, 2));
         a.extend(b);
@@ -230,10 +228,7 @@ mod tests {
 
     #[test]
     fn limit_bounds_count() {
-        let st = [Stage {
-            seconds: f64::INFINITY,
-            rate: 1000.0,
-        }];
+        let st = one_stage(f64::INFINITY, 1000.0);
         let t = all(Schedule::new(&st, Arrival::Poisson, 1.0, 0.0, Some(500), 3));
         assert_eq!(t.len(), 500);
         assert!(t.windows(2).all(|w| w[0] <= w[1]));
@@ -243,10 +238,7 @@ mod tests {
     /// gaps with a coefficient of variation near 1.
     #[test]
     fn poisson_statistics() {
-        let st = [Stage {
-            seconds: 20.0,
-            rate: 1000.0,
-        }];
+        let st = one_stage(20.0, 1000.0);
         let t = all(Schedule::new(&st, Arrival::Poisson, 1.0, 0.0, None, 42));
         let n = t.len() as f64;
         assert!((n - 20_000.0).abs() < 5.0 * 20_000f64.sqrt(), "{n}");

@@ -68,6 +68,17 @@ pub fn is_success_status(status: u16) -> bool {
     (200..400).contains(&status)
 }
 
+/// The counts of the failed status codes among `statuses` (code → count).
+pub fn failed_statuses(
+    statuses: &std::collections::BTreeMap<u16, u64>,
+) -> std::collections::BTreeMap<u16, u64> {
+    statuses
+        .iter()
+        .filter(|(c, _)| !is_success_status(**c))
+        .map(|(c, n)| (*c, *n))
+        .collect()
+}
+
 /// A transport-level failure: the request got no HTTP response at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::{is_success_status, new_histogram, EndpointRecorder, TimeSeries};
+use super::{failed_statuses, new_histogram, EndpointRecorder, TimeSeries};
 
 impl TimeSeries {
     /// The series as report rows, one per second.
@@ -211,12 +211,7 @@ impl EndpointSummary {
         let requests = responses + rec.transport.total();
         let secs = elapsed.as_secs_f64();
         let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        let status: BTreeMap<u16, u64> = rec
-            .statuses
-            .iter()
-            .filter(|(c, _)| !is_success_status(**c))
-            .map(|(c, n)| (*c, *n))
-            .collect();
+        let status = failed_statuses(&rec.statuses);
         let errors = ErrorSummary {
             total: requests - successes,
             connect: rec.transport.connect,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{fixed, imported_endpoint, whole_secs, ToolRun};
 use crate::analysis::report::ImportReport;
 use crate::generator::engine::Stop;
-use crate::stats::{is_success_status, ConnectionErrors, ErrorSummary, LatencySummary};
+use crate::stats::{failed_statuses, ConnectionErrors, ErrorSummary, LatencySummary};
 
 /// hey's text report, in quizload's units (ms).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,12 +137,7 @@ pub fn parse_hey(text: &str) -> anyhow::Result<HeyResult> {
 /// hey's figures as an endpoint table.
 pub fn hey_import(h: &HeyResult, name: &str, source: &str) -> ImportReport {
     let responses: u64 = h.status_codes.values().sum();
-    let failed: std::collections::BTreeMap<u16, u64> = h
-        .status_codes
-        .iter()
-        .filter(|(c, _)| !is_success_status(**c))
-        .map(|(c, n)| (*c, *n))
-        .collect();
+    let failed = failed_statuses(&h.status_codes);
     let errors = ErrorSummary {
         total: failed.values().sum::<u64>() + h.errors,
         io: h.errors,

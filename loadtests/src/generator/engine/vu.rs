@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ThreadCtx, Vu, LAG_PROBE_PERIOD, LATE_THRESHOLD};
-use crate::generator::client::Outcome;
+use crate::generator::client::{Outcome, VuClient};
+use crate::generator::http::Capture;
+use crate::generator::scenarios::Planned;
 use crate::stats::{duration_us, is_success_status, RunRecorder};
 
 /// Connects the VU (when `connect` is set; the connect is recorded in
@@ -28,19 +30,12 @@ pub(super) async fn run_setup(
     }
     let mut last_failed = false;
     while !ctx.circuit.is_open() {
-        let (endpoint, outcome, latency) = {
-            let Some(p) = vu.script.setup() else { break };
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let t0 = Instant::now();
-            let outcome = vu.client.request(t0, p.bytes, head, &mut vu.capture).await;
-            (endpoint, outcome, t0.elapsed())
-        };
+        let Some(p) = vu.script.setup() else { break };
+        let (endpoint, outcome, t0, t1) = send(&mut vu.client, &mut vu.capture, p, |_| {}).await;
         let status = {
             let mut rec = ctx.setup_rec.borrow_mut();
             vu.client.drain_into(&mut rec);
-            record(&mut rec, endpoint, 0, outcome, latency, None)
+            record(&mut rec, endpoint, 0, outcome, t1 - t0, None)
         };
         last_failed = !matches!(status, Some(s) if is_success_status(s));
         vu.script
@@ -64,6 +59,36 @@ async fn connect_at_start(ctx: &ThreadCtx, vu: &mut Vu) {
         let _ = vu.client.ensure_connected().await;
         vu.client.drain_into(&mut ctx.rec.borrow_mut());
     }
+}
+
+/// Sends the planned request `p` (`before_send` sees the send time first):
+/// its endpoint, its outcome, the send time and the time the answer ended.
+#[inline]
+async fn send(
+    client: &mut VuClient,
+    capture: &mut Capture,
+    p: Planned<'_>,
+    before_send: impl FnOnce(Instant),
+) -> (usize, Outcome, Instant, Instant) {
+    capture.body_wanted = p.want_body;
+    let sent = Instant::now();
+    before_send(sent);
+    let outcome = client.request(sent, p.bytes, p.head, capture).await;
+    (p.endpoint, outcome, sent, Instant::now())
+}
+
+/// Counts a measured request as completed and gives its status to the
+/// script; true when the VU stops instead (no response and the circuit
+/// is open).
+#[inline]
+fn completed(ctx: &ThreadCtx, vu: &mut Vu, endpoint: usize, status: Option<u16>) -> bool {
+    ctx.completed.set(ctx.completed.get() + 1);
+    if status.is_none() && ctx.circuit.is_open() {
+        return true;
+    }
+    vu.script
+        .on_response(endpoint, status, &vu.capture, &mut vu.rng);
+    false
 }
 
 /// Records an outcome; returns the status if there was a response.
@@ -127,15 +152,8 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
             }
             ctx.budget.set(Some(b - 1));
         }
-        let (endpoint, outcome, t0, t1) = {
-            let p = vu.script.next(&mut vu.rng);
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let t0 = Instant::now();
-            let outcome = vu.client.request(t0, p.bytes, head, &mut vu.capture).await;
-            (endpoint, outcome, t0, Instant::now())
-        };
+        let p = vu.script.next(&mut vu.rng);
+        let (endpoint, outcome, t0, t1) = send(&mut vu.client, &mut vu.capture, p, |_| {}).await;
         let status = {
             // Before a settled window opens, requests count as setup.
             let mut rec = if t1 < start {
@@ -147,12 +165,9 @@ pub(super) async fn closed_vu(ctx: &ThreadCtx, mut vu: Vu, offset: Duration, ram
             let second = t1.saturating_duration_since(start).as_secs() as usize;
             record(&mut rec, endpoint, second, outcome, t1 - t0, None)
         };
-        ctx.completed.set(ctx.completed.get() + 1);
-        if status.is_none() && ctx.circuit.is_open() {
+        if completed(ctx, &mut vu, endpoint, status) {
             break;
         }
-        vu.script
-            .on_response(endpoint, status, &vu.capture, &mut vu.rng);
         now = t1;
         if let Some(think) = vu.script.think(&mut vu.rng) {
             let mut until = Instant::now() + think;
@@ -197,27 +212,17 @@ pub(super) async fn open_vu(ctx: &ThreadCtx, mut vu: Vu) {
                 continue;
             }
         }
-        let (endpoint, outcome, sent, done) = {
-            let p = vu.script.next(&mut vu.rng);
-            let endpoint = p.endpoint;
-            vu.capture.body_wanted = p.want_body;
-            let head = p.head;
-            let sent = Instant::now();
-            {
-                let lag = sent.saturating_duration_since(intended);
-                let mut rec = ctx.rec.borrow_mut();
-                rec.schedule.sent += 1;
-                rec.schedule.send_lag.saturating_record(duration_us(lag));
-                if lag > LATE_THRESHOLD {
-                    rec.schedule.late += 1;
-                }
+        let p = vu.script.next(&mut vu.rng);
+        let (endpoint, outcome, sent, done) = send(&mut vu.client, &mut vu.capture, p, |sent| {
+            let lag = sent.saturating_duration_since(intended);
+            let mut rec = ctx.rec.borrow_mut();
+            rec.schedule.sent += 1;
+            rec.schedule.send_lag.saturating_record(duration_us(lag));
+            if lag > LATE_THRESHOLD {
+                rec.schedule.late += 1;
             }
-            let outcome = vu
-                .client
-                .request(sent, p.bytes, head, &mut vu.capture)
-                .await;
-            (endpoint, outcome, sent, Instant::now())
-        };
+        })
+        .await;
         let status = {
             let mut rec = ctx.rec.borrow_mut();
             vu.client.drain_into(&mut rec);
@@ -231,12 +236,9 @@ pub(super) async fn open_vu(ctx: &ThreadCtx, mut vu: Vu) {
                 Some(done - sent),
             )
         };
-        ctx.completed.set(ctx.completed.get() + 1);
-        if status.is_none() && ctx.circuit.is_open() {
+        if completed(ctx, &mut vu, endpoint, status) {
             break;
         }
-        vu.script
-            .on_response(endpoint, status, &vu.capture, &mut vu.rng);
     }
 }
 
