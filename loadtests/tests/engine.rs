@@ -46,6 +46,14 @@ fn run(cfg: &RunConfig, s: Arc<dyn ScenarioFactory>) -> RunReport {
     RunReport::new(cfg, &out, "test", "url", SystemTime::now())
 }
 
+/// `requests` GETs of `path` on `srv` by `users` closed-model users.
+fn get(srv: &TestServer, path: &str, users: usize, requests: u64) -> RunReport {
+    run(
+        &closed(srv.addr, users, Stop::Requests(requests)),
+        fixed(&srv.url(path), "GET", b""),
+    )
+}
+
 /// Count of recorded latencies at or above `ms`.
 fn count_at_least(r: &RunReport, ms: f64) -> u64 {
     r.histogram_us
@@ -60,8 +68,7 @@ fn count_at_least(r: &RunReport, ms: f64) -> u64 {
 #[test]
 fn twenty_ms_handler_median() {
     let srv = TestServer::start(|_| Reply::ok("ok").delay(Duration::from_millis(20)));
-    let cfg = closed(srv.addr, 10, Stop::Requests(200));
-    let r = run(&cfg, fixed(&srv.url("/sleep"), "GET", b""));
+    let r = get(&srv, "/sleep", 10, 200);
     assert_eq!(r.requests, 200);
     assert_eq!(r.successes, 200);
     assert_eq!(srv.total.load(std::sync::atomic::Ordering::SeqCst), 200);
@@ -77,18 +84,22 @@ fn twenty_ms_handler_median() {
     assert!(!r.generator.saturated, "{:?}", r.generator);
 }
 
+/// A server that stalls for 1 s after its 100th request.
+fn stalling_server() -> TestServer {
+    let stall = Stall::new(100, Duration::from_secs(1));
+    TestServer::start(move |_| {
+        let mut r = Reply::ok("ok");
+        r.until = stall.until();
+        r
+    })
+}
+
 /// Open model with a 1 s server stall: requests that were due during the
 /// stall carry it in their latency (p99 well above 500 ms), while the
 /// service time (from the actual send) and the schedule counters show why.
 #[test]
 fn open_model_sees_stall() {
-    let stall = Stall::new(100, Duration::from_secs(1));
-    let s2 = stall.clone();
-    let srv = TestServer::start(move |_| {
-        let mut r = Reply::ok("ok");
-        r.until = s2.until();
-        r
-    });
+    let srv = stalling_server();
     let mut cfg = closed(srv.addr, 50, Stop::Duration(Duration::from_secs(3)));
     cfg.model = Model::Open {
         stages: vec![Stage {
@@ -124,13 +135,7 @@ fn open_model_sees_stall() {
 /// wrk would report).
 #[test]
 fn closed_model_hides_stall() {
-    let stall = Stall::new(100, Duration::from_secs(1));
-    let s2 = stall.clone();
-    let srv = TestServer::start(move |_| {
-        let mut r = Reply::ok("ok");
-        r.until = s2.until();
-        r
-    });
+    let srv = stalling_server();
     let cfg = closed(srv.addr, 2, Stop::Duration(Duration::from_secs(3)));
     let r = run(&cfg, fixed(&srv.url("/"), "GET", b""));
     assert!(r.requests > 200, "requests {}", r.requests);
@@ -151,19 +156,13 @@ fn error_classification_is_exact() {
         _ => Reply::ok("ok"),
     });
 
-    let r = run(
-        &closed(srv.addr, 3, Stop::Requests(37)),
-        fixed(&srv.url("/500"), "GET", b""),
-    );
+    let r = get(&srv, "/500", 3, 37);
     assert_eq!((r.requests, r.responses, r.successes), (37, 37, 0));
     assert_eq!(r.errors.total, 37);
     assert_eq!(r.errors.status.get(&500), Some(&37));
     assert_eq!(r.success_rate, 0.0);
 
-    let r = run(
-        &closed(srv.addr, 2, Stop::Requests(11)),
-        fixed(&srv.url("/404"), "GET", b""),
-    );
+    let r = get(&srv, "/404", 2, 11);
     assert_eq!(r.errors.status.get(&404), Some(&11));
 
     let mut cfg = closed(srv.addr, 2, Stop::Requests(4));
@@ -176,10 +175,7 @@ fn error_classification_is_exact() {
         r.elapsed_s
     );
 
-    let r = run(
-        &closed(srv.addr, 2, Stop::Requests(6)),
-        fixed(&srv.url("/reset"), "GET", b""),
-    );
+    let r = get(&srv, "/reset", 2, 6);
     assert_eq!((r.requests, r.errors.io, r.errors.total), (6, 6, 6));
     assert_eq!(r.errors.connection.reset, 6, "{:?}", r.errors);
 
@@ -264,29 +260,20 @@ fn framings_and_reconnects() {
         "/close" => Reply::ok("bye").framing(Framing::Close),
         _ => Reply::ok("hello"),
     });
-    let r = run(
-        &closed(srv.addr, 2, Stop::Requests(20)),
-        fixed(&srv.url("/chunked"), "GET", b""),
-    );
+    let r = get(&srv, "/chunked", 2, 20);
     assert_eq!(r.successes, 20);
     // "HTTP/1.1 200 X\r\n" (16) + "Transfer-Encoding: chunked\r\n\r\n" (30)
     // + 7 chunks of "3\r\nxxx\r\n" (8 each) - 19 bytes = 6x3 + 1x1:
     // 6*8 + (3+1+2) = 54, + "0\r\n\r\n" (5) = 105 per response.
     assert_eq!(r.bytes_received, 20 * 105);
 
-    let r = run(
-        &closed(srv.addr, 2, Stop::Requests(20)),
-        fixed(&srv.url("/len"), "GET", b""),
-    );
+    let r = get(&srv, "/len", 2, 20);
     // "HTTP/1.1 200 X\r\n" (16) + "Content-Length: 5\r\n\r\n" (21) + 5
     assert_eq!(r.bytes_received, 20 * 42);
     assert_eq!(r.connections.opened, 2, "keep-alive: one connection per VU");
     assert!(r.setup.is_none(), "nothing to set up for a fixed URL");
 
-    let r = run(
-        &closed(srv.addr, 1, Stop::Requests(10)),
-        fixed(&srv.url("/close"), "GET", b""),
-    );
+    let r = get(&srv, "/close", 1, 10);
     assert_eq!(r.successes, 10);
     assert_eq!(
         r.connections.opened, 10,

@@ -5,6 +5,7 @@
 //! addresses only, runs on its own threads and runtime (so its CPU time is
 //! not charged to the generator's threads), and stops when dropped.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,8 +22,63 @@ const RESPONSE: &[u8] =
 #[derive(Debug)]
 pub struct TrivialTarget {
     addr: SocketAddr,
+    _server: ServerThread,
+}
+
+/// A server's accept loop on a thread of its own, in a runtime of its own;
+/// dropping it stops the loop and joins the thread. (The trivial target
+/// runs on one; so do the tests' servers.)
+#[derive(Debug)]
+pub struct ServerThread {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve(listener)` (the listener made non-blocking) in `rt` on
+    /// a thread named `name`, until dropped.
+    pub fn spawn<F, Fut>(
+        name: &str,
+        rt: tokio::runtime::Runtime,
+        listener: std::net::TcpListener,
+        serve: F,
+    ) -> std::io::Result<Self>
+    where
+        F: FnOnce(TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        listener.set_nonblocking(true)?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = rx => {}
+                        _ = serve(listener) => {}
+                    }
+                });
+                rt.shutdown_background();
+            })?;
+        Ok(Self {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl TrivialTarget {
@@ -39,7 +95,6 @@ impl TrivialTarget {
         }
         let std_listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("cannot bind the target to {addr}"))?;
-        std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -47,26 +102,10 @@ impl TrivialTarget {
             .enable_all()
             .build()
             .context("cannot build the target's runtime")?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("quizload-target-main".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let listener = match TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
-                        Err(_) => return,
-                    };
-                    tokio::select! {
-                        _ = rx => {}
-                        _ = accept_loop(listener) => {}
-                    }
-                });
-                rt.shutdown_background();
-            })?;
+        let server = ServerThread::spawn("quizload-target-main", rt, std_listener, accept_loop)?;
         Ok(Self {
             addr,
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -82,17 +121,6 @@ impl TrivialTarget {
             None => loop {
                 std::thread::sleep(Duration::from_secs(3600));
             },
-        }
-    }
-}
-
-impl Drop for TrivialTarget {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

@@ -16,12 +16,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use loadtests::calibrate::target::ServerThread;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 /// A parsed request as the handler sees it.
 #[derive(Debug, Clone)]
@@ -101,47 +100,33 @@ pub struct TestServer {
     /// Requests seen, by `METHOD path`.
     pub hits: Arc<Mutex<HashMap<String, u64>>>,
     pub total: Arc<AtomicU64>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl TestServer {
     pub fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Self {
         let handler: Handler = Arc::new(handler);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(HashMap::new()));
         let total = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = oneshot::channel::<()>();
         let (h2, t2) = (hits.clone(), total.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = TcpListener::from_std(std_listener).unwrap();
-                let accept = async {
-                    loop {
-                        let (s, _) = listener.accept().await.unwrap();
-                        s.set_nodelay(true).unwrap();
-                        tokio::spawn(serve(s, handler.clone(), h2.clone(), t2.clone()));
-                    }
-                };
-                tokio::select! {
-                    _ = rx => {}
-                    _ = accept => {}
-                }
-            });
-            rt.shutdown_background();
-        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let accept = |listener: TcpListener| async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                s.set_nodelay(true).unwrap();
+                tokio::spawn(serve(s, handler.clone(), h2.clone(), t2.clone()));
+            }
+        };
         Self {
             addr,
             hits,
             total,
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: ServerThread::spawn("test-server", rt, std_listener, accept).unwrap(),
         }
     }
 
@@ -151,17 +136,6 @@ impl TestServer {
 
     pub fn hits(&self, key: &str) -> u64 {
         self.hits.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -29,15 +29,9 @@ fn redis_url() -> String {
 
 /// The admin URL with its database name replaced by `name`.
 fn db_url(name: &str) -> String {
-    let admin = admin_url();
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b.to_string(), format!("?{q}")),
-        None => (admin.clone(), String::new()),
-    };
-    let base = base
-        .rsplit_once('/')
-        .map_or(base.clone(), |(b, _)| b.to_string());
-    format!("{base}/{name}{query}")
+    let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(name);
+    url.into()
 }
 
 /// The `quizbench` binary: `QUIZBENCH_BIN`, else the workspace's debug
