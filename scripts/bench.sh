@@ -154,13 +154,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) 
 alternate() {
 	local as=() bs=() rs=() a b t
 	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			a=$($1)
-			b=$($2)
-		else
-			b=$($2)
-			a=$($1)
-		fi
+		read -r a b <<<"$(qb_trial "$t" "$1" "$2")"
 		as+=("$a") bs+=("$b")
 		rs+=("$(python3 -c "print(f'{$a / $b:.3f}' if $b else 0.0)")")
 		echo "==> trial $t: $1 $a, $2 $b, ratio ${rs[-1]}" >&2

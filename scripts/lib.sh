@@ -13,6 +13,9 @@
 # qb_token_of URL N                  session token of studentN (seeded password)
 # qb_write_submit_lua TOKENS FILE    wrk script: submit attempts, the tokens of TOKENS in turn
 # qb_write_submit_sql USERS FILE     pgbench script: the submit's statements, user 1..USERS
+# qb_trial T CMD_A CMD_B             trial T of an alternating pair: runs both (each a word-split
+#                                    command), A first when T is odd; prints A's output, then B's
+# qb_trials LABEL CMD_A CMD_B        $TRIALS alternating trials (qb_trial), a line each
 # qb_wrk NAME [wrk args...] URL      runs wrk --latency, warns on non-2xx, prints its report
 # qb_wrk_rps / qb_wrk_p50 / qb_wrk_p99 REPORT   fields of a wrk report (req/s, ms)
 
@@ -128,6 +131,27 @@ on conflict (user_id, quiz_id) do update
        last_attempt_at = excluded.last_attempt_at;
 commit;
 SQL
+}
+
+qb_trial() {
+	local a b
+	if (($1 % 2)); then
+		a="$($2)"
+		b="$($3)"
+	else
+		b="$($3)"
+		a="$($2)"
+	fi
+	echo "$a $b"
+}
+
+qb_trials() {
+	local t row
+	for t in $(seq 1 "$TRIALS"); do
+		row="$(qb_trial "$t" "$2" "$3")"
+		echo "==> $1 trial $t: $2 | $3: $row" >&2
+		echo "$row"
+	done
 }
 
 qb_wrk() {

@@ -189,21 +189,11 @@ route_wrk() {
 # pair ROUTE A B: TRIALS alternating trials of ROUTE on servers A and B,
 # then the medians and the median per-trial ratios B/A.
 pair() {
-	local route="$1" a="$2" b="$3" t ra rb rows=()
+	local route="$1" a="$2" b="$3"
 	route_wrk "$route" "http://127.0.0.1:$(eval echo "\$PORT_$a")" >/dev/null # warm-up (pools fill)
 	route_wrk "$route" "http://127.0.0.1:$(eval echo "\$PORT_$b")" >/dev/null
-	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			ra="$(measure "$a" "$route")"
-			rb="$(measure "$b" "$route")"
-		else
-			rb="$(measure "$b" "$route")"
-			ra="$(measure "$a" "$route")"
-		fi
-		echo "==> $route trial $t: $a [$ra] $b [$rb] (req/s p99_ms server_us/req backend_us/req)" >&2
-		rows+=("$ra $rb")
-	done
-	printf '%s\n' "${rows[@]}" | python3 -c '
+	# each side: req/s p99_ms server_us/req backend_us/req
+	qb_trials "$route" "measure $a $route" "measure $b $route" | python3 -c '
 import statistics as st, sys
 route, a, b = sys.argv[1:4]
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]

@@ -91,25 +91,16 @@ quiz_delete_ms() {
 	done | sql | grep -o '"Execution Time": [0-9.]*' | awk '{print $3}' | tail -n +2 | sort -g | sed -n 3p
 }
 
+# in_state STATE MEASURE: MEASURE's figure with the indexes as STATE sets them.
+in_state() {
+	$1 >/dev/null
+	$2
+}
+
 # pair LABEL STATE_A STATE_B MEASURE: TRIALS alternating trials.
 pair() {
-	local label="$1" a="$2" b="$3" measure="$4" t va vb rows=()
-	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			$a >/dev/null
-			va="$($measure)"
-			$b >/dev/null
-			vb="$($measure)"
-		else
-			$b >/dev/null
-			vb="$($measure)"
-			$a >/dev/null
-			va="$($measure)"
-		fi
-		echo "==> $label trial $t: $a $va, $b $vb" >&2
-		rows+=("$va $vb")
-	done
-	printf '%s\n' "${rows[@]}" | python3 -c '
+	local label="$1" a="$2" b="$3" measure="$4"
+	qb_trials "$label" "in_state $a $measure" "in_state $b $measure" | python3 -c '
 import statistics as st, sys
 label, a, b = sys.argv[1:4]
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
