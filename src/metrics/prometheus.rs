@@ -88,12 +88,6 @@ impl Metrics {
                 |s| s.redis_waiters.load(Relaxed),
             ),
         ];
-        for (name, help, get) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (i, s) in &used {
-                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
-            }
-        }
         let counters: &[Series] = &[
             (
                 "quizbench_worker_requests_total",
@@ -131,10 +125,12 @@ impl Metrics {
                 |s| s.dummy_hashes.load(Relaxed),
             ),
         ];
-        for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (i, s) in &used {
-                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
+        for (kind, families) in [("gauge", gauges), ("counter", counters)] {
+            for (name, help, get) in families {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (i, s) in &used {
+                    let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
+                }
             }
         }
         let _ = writeln!(
