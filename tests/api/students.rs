@@ -72,7 +72,9 @@ async fn only_users_select_options_idx_serves_select_options() {
             .any(|(index, cond)| index == "users_select_options_idx" && cond.contains("cohort_id")),
         "{with:?}"
     );
-    conn.execute("drop index users_select_options_idx").await.unwrap();
+    conn.execute("drop index users_select_options_idx")
+        .await
+        .unwrap();
     let without = index_scans_of_select_options(&mut conn).await;
     assert!(
         without
