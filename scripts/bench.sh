@@ -116,33 +116,12 @@ qb_wait_ready "http://127.0.0.1:$NGINX_PORT/"
 sleep 1
 idle_rss_mb=$(curl -fsS "$QB/metrics" | awk '/^quizbench_worker_resident_memory_bytes/ { if ($2 > max) max = $2 } END { printf "%.1f", max / 1048576 }')
 
-token_of() {
-	curl -fsS -X POST "$QB/api/v1/auth/login" -H 'content-type: application/json' \
-		-d "{\"username\":\"student$1\",\"password\":\"quizbench\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'
-}
-TOKEN="$(token_of 1)"
+TOKEN="$(qb_token_of "$QB" 1)"
 # 50 students for the submit load, so attempts spread over users and quizzes.
-for i in $(seq 1 50); do printf '%s\n' "$(token_of "$i")"; done >"$WORK/tokens"
+for i in $(seq 1 50); do printf '%s\n' "$(qb_token_of "$QB" "$i")"; done >"$WORK/tokens"
 
 qb_write_login_lua "$WORK/login.lua"
-cat >"$WORK/submit.lua" <<LUA
-tokens = {}
-for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
-counter = 0
-request = function()
-  counter = counter + 1
-  local quiz = (counter % 50) + 1
-  local first = (quiz - 1) * 10
-  local answers = {}
-  for q = 1, 9 do answers[#answers + 1] = string.format('{"question_id":%d,"choice_ids":[1]}', first + q) end
-  answers[#answers + 1] = string.format('{"question_id":%d,"text":"select"}', first + 10)
-  local body = '{"answers":[' .. table.concat(answers, ",") .. ']}'
-  local headers = {}
-  headers["Content-Type"] = "application/json"
-  headers["Authorization"] = "Bearer " .. tokens[(counter % #tokens) + 1]
-  return wrk.format("POST", "/api/v1/quizzes/" .. quiz .. "/attempts", headers, body)
-end
-LUA
+qb_write_submit_lua "$WORK/tokens" "$WORK/submit.lua"
 
 # wrk_rps [wrk args...] URL -> req/s
 wrk_rps() {
@@ -163,23 +142,7 @@ select id, display_name || ' (' || username || ')' as label
  order by id
  limit 1000;
 SQL
-cat >"$WORK/submit.sql" <<'SQL'
-\set quiz random(1, 50)
-\set uid random(1, 50)
-select id, kind, points, choices, answer_key from questions where quiz_id = :quiz;
-begin;
-insert into attempts (user_id, quiz_id, answers, score, max_score, idempotency_key, request_hash)
-values (:uid, :quiz, '[{"question_id": 1, "choice_ids": [1]}, {"question_id": 10, "text": "select"}]', 2, 10, null, null)
-returning id, quiz_id, score, max_score, submitted_at;
-insert into progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)
-values (:uid, :quiz, 2, 10, 1, now())
-on conflict (user_id, quiz_id) do update
-   set best_score = greatest(progress.best_score, excluded.best_score),
-       max_score = excluded.max_score,
-       attempt_count = progress.attempt_count + 1,
-       last_attempt_at = excluded.last_attempt_at;
-commit;
-SQL
+qb_write_submit_sql 50 "$WORK/submit.sql"
 
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -191,13 +154,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) 
 alternate() {
 	local as=() bs=() rs=() a b t
 	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			a=$($1)
-			b=$($2)
-		else
-			b=$($2)
-			a=$($1)
-		fi
+		read -r a b <<<"$(qb_trial "$t" "$1" "$2")"
 		as+=("$a") bs+=("$b")
 		rs+=("$(python3 -c "print(f'{$a / $b:.3f}' if $b else 0.0)")")
 		echo "==> trial $t: $1 $a, $2 $b, ratio ${rs[-1]}" >&2

@@ -10,6 +10,12 @@
 # qb_release_bin PACKAGE BIN VAR     path of a release binary: $VAR if set, else built
 # qb_wait_ready URL                  waits (10 s at most) until URL answers 2xx
 # qb_write_login_lua FILE            wrk script: POST login as student1..student10000
+# qb_token_of URL N                  session token of studentN (seeded password)
+# qb_write_submit_lua TOKENS FILE    wrk script: submit attempts, the tokens of TOKENS in turn
+# qb_write_submit_sql USERS FILE     pgbench script: the submit's statements, user 1..USERS
+# qb_trial T CMD_A CMD_B             trial T of an alternating pair: runs both (each a word-split
+#                                    command), A first when T is odd; prints A's output, then B's
+# qb_trials LABEL CMD_A CMD_B        $TRIALS alternating trials (qb_trial), a line each
 # qb_wrk NAME [wrk args...] URL      runs wrk --latency, warns on non-2xx, prints its report
 # qb_wrk_rps / qb_wrk_p50 / qb_wrk_p99 REPORT   fields of a wrk report (req/s, ms)
 
@@ -79,6 +85,73 @@ request = function()
   return wrk.format(nil, nil, nil, body)
 end
 LUA
+}
+
+qb_token_of() {
+	curl -fsS -X POST "$1/api/v1/auth/login" -H 'content-type: application/json' \
+		-d "{\"username\":\"student$2\",\"password\":\"quizbench\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'
+}
+
+qb_write_submit_lua() {
+	cat >"$2" <<LUA
+tokens = {}
+for line in io.lines("$1") do tokens[#tokens + 1] = line end
+counter = 0
+request = function()
+  counter = counter + 1
+  local quiz = (counter % 50) + 1
+  local first = (quiz - 1) * 10
+  local answers = {}
+  for q = 1, 9 do answers[#answers + 1] = string.format('{"question_id":%d,"choice_ids":[1]}', first + q) end
+  answers[#answers + 1] = string.format('{"question_id":%d,"text":"select"}', first + 10)
+  local body = '{"answers":[' .. table.concat(answers, ",") .. ']}'
+  local headers = {}
+  headers["Content-Type"] = "application/json"
+  headers["Authorization"] = "Bearer " .. tokens[(counter % #tokens) + 1]
+  return wrk.format("POST", "/api/v1/quizzes/" .. quiz .. "/attempts", headers, body)
+end
+LUA
+}
+
+qb_write_submit_sql() {
+	cat >"$2" <<SQL
+\\set quiz random(1, 50)
+\\set uid random(1, $1)
+select id, kind, points, choices, answer_key from questions where quiz_id = :quiz;
+begin;
+insert into attempts (user_id, quiz_id, answers, score, max_score, idempotency_key, request_hash)
+values (:uid, :quiz, '[{"question_id": 1, "choice_ids": [1]}, {"question_id": 10, "text": "select"}]', 2, 10, null, null)
+returning id, quiz_id, score, max_score, submitted_at;
+insert into progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)
+values (:uid, :quiz, 2, 10, 1, now())
+on conflict (user_id, quiz_id) do update
+   set best_score = greatest(progress.best_score, excluded.best_score),
+       max_score = excluded.max_score,
+       attempt_count = progress.attempt_count + 1,
+       last_attempt_at = excluded.last_attempt_at;
+commit;
+SQL
+}
+
+qb_trial() {
+	local a b
+	if (($1 % 2)); then
+		a="$($2)"
+		b="$($3)"
+	else
+		b="$($3)"
+		a="$($2)"
+	fi
+	echo "$a $b"
+}
+
+qb_trials() {
+	local t row
+	for t in $(seq 1 "$TRIALS"); do
+		row="$(qb_trial "$t" "$2" "$3")"
+		echo "==> $1 trial $t: $2 | $3: $row" >&2
+		echo "$row"
+	done
 }
 
 qb_wrk() {

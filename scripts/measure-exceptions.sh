@@ -42,12 +42,7 @@ esac
 export DURATION="${DURATION:-10}" CONNECTIONS="${CONNECTIONS:-50}" WRK_THREADS="${WRK_THREADS:-1}"
 TRIALS="${TRIALS:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-measure}"
-for tool in wrk curl psql redis-cli python3; do
-	command -v "$tool" >/dev/null || {
-		echo "measure-exceptions.sh: $tool is missing" >&2
-		exit 1
-	}
-done
+qb_require measure-exceptions.sh "Debian: apt-get install wrk curl postgresql-client redis-tools" wrk curl psql redis-cli python3
 
 qb_services_up
 WORK="$(mktemp -d)"
@@ -194,21 +189,11 @@ route_wrk() {
 # pair ROUTE A B: TRIALS alternating trials of ROUTE on servers A and B,
 # then the medians and the median per-trial ratios B/A.
 pair() {
-	local route="$1" a="$2" b="$3" t ra rb rows=()
+	local route="$1" a="$2" b="$3"
 	route_wrk "$route" "http://127.0.0.1:$(eval echo "\$PORT_$a")" >/dev/null # warm-up (pools fill)
 	route_wrk "$route" "http://127.0.0.1:$(eval echo "\$PORT_$b")" >/dev/null
-	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			ra="$(measure "$a" "$route")"
-			rb="$(measure "$b" "$route")"
-		else
-			rb="$(measure "$b" "$route")"
-			ra="$(measure "$a" "$route")"
-		fi
-		echo "==> $route trial $t: $a [$ra] $b [$rb] (req/s p99_ms server_us/req backend_us/req)" >&2
-		rows+=("$ra $rb")
-	done
-	printf '%s\n' "${rows[@]}" | python3 -c '
+	# each side: req/s p99_ms server_us/req backend_us/req
+	qb_trials "$route" "measure $a $route" "measure $b $route" | python3 -c '
 import statistics as st, sys
 route, a, b = sys.argv[1:4]
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
@@ -221,30 +206,6 @@ for i, what in enumerate(["req/s", "p99 ms", "server CPU us/req", "backend CPU u
 print(" | ".join(out))' "$route" "$a" "$b"
 }
 
-token_of() {
-	curl -fsS -X POST "$1/api/v1/auth/login" -H 'content-type: application/json' \
-		-d "{\"username\":\"student$2\",\"password\":\"quizbench\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'
-}
-write_submit_lua() {
-	cat >"$WORK/submit.lua" <<LUA
-tokens = {}
-for line in io.lines("$WORK/tokens") do tokens[#tokens + 1] = line end
-counter = 0
-request = function()
-  counter = counter + 1
-  local quiz = (counter % 50) + 1
-  local first = (quiz - 1) * 10
-  local answers = {}
-  for q = 1, 9 do answers[#answers + 1] = string.format('{"question_id":%d,"choice_ids":[1]}', first + q) end
-  answers[#answers + 1] = string.format('{"question_id":%d,"text":"select"}', first + 10)
-  local body = '{"answers":[' .. table.concat(answers, ",") .. ']}'
-  local headers = {}
-  headers["Content-Type"] = "application/json"
-  headers["Authorization"] = "Bearer " .. tokens[(counter % #tokens) + 1]
-  return wrk.format("POST", "/api/v1/quizzes/" .. quiz .. "/attempts", headers, body)
-end
-LUA
-}
 
 RESULTS=()
 echo "measure-exceptions.sh — $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -254,9 +215,9 @@ if [[ "$WHAT" != redis ]]; then
 	start ours "$OWN"
 	start sqlx_pool "$SQLX"
 	base="http://127.0.0.1:$PORT_ours"
-	TOKEN="$(token_of "$base" 1)"
-	for i in $(seq 1 50); do printf '%s\n' "$(token_of "$base" "$i")"; done >"$WORK/tokens"
-	write_submit_lua
+	TOKEN="$(qb_token_of "$base" 1)"
+	for i in $(seq 1 50); do printf '%s\n' "$(qb_token_of "$base" "$i")"; done >"$WORK/tokens"
+	qb_write_submit_lua "$WORK/tokens" "$WORK/submit.lua"
 	for route in db select-options submit; do RESULTS+=("$(pair "$route" ours sqlx_pool)"); done
 	kill "$PID_ours" "$PID_sqlx_pool"
 fi
@@ -264,7 +225,7 @@ if [[ "$WHAT" != db ]]; then
 	SECTION=redis
 	start ours_redis "$OWN"
 	start deadpool_redis "$DEADPOOL"
-	TOKEN="$(token_of "http://127.0.0.1:$PORT_ours_redis" 1)"
+	TOKEN="$(qb_token_of "http://127.0.0.1:$PORT_ours_redis" 1)"
 	for route in files quizzes; do RESULTS+=("$(pair "$route" ours_redis deadpool_redis)"); done
 fi
 echo

@@ -32,12 +32,7 @@ source "$ROOT/scripts/lib.sh"
 TRIALS="${TRIALS:-5}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-16}"
-for tool in psql pgbench python3; do
-	command -v "$tool" >/dev/null || {
-		echo "measure-indexes.sh: $tool is missing (Debian: apt-get install postgresql-client)" >&2
-		exit 1
-	}
-done
+qb_require measure-indexes.sh "Debian: apt-get install postgresql-client" psql pgbench python3
 
 qb_services_up
 WORK="$(mktemp -d)"
@@ -61,23 +56,7 @@ select id, display_name || ' (' || username || ')' as label
  order by id
  limit 1000;
 SQL
-cat >"$WORK/submit.sql" <<'SQL'
-\set quiz random(1, 50)
-\set uid random(1, 10000)
-select id, kind, points, choices, answer_key from questions where quiz_id = :quiz;
-begin;
-insert into attempts (user_id, quiz_id, answers, score, max_score, idempotency_key, request_hash)
-values (:uid, :quiz, '[{"question_id": 1, "choice_ids": [1]}, {"question_id": 10, "text": "select"}]', 2, 10, null, null)
-returning id, quiz_id, score, max_score, submitted_at;
-insert into progress (user_id, quiz_id, best_score, max_score, attempt_count, last_attempt_at)
-values (:uid, :quiz, 2, 10, 1, now())
-on conflict (user_id, quiz_id) do update
-   set best_score = greatest(progress.best_score, excluded.best_score),
-       max_score = excluded.max_score,
-       attempt_count = progress.attempt_count + 1,
-       last_attempt_at = excluded.last_attempt_at;
-commit;
-SQL
+qb_write_submit_sql 10000 "$WORK/submit.sql"
 
 tps() {
 	pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f "$1" "$DATABASE_URL" 2>/dev/null |
@@ -112,25 +91,16 @@ quiz_delete_ms() {
 	done | sql | grep -o '"Execution Time": [0-9.]*' | awk '{print $3}' | tail -n +2 | sort -g | sed -n 3p
 }
 
+# in_state STATE MEASURE: MEASURE's figure with the indexes as STATE sets them.
+in_state() {
+	$1 >/dev/null
+	$2
+}
+
 # pair LABEL STATE_A STATE_B MEASURE: TRIALS alternating trials.
 pair() {
-	local label="$1" a="$2" b="$3" measure="$4" t va vb rows=()
-	for t in $(seq 1 "$TRIALS"); do
-		if ((t % 2)); then
-			$a >/dev/null
-			va="$($measure)"
-			$b >/dev/null
-			vb="$($measure)"
-		else
-			$b >/dev/null
-			vb="$($measure)"
-			$a >/dev/null
-			va="$($measure)"
-		fi
-		echo "==> $label trial $t: $a $va, $b $vb" >&2
-		rows+=("$va $vb")
-	done
-	printf '%s\n' "${rows[@]}" | python3 -c '
+	local label="$1" a="$2" b="$3" measure="$4"
+	qb_trials "$label" "in_state $a $measure" "in_state $b $measure" | python3 -c '
 import statistics as st, sys
 label, a, b = sys.argv[1:4]
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]

@@ -28,11 +28,7 @@ pub const COOKIE: &str = "qb_session";
 /// over the body limit, 400 for malformed JSON, 422 for the wrong shape.
 pub struct AppJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for AppJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     #[allow(clippy::disallowed_types)] // the wrapper itself
@@ -57,14 +53,18 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "invalid_body",
             format!("invalid request body: {}", inner(&e)),
         ),
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::bad_request("unreadable_body", "the request body could not be read")
-            }
-        }
+        JsonRejection::BytesRejection(e) => unreadable_body(e.status()),
         _ => ApiError::bad_request("bad_request", "the request body could not be read"),
+    }
+}
+
+/// A body that could not be read (axum's rejection `status`): over the
+/// limit, or cut off.
+fn unreadable_body(status: axum::http::StatusCode) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::bad_request("unreadable_body", "the request body could not be read")
     }
 }
 
@@ -90,13 +90,7 @@ impl<S: Send + Sync> FromRequest<S> for AppBytes {
         axum::body::Bytes::from_request(req, state)
             .await
             .map(AppBytes)
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::bad_request("unreadable_body", "the request body could not be read")
-                }
-            })
+            .map_err(|e| unreadable_body(e.status()))
     }
 }
 
@@ -133,11 +127,7 @@ fn declared_too_large(req: &Request) -> bool {
 /// `axum::extract::Query` with our rejection (400 `invalid_query`).
 pub struct AppQuery<T>(pub T);
 
-impl<S, T> FromRequestParts<S> for AppQuery<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
     #[allow(clippy::disallowed_types)] // the wrapper itself
@@ -157,15 +147,12 @@ pub struct IdPath(pub i64);
 impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
-    #[allow(clippy::disallowed_types)] // the wrapper itself
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::bad_request("invalid_id", "ids are positive integers"))?;
-        validation::id(&raw)
-            .map(IdPath)
-            .ok_or_else(|| ApiError::bad_request("invalid_id", "ids are positive integers"))
+        let invalid = || ApiError::bad_request("invalid_id", "ids are positive integers");
+        let NamePath(raw) = NamePath::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid())?;
+        validation::id(&raw).map(IdPath).ok_or_else(invalid)
     }
 }
 
@@ -213,10 +200,7 @@ pub struct CurrentUser {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (token, via_cookie) = token_of(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let session = state
             .sessions

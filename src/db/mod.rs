@@ -13,6 +13,66 @@
 pub mod attempts;
 pub mod bulk;
 pub mod cohorts;
+
+/// `impl Executor<$lt> for $ty`: each method passes the receiver and its
+/// call (`method(args)`) to one of three macros of the calling module:
+/// `$stream!` for `fetch_many`, `$run!` for the other statements
+/// (`fetch_optional`, `fetch_all`, `execute`), `$prepare!` for
+/// `prepare_with` and `describe`. The names the methods use (`Executor`,
+/// `Postgres`, `BoxStream`, ...) are the calling module's imports.
+macro_rules! executor_via {
+    ($lt:lifetime, $ty:ty, $stream:ident, $run:ident, $prepare:ident) => {
+        impl<$lt> Executor<$lt> for $ty {
+            type Database = Postgres;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+            where
+                $lt: 'e,
+                E: 'q + Execute<'q, Postgres>,
+            {
+                $stream!(self, fetch_many(query))
+            }
+
+            executor_via!(@run $lt, $run, fetch_optional -> Option<PgRow>);
+            executor_via!(@run $lt, $run, fetch_all -> Vec<PgRow>);
+            executor_via!(@run $lt, $run, execute -> PgQueryResult);
+
+            fn prepare_with<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+                parameters: &'e [PgTypeInfo],
+            ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
+            where
+                $lt: 'e,
+            {
+                $prepare!(self, prepare_with(sql, parameters))
+            }
+
+            fn describe<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+            ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
+            where
+                $lt: 'e,
+            {
+                $prepare!(self, describe(sql))
+            }
+        }
+    };
+    (@run $lt:lifetime, $run:ident, $m:ident -> $out:ty) => {
+        fn $m<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<$out, sqlx::Error>>
+        where
+            $lt: 'e,
+            E: 'q + Execute<'q, Postgres>,
+        {
+            $run!(self, $m(query))
+        }
+    };
+}
+
 // The pool: ours (deadpool over sqlx connections, no round trip on release)
 // or, with the `sqlx-pool` feature, sqlx's own, for the side-by-side
 // measurement in docs/exceptions.md.

@@ -290,105 +290,44 @@ fn leaves_connection_unusable(e: &sqlx::Error) -> bool {
     }
 }
 
-impl<'c> Executor<'c> for &'c mut DbConn {
-    type Database = Postgres;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        let (conn, broken) = self.parts();
-        Box::pin(conn.fetch_many(query).inspect_err(move |e| {
+/// A statement on `&mut DbConn` runs on its connection and marks the
+/// connection broken when it fails in a way that leaves it unusable.
+macro_rules! conn_stream {
+    ($s:ident, $m:ident($($a:expr),*)) => {{
+        let (conn, broken) = $s.parts();
+        Box::pin(conn.$m($($a),*).inspect_err(move |e| {
             if leaves_connection_unusable(e) {
                 *broken = true;
             }
         }))
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move {
-            let (conn, broken) = self.parts();
-            let res = conn.fetch_optional(query).await;
-            noted(broken, res)
-        })
-    }
-
-    /// Overridden (the default goes through `fetch_many`) to keep the
-    /// per-row path as short as sqlx's own.
-    fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<PgRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move {
-            let (conn, broken) = self.parts();
-            let res = conn.fetch_all(query).await;
-            noted(broken, res)
-        })
-    }
-
-    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<PgQueryResult, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move {
-            let (conn, broken) = self.parts();
-            let res = conn.execute(query).await;
-            noted(broken, res)
-        })
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.parts().0.prepare_with(sql, parameters)
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.parts().0.describe(sql)
-    }
+    }};
 }
+macro_rules! conn_run {
+    ($s:ident, $m:ident($($a:expr),*)) => {
+        Box::pin(async move {
+            let (conn, broken) = $s.parts();
+            let res = conn.$m($($a),*).await;
+            noted(broken, res)
+        })
+    };
+}
+macro_rules! conn_prepare {
+    ($s:ident, $m:ident($($a:expr),*)) => {
+        $s.parts().0.$m($($a),*)
+    };
+}
+// `fetch_all` and `execute` are overridden (the defaults go through
+// `fetch_many`) to keep the per-row path as short as sqlx's own.
+executor_via!('c, &'c mut DbConn, conn_stream, conn_run, conn_prepare);
 
 /// Each statement on `&DbPool` checks a connection out and returns it.
-impl<'p> Executor<'p> for &'p DbPool {
-    type Database = Postgres;
-
-    /// Buffers the results (the connection cannot outlive this call
-    /// otherwise); the code base streams no query on the pool.
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
+/// `fetch_many` buffers the results (the connection cannot outlive this
+/// call otherwise); the code base streams no query on the pool.
+macro_rules! pool_stream {
+    ($s:ident, $m:ident($($a:expr),*)) => {{
         let all = async move {
-            let mut conn = self.acquire().await?;
-            (&mut conn).fetch_many(query).try_collect::<Vec<_>>().await
+            let mut conn = $s.acquire().await?;
+            (&mut conn).$m($($a),*).try_collect::<Vec<_>>().await
         };
         Box::pin(
             futures_util::stream::once(all)
@@ -400,60 +339,14 @@ impl<'p> Executor<'p> for &'p DbPool {
                 })
                 .flatten(),
         )
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move { (&mut self.acquire().await?).fetch_optional(query).await })
-    }
-
-    fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<PgRow>, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move { (&mut self.acquire().await?).fetch_all(query).await })
-    }
-
-    fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<PgQueryResult, sqlx::Error>>
-    where
-        'p: 'e,
-        E: 'q + Execute<'q, Postgres>,
-    {
-        Box::pin(async move { (&mut self.acquire().await?).execute(query).await })
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        Box::pin(async move {
-            (&mut self.acquire().await?)
-                .prepare_with(sql, parameters)
-                .await
-        })
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        Box::pin(async move { (&mut self.acquire().await?).describe(sql).await })
-    }
+    }};
 }
+macro_rules! pool_run {
+    ($s:ident, $m:ident($($a:expr),*)) => {
+        Box::pin(async move { (&mut $s.acquire().await?).$m($($a),*).await })
+    };
+}
+executor_via!('p, &'p DbPool, pool_stream, pool_run, pool_run);
 
 #[cfg(test)]
 mod tests {

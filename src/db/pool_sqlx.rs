@@ -82,61 +82,17 @@ impl DerefMut for DbConn {
     }
 }
 
-/// Delegates every method of `Executor` to `$inner`.
-macro_rules! delegate_executor {
-    ($lt:lifetime, $self_ty:ty, |$s:ident| $inner:expr) => {
-        impl<$lt> Executor<$lt> for $self_ty {
-            type Database = Postgres;
-
-            fn fetch_many<'e, 'q: 'e, E>(
-                self,
-                query: E,
-            ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
-            where
-                $lt: 'e,
-                E: 'q + Execute<'q, Postgres>,
-            {
-                let $s = self;
-                $inner.fetch_many(query)
-            }
-
-            fn fetch_optional<'e, 'q: 'e, E>(
-                self,
-                query: E,
-            ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
-            where
-                $lt: 'e,
-                E: 'q + Execute<'q, Postgres>,
-            {
-                let $s = self;
-                $inner.fetch_optional(query)
-            }
-
-            fn prepare_with<'e, 'q: 'e>(
-                self,
-                sql: &'q str,
-                parameters: &'e [PgTypeInfo],
-            ) -> BoxFuture<'e, Result<PgStatement<'q>, sqlx::Error>>
-            where
-                $lt: 'e,
-            {
-                let $s = self;
-                $inner.prepare_with(sql, parameters)
-            }
-
-            fn describe<'e, 'q: 'e>(
-                self,
-                sql: &'q str,
-            ) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
-            where
-                $lt: 'e,
-            {
-                let $s = self;
-                $inner.describe(sql)
-            }
-        }
+/// Every statement on `&mut DbConn` runs on its pooled connection, and
+/// on `&DbPool` on sqlx's pool.
+macro_rules! on_conn {
+    ($s:ident, $m:ident($($a:expr),*)) => {
+        (&mut *$s.0).$m($($a),*)
     };
 }
-
-delegate_executor!('c, &'c mut DbConn, |s| &mut *s.0);
-delegate_executor!('p, &'p DbPool, |s| &s.0);
+macro_rules! on_pool {
+    ($s:ident, $m:ident($($a:expr),*)) => {
+        (&$s.0).$m($($a),*)
+    };
+}
+executor_via!('c, &'c mut DbConn, on_conn, on_conn, on_conn);
+executor_via!('p, &'p DbPool, on_pool, on_pool, on_pool);

@@ -6,13 +6,16 @@ pub fn username(s: &str) -> Result<(), &'static str> {
     if !(3..=32).contains(&s.len()) {
         return Err("username must be 3 to 32 characters");
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !plain_chars(s) {
         return Err("username may only contain letters, digits, '.', '_' and '-'");
     }
     Ok(())
+}
+
+/// Only `A-Z a-z 0-9 . _ -` (the characters of usernames and file names).
+fn plain_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Passwords: 8-128 bytes, no NUL.
@@ -50,10 +53,7 @@ pub fn file_name(s: &str) -> Result<(), &'static str> {
     if s.starts_with('.') {
         return Err("file name must not start with '.'");
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !plain_chars(s) {
         return Err("file name may only contain letters, digits, '.', '_' and '-'");
     }
     Ok(())

@@ -151,6 +151,27 @@ fn status_index(status: u16) -> usize {
         .unwrap_or(N_STATUS - 1)
 }
 
+/// Methods of [`Slot`] over one field each (`method => field` where the
+/// names differ): `read` ones return the field, `count` ones add one to it.
+macro_rules! slot_fields {
+    (read: $($r:ident $(=> $rf:ident)?),+; count: $($c:ident $(=> $cf:ident)?),+;) => {
+        $(slot_fields!(@read $r $($rf)?);)+
+        $(slot_fields!(@count $c $($cf)?);)+
+    };
+    (@read $m:ident) => { slot_fields!(@read $m $m); };
+    (@read $m:ident $f:ident) => {
+        pub fn $m(&self) -> u64 {
+            self.$f.load(Relaxed)
+        }
+    };
+    (@count $m:ident) => { slot_fields!(@count $m $m); };
+    (@count $m:ident $f:ident) => {
+        pub fn $m(&self) {
+            self.$f.fetch_add(1, Relaxed);
+        }
+    };
+}
+
 impl Slot {
     /// Marks the slot as taken by a starting worker process.
     pub fn begin(&self, pid: u32) {
@@ -163,16 +184,11 @@ impl Slot {
         self.state.store(state as u64, Relaxed);
     }
 
-    pub fn state(&self) -> u64 {
-        self.state.load(Relaxed)
-    }
-
-    pub fn pid(&self) -> u64 {
-        self.pid.load(Relaxed)
-    }
-
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
+    slot_fields! {
+        read: state, pid, requests, in_flight, dummy_hash_count => dummy_hashes;
+        count: shed, timeout => timeouts, connection_opened => connections,
+            cache_hit => cache_hits, cache_miss => cache_misses, cache_bypass,
+            dummy_hash => dummy_hashes;
     }
 
     pub fn request_started(&self) -> u64 {
@@ -182,10 +198,6 @@ impl Slot {
     pub fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
-    }
-
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Relaxed)
     }
 
     pub fn record(&self, route: usize, status: u16, elapsed: Duration) {
@@ -200,40 +212,8 @@ impl Slot {
         stats.sum_us.fetch_add(us, Relaxed);
     }
 
-    pub fn shed(&self) {
-        self.shed.fetch_add(1, Relaxed);
-    }
-
-    pub fn timeout(&self) {
-        self.timeouts.fetch_add(1, Relaxed);
-    }
-
-    pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Relaxed);
-    }
-
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Relaxed);
-    }
-
-    pub fn cache_hit(&self) {
-        self.cache_hits.fetch_add(1, Relaxed);
-    }
-
-    pub fn cache_miss(&self) {
-        self.cache_misses.fetch_add(1, Relaxed);
-    }
-
-    pub fn cache_bypass(&self) {
-        self.cache_bypass.fetch_add(1, Relaxed);
-    }
-
-    pub fn dummy_hash(&self) {
-        self.dummy_hashes.fetch_add(1, Relaxed);
-    }
-
-    pub fn dummy_hash_count(&self) -> u64 {
-        self.dummy_hashes.load(Relaxed)
     }
 
     pub fn restarted(&self, reason: RestartReason) {

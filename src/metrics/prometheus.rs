@@ -9,14 +9,22 @@ use super::{unix_ms, Metrics, RouteLabels, Slot, BUCKETS_US, RESTART_REASONS, ST
 /// A metric family read from each slot: name, help, getter.
 type Series = (&'static str, &'static str, fn(&Slot) -> u64);
 
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 impl Metrics {
     /// Prometheus text exposition of every worker slot that was ever used.
     pub fn render(&self, model: &str, labels: &RouteLabels) -> String {
         let mut out = String::with_capacity(64 * 1024);
-        let _ = writeln!(
-            out,
-            "# HELP quizbench_info Process model of this server.\n# TYPE quizbench_info gauge\nquizbench_info{{model=\"{model}\"}} 1"
+        family(
+            &mut out,
+            "quizbench_info",
+            "Process model of this server.",
+            "gauge",
         );
+        let _ = writeln!(out, "quizbench_info{{model=\"{model}\"}} 1");
         let used: Vec<(usize, &Slot)> = self
             .slots
             .iter()
@@ -88,12 +96,6 @@ impl Metrics {
                 |s| s.redis_waiters.load(Relaxed),
             ),
         ];
-        for (name, help, get) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (i, s) in &used {
-                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
-            }
-        }
         let counters: &[Series] = &[
             (
                 "quizbench_worker_requests_total",
@@ -131,15 +133,19 @@ impl Metrics {
                 |s| s.dummy_hashes.load(Relaxed),
             ),
         ];
-        for (name, help, get) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (i, s) in &used {
-                let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
+        for (kind, families) in [("gauge", gauges), ("counter", counters)] {
+            for (name, help, get) in families {
+                family(&mut out, name, help, kind);
+                for (i, s) in &used {
+                    let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", get(s));
+                }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP quizbench_worker_restarts_total Worker restarts by reason.\n# TYPE quizbench_worker_restarts_total counter"
+        family(
+            &mut out,
+            "quizbench_worker_restarts_total",
+            "Worker restarts by reason.",
+            "counter",
         );
         for (i, s) in &used {
             for (r, reason) in RESTART_REASONS.iter().enumerate() {
@@ -152,52 +158,60 @@ impl Metrics {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP quizbench_http_requests_total Requests by route and status.\n# TYPE quizbench_http_requests_total counter"
+        family(
+            &mut out,
+            "quizbench_http_requests_total",
+            "Requests by route and status.",
+            "counter",
         );
-        for (i, s) in &used {
-            for (r, route) in labels.names().iter().enumerate() {
-                for (k, count) in s.routes[r].status.iter().enumerate() {
-                    let n = count.load(Relaxed);
-                    if n > 0 {
-                        let status = STATUSES.get(k).map_or("other".to_string(), u16::to_string);
-                        let _ = writeln!(
-                            out,
-                            "quizbench_http_requests_total{{worker=\"{i}\",route=\"{route}\",status=\"{status}\"}} {n}"
-                        );
-                    }
+        // Each used slot's routes, slot by slot.
+        let routes = || {
+            used.iter().flat_map(|(i, s)| {
+                let names = labels.names().iter();
+                names
+                    .zip(&s.routes)
+                    .map(move |(route, stats)| (i, route, stats))
+            })
+        };
+        for (i, route, stats) in routes() {
+            for (k, count) in stats.status.iter().enumerate() {
+                let n = count.load(Relaxed);
+                if n > 0 {
+                    let status = STATUSES.get(k).map_or("other".to_string(), u16::to_string);
+                    let _ = writeln!(
+                        out,
+                        "quizbench_http_requests_total{{worker=\"{i}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP quizbench_http_request_duration_seconds Request latency by route.\n# TYPE quizbench_http_request_duration_seconds histogram"
+        family(
+            &mut out,
+            "quizbench_http_request_duration_seconds",
+            "Request latency by route.",
+            "histogram",
         );
-        for (i, s) in &used {
-            for (r, route) in labels.names().iter().enumerate() {
-                let stats = &s.routes[r];
-                let total: u64 = stats.buckets.iter().map(|b| b.load(Relaxed)).sum();
-                if total == 0 {
-                    continue;
-                }
-                let mut cumulative = 0;
-                for (b, bucket) in stats.buckets.iter().enumerate() {
-                    cumulative += bucket.load(Relaxed);
-                    let le = BUCKETS_US
-                        .get(b)
-                        .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                    let _ = writeln!(
-                        out,
-                        "quizbench_http_request_duration_seconds_bucket{{worker=\"{i}\",route=\"{route}\",le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                let sum = stats.sum_us.load(Relaxed) as f64 / 1e6;
+        for (i, route, stats) in routes() {
+            let total: u64 = stats.buckets.iter().map(|b| b.load(Relaxed)).sum();
+            if total == 0 {
+                continue;
+            }
+            let mut cumulative = 0;
+            for (b, bucket) in stats.buckets.iter().enumerate() {
+                cumulative += bucket.load(Relaxed);
+                let le = BUCKETS_US
+                    .get(b)
+                    .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
                 let _ = writeln!(
                     out,
-                    "quizbench_http_request_duration_seconds_sum{{worker=\"{i}\",route=\"{route}\"}} {sum}\nquizbench_http_request_duration_seconds_count{{worker=\"{i}\",route=\"{route}\"}} {total}"
+                    "quizbench_http_request_duration_seconds_bucket{{worker=\"{i}\",route=\"{route}\",le=\"{le}\"}} {cumulative}"
                 );
             }
+            let sum = stats.sum_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "quizbench_http_request_duration_seconds_sum{{worker=\"{i}\",route=\"{route}\"}} {sum}\nquizbench_http_request_duration_seconds_count{{worker=\"{i}\",route=\"{route}\"}} {total}"
+            );
         }
         out
     }

@@ -182,30 +182,34 @@ pub fn evaluate(
 /// each (not the worker's pools, so the check leaves no connection behind).
 pub async fn check(cfg: &Config, pools: usize) -> Report {
     let timeout = cfg.db_acquire_timeout.max(Duration::from_secs(1));
-    let pg = match tokio::time::timeout(timeout, db_limits(cfg)).await {
+    let pg = ask("PostgreSQL", timeout, db_limits(cfg)).await;
+    let redis = ask(
+        "Redis",
+        timeout,
+        redis_limits(cfg.redis_url.expose_secret()),
+    )
+    .await;
+    evaluate(pools, cfg.db_pool_max, cfg.redis_pool_max, pg, redis)
+}
+
+/// What `limits` answers within `timeout`; None (with a warning naming
+/// `server`) when it fails or is late.
+async fn ask<T, E: std::fmt::Display>(
+    server: &str,
+    timeout: Duration,
+    limits: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(timeout, limits).await {
         Ok(Ok(l)) => Some(l),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "connection budget: could not ask PostgreSQL");
+            tracing::warn!(error = %e, "connection budget: could not ask {server}");
             None
         }
         Err(_) => {
-            tracing::warn!("connection budget: PostgreSQL did not answer in time");
+            tracing::warn!("connection budget: {server} did not answer in time");
             None
         }
-    };
-    let redis =
-        match tokio::time::timeout(timeout, redis_limits(cfg.redis_url.expose_secret())).await {
-            Ok(Ok(l)) => Some(l),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "connection budget: could not ask Redis");
-                None
-            }
-            Err(_) => {
-                tracing::warn!("connection budget: Redis did not answer in time");
-                None
-            }
-        };
-    evaluate(pools, cfg.db_pool_max, cfg.redis_pool_max, pg, redis)
+    }
 }
 
 async fn db_limits(cfg: &Config) -> anyhow::Result<DbLimits> {
@@ -399,47 +403,41 @@ pub async fn enforce(cfg: &Config, pools: usize) -> Result<(), BudgetRefused> {
         return Ok(());
     }
     let report = check(cfg, pools).await;
+    // Each outcome is logged with the figures it was judged on.
+    macro_rules! log {
+        ($level:ident, $message:expr) => {
+            tracing::event!(
+                tracing::Level::$level,
+                pools,
+                db_connections = report.db_needed,
+                db_available = report.db_available,
+                redis_connections = report.redis_needed,
+                redis_available = report.redis_available,
+                "{}: {}",
+                $message,
+                report.text
+            )
+        };
+    }
     if !report.exceeded() && (report.db_available.is_none() || report.redis_available.is_none()) {
-        tracing::warn!(
-            pools,
-            db_connections = report.db_needed,
-            redis_connections = report.redis_needed,
-            "connection budget not fully checked (serving anyway): {}",
-            report.text
-        );
+        log!(WARN, "connection budget not fully checked (serving anyway)");
         return Ok(());
     }
     if !report.exceeded() {
-        tracing::info!(
-            pools,
-            db_connections = report.db_needed,
-            redis_connections = report.redis_needed,
-            "connection budget ok: {}",
-            report.text
-        );
+        log!(INFO, "connection budget ok");
         return Ok(());
     }
     if cfg.connection_budget == BudgetMode::Strict {
-        tracing::error!(
-            pools,
-            db_connections = report.db_needed,
-            db_available = report.db_available,
-            redis_connections = report.redis_needed,
-            redis_available = report.redis_available,
-            "connection budget exceeded, refusing to serve (CONNECTION_BUDGET=strict): {}",
-            report.text
+        log!(
+            ERROR,
+            "connection budget exceeded, refusing to serve (CONNECTION_BUDGET=strict)"
         );
         return Err(BudgetRefused(report.text));
     }
-    tracing::warn!(
-        pools,
-        db_connections = report.db_needed,
-        db_available = report.db_available,
-        redis_connections = report.redis_needed,
-        redis_available = report.redis_available,
+    log!(
+        WARN,
         "connection budget exceeded: under load the pools will wait or fail to connect \
-         (lower DB_POOL_MAX/REDIS_POOL_MAX or PROCESSES; CONNECTION_BUDGET=strict refuses): {}",
-        report.text
+         (lower DB_POOL_MAX/REDIS_POOL_MAX or PROCESSES; CONNECTION_BUDGET=strict refuses)"
     );
     Ok(())
 }

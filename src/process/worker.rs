@@ -154,6 +154,25 @@ fn spawn_housekeeping(state: AppState, ctx: LoopContext) {
     });
 }
 
+/// [`server::serve`] for this worker: its options, shortcut, slot and the
+/// route labels.
+fn serve(
+    state: &AppState,
+    listeners: Vec<tokio::net::TcpListener>,
+    router: axum::Router,
+    lifecycle: &Lifecycle,
+) -> impl std::future::Future<Output = bool> {
+    let site = server::Site {
+        router,
+        shortcut: app::shortcut(state),
+        opts: ServeOptions::from_config(&state.cfg, state.worker.index),
+        slot: state.slot,
+        labels: crate::routes::labels(),
+        lifecycle: lifecycle.clone(),
+    };
+    server::serve(listeners, site)
+}
+
 /// A worker serving in the current runtime, for tests and embedding.
 pub struct RunningWorker {
     pub addr: std::net::SocketAddr,
@@ -174,7 +193,6 @@ pub async fn start(
     let cpu_threads = resolve_cpu_threads(&cfg);
     let state = build_state(cfg.clone(), worker, metrics, lifecycle.clone(), cpu_threads)?;
     let router = app::router(state.clone());
-    let opts = ServeOptions::from_config(&cfg, state.worker.index);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let slot = state.slot;
     slot.begin(std::process::id());
@@ -189,15 +207,7 @@ pub async fn start(
     );
     let _ = state.cache.refresh_version().await;
     slot.set_state(WorkerState::Ready);
-    let done = tokio::spawn(server::serve(
-        vec![listener],
-        router,
-        app::shortcut(&state),
-        opts,
-        slot,
-        crate::routes::labels(),
-        lifecycle.clone(),
-    ));
+    let done = tokio::spawn(serve(&state, vec![listener], router, &lifecycle));
     Ok(RunningWorker {
         addr,
         state,
@@ -341,7 +351,6 @@ async fn serve_state(
         });
     }
     let router = app::router(state.clone());
-    let opts = ServeOptions::from_config(&state.cfg, state.worker.index);
     BOOTED.store(true, Ordering::Relaxed);
     match &ctx.supervised {
         Some(sup) => {
@@ -355,15 +364,7 @@ async fn serve_state(
         ready_ms = started.elapsed().as_millis() as u64,
         "event loop ready"
     );
-    let serving = server::serve(
-        listeners,
-        router,
-        app::shortcut(&state),
-        opts,
-        slot,
-        crate::routes::labels(),
-        lifecycle.clone(),
-    );
+    let serving = serve(&state, listeners, router, &lifecycle);
     tokio::pin!(serving);
     let clean = tokio::select! {
         clean = &mut serving => clean,

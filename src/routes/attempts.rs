@@ -30,6 +30,14 @@ pub fn routes() -> RouteList {
     RouteList::default().api(documented!(mine, submit))
 }
 
+error_responses! {
+    SubmitErrors: [
+        400 "Malformed request", 401 "Not logged in", 404 "No such quiz", 413 "Body too large",
+        415 "Not JSON", 422 "Invalid answers, or a reused Idempotency-Key",
+    ];
+    MineErrors: [401 "Not logged in", 404 "No such quiz"];
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct SubmitBody {
     answers: Vec<Answer>,
@@ -168,12 +176,7 @@ fn replay(stored: db::attempts::Keyed, hash: &[u8]) -> Result<Recorded, ApiError
     request_body = SubmitBody,
     responses(
         (status = 201, description = "Stored (or replayed, with Idempotent-Replayed: true)", body = Submitted),
-        (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid answers, or a reused Idempotency-Key", body = crate::error::ErrorBody),
+        SubmitErrors,
     ))]
 async fn submit(
     State(state): State<AppState>,
@@ -262,11 +265,7 @@ pub(crate) async fn record(
 #[utoipa::path(get, path = "/api/v1/quizzes/{id}/attempts", tag = "attempts",
     security(("bearer" = []), ("cookie" = [])),
     params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
-    responses(
-        (status = 200, description = "My attempts", body = Vec<Attempt>),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 200, description = "My attempts", body = Vec<Attempt>), MineErrors))]
 async fn mine(
     State(state): State<AppState>,
     user: CurrentUser,

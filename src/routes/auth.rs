@@ -23,6 +23,11 @@ pub fn routes() -> RouteList {
         .api(documented!(logout))
 }
 
+error_responses! {
+    RegisterErrors: [409 "Username taken", 422 "Invalid input"];
+    LoginErrors: [401 "Invalid credentials", 422 "Invalid input", 429 "Too many failed logins"];
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct RegisterBody {
     pub username: String,
@@ -34,11 +39,7 @@ pub(crate) struct RegisterBody {
 /// Create a student account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterBody,
-    responses(
-        (status = 201, description = "Created", body = db::users::User),
-        (status = 409, description = "Username taken", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid input", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 201, description = "Created", body = db::users::User), RegisterErrors))]
 async fn register(
     State(state): State<AppState>,
     AppJson(body): AppJson<RegisterBody>,
@@ -110,12 +111,7 @@ pub(crate) struct LoggedIn {
 /// Log in: sets the `qb_session` cookie and returns the same token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginBody,
-    responses(
-        (status = 200, description = "Logged in", body = LoggedIn),
-        (status = 401, description = "Invalid credentials", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid input", body = crate::error::ErrorBody),
-        (status = 429, description = "Too many failed logins", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 200, description = "Logged in", body = LoggedIn), LoginErrors))]
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -214,10 +210,7 @@ pub(crate) async fn open_session(
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 204, description = "Logged out"),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 204, description = "Logged out"), super::NotLoggedIn))]
 async fn logout(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     state
         .sessions

@@ -4,7 +4,8 @@
 //! Saves are atomic (temporary file + rename), so a reader never sees half
 //! a file and a failed write never corrupts the previous version.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,18 +21,45 @@ use crate::state::AppState;
 const MAX_FILES: usize = 100;
 
 pub fn routes(max_bytes: usize) -> RouteList {
-    RouteList::default()
-        .api(documented!(list))
-        .api(documented!(load, save, remove).layer(crate::extract::body_limit(max_bytes)))
+    let one_file = RouteList::default()
+        .api(documented!(load, save, remove))
+        .layer(crate::extract::body_limit(max_bytes));
+    RouteList::default().api(documented!(list)).merge(one_file)
+}
+
+error_responses! {
+    FileErrors: [400 "Invalid name", 401 "Not logged in", 404 "No such file"];
+    SaveErrors: [400 "Invalid name", 401 "Not logged in", 413 "Too large", 422 "Too many files"];
 }
 
 fn user_dir(state: &AppState, user_id: i64) -> PathBuf {
     state.cfg.files_dir.join(user_id.to_string())
 }
 
-fn file_path(state: &AppState, user: &CurrentUser, name: &str) -> Result<PathBuf, ApiError> {
-    validation::file_name(name).map_err(|m| ApiError::bad_request("invalid_file_name", m))?;
-    Ok(user_dir(state, user.session.user_id).join(name))
+/// The caller's file named by the `{name}` segment: the caller logged in
+/// (401 first), then the name checked (400), so no path leaves the
+/// caller's directory.
+struct MyFile {
+    user_id: i64,
+    name: String,
+    path: PathBuf,
+}
+
+impl FromRequestParts<AppState> for MyFile {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let NamePath(name) = NamePath::from_request_parts(parts, state).await?;
+        validation::file_name(&name).map_err(|m| ApiError::bad_request("invalid_file_name", m))?;
+        let user_id = user.session.user_id;
+        let path = user_dir(state, user_id).join(&name);
+        Ok(MyFile {
+            user_id,
+            name,
+            path,
+        })
+    }
 }
 
 fn io_error(e: std::io::Error) -> ApiError {
@@ -52,10 +80,7 @@ pub(crate) struct FileInfo {
 /// My code files.
 #[utoipa::path(get, path = "/api/v1/files", tag = "files",
     security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 200, description = "My files", body = Vec<FileInfo>),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 200, description = "My files", body = Vec<FileInfo>), super::NotLoggedIn))]
 async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let files = list_files(&state, user.session.user_id).await?;
     Ok(super::json(StatusCode::OK, &files))
@@ -92,17 +117,10 @@ async fn list_files(state: &AppState, user_id: i64) -> Result<Vec<FileInfo>, Api
     params(("name" = String, Path, description = "File name: letters, digits, '.', '_', '-'; not starting with '.'")),
     responses(
         (status = 200, description = "The file's bytes", content_type = "text/plain"),
-        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 404, description = "No such file", body = crate::error::ErrorBody),
+        FileErrors,
     ))]
-async fn load(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    NamePath(name): NamePath,
-) -> Result<Response, ApiError> {
-    let path = file_path(&state, &user, &name)?;
-    let bytes = tokio::fs::read(&path).await.map_err(io_error)?;
+async fn load(file: MyFile) -> Result<Response, ApiError> {
+    let bytes = tokio::fs::read(&file.path).await.map_err(io_error)?;
     let content_type = if std::str::from_utf8(&bytes).is_ok() {
         "text/plain; charset=utf-8"
     } else {
@@ -123,22 +141,22 @@ async fn load(
     responses(
         (status = 200, description = "Replaced", body = SavedFile),
         (status = 201, description = "Created", body = SavedFile),
-        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 413, description = "Too large", body = crate::error::ErrorBody),
-        (status = 422, description = "Too many files", body = crate::error::ErrorBody),
+        SaveErrors,
     ))]
 async fn save(
     State(state): State<AppState>,
-    user: CurrentUser,
-    NamePath(name): NamePath,
+    file: MyFile,
     AppBytes(body): AppBytes,
 ) -> Result<Response, ApiError> {
-    let path = file_path(&state, &user, &name)?;
-    let dir = user_dir(&state, user.session.user_id);
+    let MyFile {
+        user_id,
+        name,
+        path,
+    } = file;
+    let dir = user_dir(&state, user_id);
     tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
     let existed = tokio::fs::try_exists(&path).await.unwrap_or(false);
-    if !existed && list_files(&state, user.session.user_id).await?.len() >= MAX_FILES {
+    if !existed && list_files(&state, user_id).await?.len() >= MAX_FILES {
         return Err(ApiError::invalid(
             "too_many_files",
             format!("at most {MAX_FILES} files per student"),
@@ -174,18 +192,8 @@ pub(crate) struct SavedFile {
 #[utoipa::path(delete, path = "/api/v1/files/{name}", tag = "files",
     security(("bearer" = []), ("cookie" = [])),
     params(("name" = String, Path, description = "File name")),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid name", body = crate::error::ErrorBody),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 404, description = "No such file", body = crate::error::ErrorBody),
-    ))]
-async fn remove(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    NamePath(name): NamePath,
-) -> Result<Response, ApiError> {
-    let path = file_path(&state, &user, &name)?;
-    tokio::fs::remove_file(&path).await.map_err(io_error)?;
+    responses((status = 204, description = "Deleted"), FileErrors))]
+async fn remove(file: MyFile) -> Result<Response, ApiError> {
+    tokio::fs::remove_file(&file.path).await.map_err(io_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

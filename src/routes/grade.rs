@@ -19,6 +19,10 @@ pub fn routes() -> RouteList {
     RouteList::default().api(documented!(grade))
 }
 
+error_responses! {
+    GradeErrors: [401 "Not logged in", 404 "No such question", 422 "Invalid text", 503 "CPU pool full"];
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct GradeBody {
     text: String,
@@ -40,13 +44,7 @@ pub(crate) struct Graded {
 #[utoipa::path(post, path = "/api/v1/grade", tag = "grading",
     security(("bearer" = []), ("cookie" = [])),
     request_body = GradeBody,
-    responses(
-        (status = 200, description = "Label and confidence", body = Graded),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 404, description = "No such question", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid text", body = crate::error::ErrorBody),
-        (status = 503, description = "CPU pool full", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 200, description = "Label and confidence", body = Graded), GradeErrors))]
 async fn grade(
     State(state): State<AppState>,
     _user: CurrentUser,

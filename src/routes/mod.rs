@@ -30,6 +30,24 @@ macro_rules! documented {
     };
 }
 
+/// Declares each `$name` a set of error answers for the `responses(...)`
+/// of `#[utoipa::path]`: an [`ErrorBody`](crate::error::ErrorBody) with
+/// each `$status` and `$description`.
+macro_rules! error_responses {
+    ($($name:ident: [$($status:literal $description:literal),+ $(,)?];)+) => {$(
+        pub(crate) struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> $crate::routes::ResponseMap {
+                $crate::routes::error_responses(&[$(($status, $description)),+])
+            }
+        }
+    )+};
+}
+
+error_responses! {
+    NotLoggedIn: [401 "Not logged in"];
+}
+
 pub mod attempts;
 pub mod auth;
 pub mod files;
@@ -61,6 +79,29 @@ use utoipa_axum::PathItemExt as _;
 
 use crate::metrics::RouteLabels;
 use crate::state::AppState;
+
+/// Responses by status, as `#[utoipa::path]` documents them.
+pub type ResponseMap =
+    std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>;
+
+/// The answers of [`error_responses!`]: `(status, description)`, each with
+/// an [`ErrorBody`](crate::error::ErrorBody) as JSON.
+pub fn error_responses(list: &[(u16, &str)]) -> ResponseMap {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    use utoipa::ToSchema as _;
+    list.iter()
+        .map(|&(status, description)| {
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(crate::error::ErrorBody::name())))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build();
+            (status.to_string(), response.into())
+        })
+        .collect()
+}
 
 /// Every route of the server, in metrics slot order. `file_max_bytes` is
 /// the body limit of file uploads (it changes no template and nothing in
@@ -122,23 +163,6 @@ impl Documented {
             r.on(m.to_method_filter(), handler.clone())
         });
         (template, router)
-    }
-
-    /// Wraps these handlers in `layer` (as `axum::routing::MethodRouter::layer`).
-    pub fn layer<L>(mut self, layer: L) -> Self
-    where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
-        L::Service: Service<Request> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
-        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
-        <L::Service as Service<Request>>::Future: Send + 'static,
-    {
-        self.routes = self
-            .routes
-            .into_iter()
-            .map(|(template, router)| (template, router.layer(layer.clone())))
-            .collect();
-        self
     }
 }
 

@@ -20,7 +20,7 @@ pub fn routes() -> RouteList {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "My progress", body = Vec<db::progress::Progress>),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        super::NotLoggedIn,
     ))]
 async fn mine(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let rows = db::progress::for_user(&state.db, user.session.user_id).await?;

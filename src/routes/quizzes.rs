@@ -19,6 +19,10 @@ pub fn routes() -> RouteList {
         .api(documented!(one))
 }
 
+error_responses! {
+    QuizErrors: [400 "Malformed id", 404 "No such quiz"];
+}
+
 /// The serialized quiz list, through the content cache.
 async fn list_bytes(state: &AppState) -> Result<(Bytes, Outcome), ApiError> {
     let (body, outcome) = state
@@ -83,8 +87,7 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
     params(("id" = i64, Path, description = "Quiz id", minimum = 1)),
     responses(
         (status = 200, description = "The quiz", body = db::quizzes::QuizDetail),
-        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
-        (status = 404, description = "No such quiz", body = crate::error::ErrorBody),
+        QuizErrors,
     ))]
 async fn one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
     let (body, outcome) = state

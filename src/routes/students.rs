@@ -21,7 +21,7 @@ pub fn routes() -> RouteList {
     security(("cookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Options", body = Vec<db::users::SelectOption>),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        super::NotLoggedIn,
     ))]
 async fn select_options(
     State(state): State<AppState>,

@@ -18,12 +18,16 @@ pub fn routes() -> RouteList {
         .api(documented!(change_password))
 }
 
+error_responses! {
+    PasswordErrors: [401 "Not logged in", 403 "Current password is wrong", 422 "Invalid new password"];
+}
+
 /// The current user.
 #[utoipa::path(get, path = "/api/v1/user", tag = "user",
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The current user", body = db::users::User),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+        super::NotLoggedIn,
     ))]
 async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
     let row = db::users::by_id(&state.db, user.session.user_id)
@@ -42,12 +46,7 @@ pub(crate) struct PasswordBody {
 #[utoipa::path(put, path = "/api/v1/user/password", tag = "user",
     security(("bearer" = []), ("cookie" = [])),
     request_body = PasswordBody,
-    responses(
-        (status = 204, description = "Changed"),
-        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
-        (status = 403, description = "Current password is wrong", body = crate::error::ErrorBody),
-        (status = 422, description = "Invalid new password", body = crate::error::ErrorBody),
-    ))]
+    responses((status = 204, description = "Changed"), PasswordErrors))]
 async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -82,39 +82,41 @@ impl ServeOptions {
     }
 }
 
-/// What one worker's `serve` shares with all its connections.
+/// What a worker serves: the router (and the shortcut answered before
+/// it), how, and where requests are counted (`slot`, under `labels`).
+pub struct Site {
+    pub router: Router,
+    pub shortcut: Option<Shortcut>,
+    pub opts: ServeOptions,
+    pub slot: &'static Slot,
+    pub labels: &'static RouteLabels,
+    pub lifecycle: Lifecycle,
+}
+
+/// What one worker's `serve` shares with all its connections: the site,
+/// and the permits of its concurrency cap.
 struct Shared {
-    router: Router,
-    shortcut: Option<Shortcut>,
-    opts: ServeOptions,
-    slot: &'static Slot,
-    labels: &'static RouteLabels,
-    lifecycle: Lifecycle,
+    site: Site,
     concurrency: Option<Semaphore>,
 }
 
-/// Serves `router` on `listeners` until `lifecycle` starts draining, then
-/// drains for at most the graceful timeout; requests are counted in `slot`
-/// under `labels`. Returns true when every connection finished before the
-/// deadline.
-pub async fn serve(
-    listeners: Vec<TcpListener>,
-    router: Router,
-    shortcut: Option<Shortcut>,
-    opts: ServeOptions,
-    slot: &'static Slot,
-    labels: &'static RouteLabels,
-    lifecycle: Lifecycle,
-) -> bool {
-    let graceful = opts.graceful_timeout;
+impl std::ops::Deref for Shared {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+/// Serves `site` on `listeners` until its lifecycle starts draining, then
+/// drains for at most the graceful timeout. Returns true when every
+/// connection finished before the deadline.
+pub async fn serve(listeners: Vec<TcpListener>, site: Site) -> bool {
+    let graceful = site.opts.graceful_timeout;
+    let lifecycle = site.lifecycle.clone();
+    let cap = site.opts.concurrency_cap;
     let shared = Arc::new(Shared {
-        concurrency: (opts.concurrency_cap > 0).then(|| Semaphore::new(opts.concurrency_cap)),
-        router,
-        shortcut,
-        opts,
-        slot,
-        labels,
-        lifecycle: lifecycle.clone(),
+        concurrency: (cap > 0).then(|| Semaphore::new(cap)),
+        site,
     });
     // Every connection task holds a clone of `done_tx`; when all are gone,
     // `done_rx.recv()` returns None.

@@ -18,6 +18,14 @@ use super::connection::{Activity, ClientConn, WatchedBody, CLIENT};
 use super::Shared;
 use crate::error::error_response;
 
+/// A 503 that asks the client to retry in a second.
+fn retry_later(code: &'static str, message: &'static str) -> Response<Body> {
+    let mut res = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
 /// Awaits `fut` until `deadline`. Most requests finish on their first poll
 /// (probes, cached content), so the timer is armed only when the first poll
 /// returns pending: no timer-wheel insert and removal for those.
@@ -74,14 +82,10 @@ pub(super) async fn handle(
     let in_flight = slot.request_started();
     let mut res = if !probe && opts.max_in_flight > 0 && in_flight as usize > opts.max_in_flight {
         slot.shed();
-        let mut res = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+        retry_later(
             "overloaded",
             "the server is at its in-flight request limit, retry later",
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        res
+        )
     } else if liveness {
         // Liveness is answered here, before the router and its layers, as
         // nginx answers `return 200`: it shows the serving floor, and it
@@ -112,14 +116,10 @@ pub(super) async fn handle(
             Ok(Err(never)) => match never {},
             Err(_) => {
                 slot.timeout();
-                let mut res = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                retry_later(
                     "timeout",
                     "the request took longer than the request timeout",
-                );
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                res
+                )
             }
         }
     };

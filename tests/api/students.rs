@@ -62,21 +62,17 @@ async fn grade_free_text() {
 /// filters by organization or cohort.
 #[tokio::test]
 async fn only_users_select_options_idx_serves_select_options() {
-    use sqlx::{Connection as _, PgConnection};
+    use sqlx::{Connection as _, Executor as _, PgConnection};
     let db = crate::common::TestDb::new().await;
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
-    sqlx::query("set enable_seqscan = off")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    conn.execute("set enable_seqscan = off").await.unwrap();
     let with = index_scans_of_select_options(&mut conn).await;
     assert!(
         with.iter()
             .any(|(index, cond)| index == "users_select_options_idx" && cond.contains("cohort_id")),
         "{with:?}"
     );
-    sqlx::query("drop index users_select_options_idx")
-        .execute(&mut conn)
+    conn.execute("drop index users_select_options_idx")
         .await
         .unwrap();
     let without = index_scans_of_select_options(&mut conn).await;

@@ -11,7 +11,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 
 use super::errors::HtmlError;
-use super::layout::{document, html_response, Account};
+use super::layout::{document, html_response, no_attempts_yet, Account};
 use super::quizzes::quiz_detail;
 use super::request::SignedIn;
 use crate::db;
@@ -35,10 +35,7 @@ pub async fn list(State(state): State<AppState>, visitor: SignedIn) -> Result<Re
         html! {
             h1 { "My attempts" }
             @if attempts.is_empty() {
-                div.card {
-                    p { "No attempts yet." }
-                    p { a href="/quizzes" { "Choose a quiz" } }
-                }
+                (no_attempts_yet())
             } @else {
                 table {
                     caption { "Your latest " (attempts.len()) " attempts, newest first" }

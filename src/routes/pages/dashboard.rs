@@ -8,7 +8,7 @@ use maud::html;
 
 use super::attempts::when;
 use super::errors::HtmlError;
-use super::layout::{document, html_response, Account};
+use super::layout::{document, html_response, no_attempts_yet, Account};
 use super::request::SignedIn;
 use crate::db;
 use crate::state::AppState;
@@ -32,10 +32,7 @@ pub async fn progress(
             }
             h2 { "Progress" }
             @if progress.is_empty() {
-                div.card {
-                    p { "No attempts yet." }
-                    p { a href="/quizzes" { "Choose a quiz" } }
-                }
+                (no_attempts_yet())
             } @else {
                 table {
                     caption { "Your best score and number of attempts per quiz" }

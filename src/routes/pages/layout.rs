@@ -135,3 +135,13 @@ pub fn form_error(message: Option<&str>) -> Markup {
         }
     }
 }
+
+/// In place of a table of attempts, for a student who has made none.
+pub fn no_attempts_yet() -> Markup {
+    html! {
+        div.card {
+            p { "No attempts yet." }
+            p { a href="/quizzes" { "Choose a quiz" } }
+        }
+    }
+}

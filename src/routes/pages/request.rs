@@ -36,10 +36,7 @@ pub struct Visitor(pub Option<SignedIn>);
 impl FromRequestParts<AppState> for Visitor {
     type Rejection = HtmlError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HtmlError> {
         // Pages are for browsers: a bearer token is an API client's.
         let Some((token, true)) = token_of(&parts.headers) else {
             return Ok(Visitor(None));
@@ -55,10 +52,7 @@ impl FromRequestParts<AppState> for SignedIn {
     /// Without a live session: a 303 to the sign-in page, which comes back
     /// here once signed in (the dashboard, where it goes anyway, is not
     /// named).
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let Visitor(visitor) = Visitor::from_request_parts(parts, state)
             .await
             .map_err(axum::response::IntoResponse::into_response)?;

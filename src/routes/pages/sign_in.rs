@@ -41,30 +41,40 @@ pub async fn form(visitor: Visitor, uri: Uri) -> Response {
     html_response(StatusCode::OK, sign_in_page(&filled))
 }
 
+/// A page for visitors not signed in: a narrow card headed `heading`, with
+/// the form's error (if any) above `content`.
+fn signed_out_card(title: &str, path: &str, heading: &str, f: &Filled, content: Markup) -> Markup {
+    let card = html! {
+        div.card.narrow {
+            h1 { (heading) }
+            (form_error(f.error.as_deref()))
+            (content)
+        }
+    };
+    document(title, Account::SignedOut, path, card)
+}
+
 fn sign_in_page(f: &Filled) -> Markup {
-    document(
+    signed_out_card(
         "Sign in",
-        Account::SignedOut,
         "/",
+        "Sign in",
+        f,
         html! {
-            div.card.narrow {
-                h1 { "Sign in" }
-                (form_error(f.error.as_deref()))
-                form #login method="post" action="/" {
-                    input type="hidden" name="next" value=(f.next);
-                    label for="username" { "Username" }
-                    input #username name="username" type="text" value=(f.username)
-                        autocomplete="username" required;
-                    label for="password" { "Password" }
-                    input #password name="password" type="password"
-                        autocomplete="current-password" required;
-                    button type="submit" { "Sign in" }
-                }
-                p { "No account yet? " a href="/register" { "Register" } }
-                p.muted {
-                    "Seeded accounts: student1, student2, … and teacher1, teacher2, …, password "
-                    code { "quizbench" } "."
-                }
+            form #login method="post" action="/" {
+                input type="hidden" name="next" value=(f.next);
+                label for="username" { "Username" }
+                input #username name="username" type="text" value=(f.username)
+                    autocomplete="username" required;
+                label for="password" { "Password" }
+                input #password name="password" type="password"
+                    autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+            p { "No account yet? " a href="/register" { "Register" } }
+            p.muted {
+                "Seeded accounts: student1, student2, … and teacher1, teacher2, …, password "
+                code { "quizbench" } "."
             }
         },
     )
@@ -125,33 +135,30 @@ pub async fn register_form(visitor: Visitor) -> Response {
 }
 
 fn register_page(f: &Filled) -> Markup {
-    document(
+    signed_out_card(
         "Register",
-        Account::SignedOut,
         "/register",
+        "Create a student account",
+        f,
         html! {
-            div.card.narrow {
-                h1 { "Create a student account" }
-                (form_error(f.error.as_deref()))
-                form #register method="post" action="/register" {
-                    label for="username" { "Username" }
-                    input #username name="username" type="text" value=(f.username)
-                        autocomplete="username" required minlength="3" maxlength="32"
-                        aria-describedby="username-hint";
-                    p.hint #username-hint {
-                        "3 to 32 letters, digits, dots, dashes or underscores."
-                    }
-                    label for="display_name" { "Name shown to your teacher (optional)" }
-                    input #display_name name="display_name" type="text" value=(f.display_name)
-                        autocomplete="name" maxlength="64";
-                    label for="password" { "Password" }
-                    input #password name="password" type="password" autocomplete="new-password"
-                        required minlength="8" maxlength="128" aria-describedby="password-hint";
-                    p.hint #password-hint { "At least 8 characters." }
-                    button type="submit" { "Create account" }
+            form #register method="post" action="/register" {
+                label for="username" { "Username" }
+                input #username name="username" type="text" value=(f.username)
+                    autocomplete="username" required minlength="3" maxlength="32"
+                    aria-describedby="username-hint";
+                p.hint #username-hint {
+                    "3 to 32 letters, digits, dots, dashes or underscores."
                 }
-                p { "Already registered? " a href="/" { "Sign in" } }
+                label for="display_name" { "Name shown to your teacher (optional)" }
+                input #display_name name="display_name" type="text" value=(f.display_name)
+                    autocomplete="name" maxlength="64";
+                label for="password" { "Password" }
+                input #password name="password" type="password" autocomplete="new-password"
+                    required minlength="8" maxlength="128" aria-describedby="password-hint";
+                p.hint #password-hint { "At least 8 characters." }
+                button type="submit" { "Create account" }
             }
+            p { "Already registered? " a href="/" { "Sign in" } }
         },
     )
 }
