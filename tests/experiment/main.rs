@@ -21,6 +21,7 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
+mod miniatures;
 
 use common::{redis_url, scalar, TestDb};
 
