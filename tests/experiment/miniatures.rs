@@ -24,6 +24,10 @@ pub struct Miniature<'a> {
     pub duration: &'a str,
     /// `seed` arguments of the small data set.
     pub seed_args: &'a [&'a str],
+    /// Environment every configuration gets on top of its own.
+    pub env: &'a [(&'a str, &'a str)],
+    /// The calibration's target and first value, scaled to the miniature.
+    pub calibrate: Option<(f64, f64)>,
 }
 
 /// The file's results, kept alive (and its folder) as long as this is.
@@ -89,11 +93,31 @@ impl Miniature<'_> {
             .retain(|s| self.scenarios.contains(&s.name().as_str()));
         assert_eq!(spec.load.scenarios.len(), self.scenarios.len(), "scenarios");
         spec.load.concurrency = self.levels.to_vec();
-        spec.load.duration = Some(self.duration.into());
+        // Files that stop on a request count keep it (001's burst).
+        if spec.load.duration.is_some() {
+            spec.load.duration = Some(self.duration.into());
+        }
         spec.load.spawn_rate = None;
         spec.load.settle = None;
         spec.reset = true;
         spec.seed_args = self.seed_args.iter().map(|s| s.to_string()).collect();
+        for c in &mut spec.configs {
+            for (k, v) in self.env {
+                c.env.insert(k.to_string(), v.to_string());
+            }
+        }
+        match (&mut spec.calibrate, self.calibrate) {
+            (Some(c), Some((target, start))) => {
+                c.target = target;
+                c.start = start;
+                c.tolerance = 0.3;
+            }
+            (None, None) => {}
+            _ => panic!(
+                "{}: calibrate given for a file without one, or the other way",
+                self.file
+            ),
+        }
         spec.validate()
             .expect("the miniature is a valid experiment");
         spec
@@ -101,6 +125,7 @@ impl Miniature<'_> {
 
     /// Runs the miniature and reads back its runs.
     pub fn run(&self) -> MiniRun {
+        let _serial = super::one_at_a_time();
         let spec = self.spec();
         let server = std::fs::canonicalize(super::SERVER_BIN).expect("server binary");
         let dir = TempDir::new();
@@ -188,6 +213,8 @@ fn doc003_compressed_rows_and_the_dashboard_page() {
         levels: &[1],
         duration: "1s",
         seed_args: ONE_REFERENCE_COHORT,
+        env: &[],
+        calibrate: None,
     }
     .run();
     for r in &run.records {
@@ -273,6 +300,8 @@ fn doc004_max_connections_and_each_index_cells_plan() {
             "--attempts",
             "100",
         ],
+        env: &[],
+        calibrate: None,
     }
     .run();
     let method = run.summary.method.as_ref().expect("method");
@@ -296,4 +325,57 @@ fn doc004_max_connections_and_each_index_cells_plan() {
     let md = run.report();
     assert!(md.contains("## Plans (EXPLAIN)"), "{md}");
     assert!(md.contains("PostgreSQL max_connections: 300"), "{md}");
+}
+
+/// Document 001: the grading cost is calibrated before the trials (here
+/// towards a 1.5 s burst instead of 21.75 s, with a 8 MB model per worker
+/// instead of 440 MB), every configuration runs with the value found, and
+/// the report gives the calibration's steps and the out-of-sample shape
+/// errors (min, mean, p95 against the document's).
+#[test]
+fn doc001_calibration_runs_and_is_reported() {
+    let run = Miniature {
+        file: "001-gunicorn-ml-30-users.toml",
+        configs: &["workers-2", "workers-8"],
+        scenarios: &["grade"],
+        levels: &[30],
+        duration: "1s",
+        seed_args: ONE_REFERENCE_COHORT,
+        env: &[
+            ("GRADE_MODEL_MB", "8"),
+            ("ARGON2_MEMORY_KIB", "64"),
+            ("ARGON2_ITERATIONS", "1"),
+        ],
+        calibrate: Some((1500.0, 20.0)),
+    }
+    .run();
+    let cal = run
+        .summary
+        .calibration
+        .as_ref()
+        .expect("calibration in the summary");
+    assert_eq!(cal.var, "GRADE_COST");
+    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
+    assert_eq!(cal.steps.last().unwrap().value, cal.value);
+    assert!(run.out.join("calibration.json").is_file());
+    // Every configuration ran with the value found: 30 requests each, all
+    // answered.
+    for r in &run.records {
+        assert_eq!(r.report.requests, 30, "{}", r.config);
+    }
+    let checks = &run.summary.checks;
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert!(checks
+        .iter()
+        .all(|k| k.config == "workers-8" && k.error.is_finite()));
+    let md = run.report();
+    assert!(
+        md.contains("## Calibration") && md.contains("`GRADE_COST` calibrated on workers-8"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("GRADE_COST = **{}**", cal.value)),
+        "{md}"
+    );
+    assert!(md.contains("## Out-of-sample checks"), "{md}");
 }

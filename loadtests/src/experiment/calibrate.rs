@@ -12,6 +12,7 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use super::spec::Metric;
+use super::summary::CellSummary;
 use crate::generator::scenarios::ScenarioKind;
 
 /// `[calibrate]`: which knob, on which cell, towards which figure.
@@ -44,6 +45,72 @@ pub struct CalibrateSpec {
     /// duration (default: the file's).
     #[serde(default)]
     pub duration: Option<String>,
+    /// The document's other figures, compared out of sample with the
+    /// trials once the knob is calibrated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// A figure of the document not used by the calibration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub metric: Metric,
+    /// The document's value (ms, req/s, %).
+    pub document: f64,
+    /// The configuration (default: the calibration's).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// The scenario (default: the calibration's).
+    #[serde(default)]
+    pub scenario: Option<ScenarioKind>,
+    /// The level (default: the calibration's).
+    #[serde(default)]
+    pub level: Option<f64>,
+}
+
+/// An out-of-sample check: our trials' figure against the document's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub config: String,
+    pub scenario: String,
+    pub level: f64,
+    pub metric: String,
+    pub document: f64,
+    pub ours: f64,
+    pub ci95: f64,
+    /// ours / document - 1.
+    pub error: f64,
+}
+
+/// The checks of `cal` against the cells' estimates.
+pub fn checks(
+    cal: &CalibrateSpec,
+    first_scenario: ScenarioKind,
+    cells: &[CellSummary],
+) -> Vec<CheckRecord> {
+    cal.checks
+        .iter()
+        .filter_map(|k| {
+            let config = k.config.clone().unwrap_or_else(|| cal.config.clone());
+            let scenario = k.scenario.or(cal.scenario).unwrap_or(first_scenario).name();
+            let level = k.level.unwrap_or(cal.level);
+            let cell = cells
+                .iter()
+                .find(|c| c.config == config && c.scenario == scenario && c.level == level)?;
+            let e = k.metric.of_cell(cell);
+            Some(CheckRecord {
+                metric: k.metric.name().into(),
+                document: k.document,
+                ours: e.mean,
+                ci95: e.ci95,
+                error: e.mean / k.document - 1.0,
+                config,
+                scenario,
+                level,
+            })
+        })
+        .collect()
 }
 
 fn default_steps() -> usize {
@@ -177,6 +244,7 @@ mod tests {
             steps: 4,
             tolerance: 0.05,
             duration: None,
+            checks: vec![],
         }
     }
 

@@ -430,6 +430,26 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
     if let Some(c) = &s.calibration {
         let _ = writeln!(md, "## Calibration\n\n{}", render_calibration(c));
     }
+    if !s.checks.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .checks
+            .iter()
+            .map(|k| {
+                vec![
+                    format!("{} {} @ {}", k.config, k.scenario, k.level),
+                    k.metric.clone(),
+                    format!("{:.1}", k.document),
+                    format!("{:.1} ±{:.1}", k.ours, k.ci95),
+                    format!("{:+.1}%", k.error * 100.0),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "## Out-of-sample checks\n\nThe document's figures the calibration did not use, against our trials (error: ours / document - 1).\n\n{}",
+            markdown_table(&["Cell", "Metric", "Document", "Ours", "Error"], &rows)
+        );
+    }
     let _ = writeln!(
         md,
         "\nValues are means over trials; ± is the 95% confidence half-width.\n"

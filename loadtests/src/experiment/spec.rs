@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::CalibrateSpec;
 use super::limits::{cpu_list, Limits};
 use super::services::ServicesSpec;
+use super::summary::{CellSummary, Estimate};
 use crate::analysis::report::RunReport;
 use crate::analysis::verdicts::{ClaimKind, Direction};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
@@ -42,6 +43,7 @@ pub enum TableShape {
 pub enum Metric {
     #[default]
     Mean,
+    Min,
     P50,
     P95,
     P99,
@@ -56,6 +58,7 @@ impl Metric {
     pub(super) fn of(&self, r: &RunReport) -> f64 {
         match self {
             Metric::Mean => r.latency_ms.mean,
+            Metric::Min => r.latency_ms.min,
             Metric::P50 => r.latency_ms.p50,
             Metric::P95 => r.latency_ms.p95,
             Metric::P99 => r.latency_ms.p99,
@@ -65,9 +68,24 @@ impl Metric {
         }
     }
 
+    /// The cell's estimate of this metric.
+    pub(super) fn of_cell<'a>(&self, c: &'a CellSummary) -> &'a Estimate {
+        match self {
+            Metric::Mean => &c.mean_ms,
+            Metric::Min => &c.min_ms,
+            Metric::P50 => &c.p50_ms,
+            Metric::P95 => &c.p95_ms,
+            Metric::P99 => &c.p99_ms,
+            Metric::Max => &c.max_ms,
+            Metric::Rps => &c.rps,
+            Metric::Success => &c.success_rate,
+        }
+    }
+
     pub(super) fn name(&self) -> &'static str {
         match self {
             Metric::Mean => "mean latency",
+            Metric::Min => "min latency",
             Metric::P50 => "median latency",
             Metric::P95 => "p95 latency",
             Metric::P99 => "p99 latency",

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::calibrate::Calibration;
+use super::calibrate::{checks, Calibration, CheckRecord};
 use super::claims::{test_claims, ClaimRecord};
 use super::placement::{online_cpus, Machine};
 use super::run::{Method, RunRecord, StartFailure};
@@ -164,6 +164,9 @@ pub struct ExperimentSummary {
     /// The knob calibrated before the trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The document's figures not used by the calibration, against ours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRecord>,
 }
 
 fn default_load_tool() -> String {
@@ -377,6 +380,11 @@ pub fn summarize(
         }
     }
     let claims = test_claims(spec, records);
+    let checks = spec
+        .calibrate
+        .as_ref()
+        .map(|c| checks(c, spec.load.scenarios[0], &cells))
+        .unwrap_or_default();
     let rps = cells.iter().map(|c| c.rps.mean).fold(0.0, f64::max);
     ExperimentSummary {
         tool: "quizload".into(),
@@ -406,6 +414,7 @@ pub fn summarize(
         },
         start_failures: Vec::new(),
         calibration: None,
+        checks,
     }
 }
 
