@@ -22,16 +22,31 @@ pub struct DbPool(PgPool);
 impl DbPool {
     /// A lazy pool, as ours: no connection is opened here.
     pub fn new(opts: PgConnectOptions, settings: PoolSettings) -> anyhow::Result<DbPool> {
-        Ok(DbPool(
-            PgPoolOptions::new()
-                .max_connections(settings.max as u32)
-                .min_connections(settings.min as u32)
-                .acquire_timeout(settings.acquire_timeout)
-                .max_lifetime(settings.max_lifetime)
-                .idle_timeout(settings.idle_timeout)
-                .test_before_acquire(false)
-                .connect_lazy_with(opts),
-        ))
+        DbPool::with_session_setup(opts, settings, None)
+    }
+
+    /// [`DbPool::new`], running `session_setup` on each new connection
+    /// (sqlx's `after_connect`) before it is used.
+    pub fn with_session_setup(
+        opts: PgConnectOptions,
+        settings: PoolSettings,
+        session_setup: Option<String>,
+    ) -> anyhow::Result<DbPool> {
+        let mut options = PgPoolOptions::new()
+            .max_connections(settings.max as u32)
+            .min_connections(settings.min as u32)
+            .acquire_timeout(settings.acquire_timeout)
+            .max_lifetime(settings.max_lifetime)
+            .idle_timeout(settings.idle_timeout)
+            .test_before_acquire(false);
+        if let Some(sql) = session_setup {
+            let sql: std::sync::Arc<str> = sql.into();
+            options = options.after_connect(move |conn, _| {
+                let sql = sql.clone();
+                Box::pin(async move { conn.execute(&*sql).await.map(|_| ()) })
+            });
+        }
+        Ok(DbPool(options.connect_lazy_with(opts)))
     }
 
     pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 #[path = "../common/mod.rs"]
 mod common;
+mod miniatures;
 
 use common::{redis_url, scalar, TestDb};
 
@@ -34,6 +35,14 @@ const SUITE: common::Suite = common::Suite {
 };
 
 const SERVER_BIN: &str = common::BIN;
+
+/// The experiments of this binary run one at a time: each names its
+/// cgroups after this process and checks that no server it started is
+/// left among this process's descendants.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The small data set the experiment seeds: 2 x 2 x 5 = 20 students.
 const STUDENTS: i64 = 20;
@@ -171,6 +180,7 @@ fn descendants() -> Vec<u32> {
 
 #[test]
 fn short_experiment_against_the_real_server() {
+    let _serial = one_at_a_time();
     let server = std::fs::canonicalize(SERVER_BIN).expect("server binary");
     let db = block_on(TestDb::empty());
     let prefix = RedisPrefix::new();

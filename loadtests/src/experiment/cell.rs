@@ -8,24 +8,26 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 
+use super::calibrate::CalibrateSpec;
 use super::metrics::scrape;
 use super::placement::{affinity_of, generator_affinity, overlaps};
 use super::run::{CellPlacement, RunOptions, ServerUsage};
 use super::sampler::{ProcStat, Sampler};
-use super::server::ServerProcess;
+use super::server::{free_port, ServerProcess, ServerSpec};
 use super::services::PrivateServices;
-use super::spec::ExperimentSpec;
+use super::spec::{ConfigSpec, ExperimentSpec};
 use crate::analysis::report::RunReport;
 use crate::generator::engine::{Model, RunConfig};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
-use crate::load::{execute, LoadArgs, Prepared, TargetArgs};
+use crate::load::{execute, prepare, run_config, LoadArgs, Prepared, TargetArgs};
 use crate::tools::locust::default_locustfile;
-use crate::tools::quizbench::{login_session, scenario_call};
+use crate::tools::quizbench::{scenario_call, scenario_session};
 use crate::tools::{run_tool, tool_program, Tool, ToolLoad, ToolRun};
 use crate::units::{parse_duration, parse_duration_range};
 
@@ -35,7 +37,7 @@ pub(super) fn target_args(spec: &ExperimentSpec, scenario: ScenarioKind, base: &
         scenario: Some(scenario),
         base: Some(base.to_string()),
         method: "GET".into(),
-        headers: vec![],
+        headers: spec.load.headers.clone(),
         body: None,
         body_file: None,
         auth: spec.load.auth.unwrap_or(AuthMode::Cookie),
@@ -238,17 +240,14 @@ fn run_cell_with_tool(
         }
         _ => {
             let session = if scenario.needs_session() {
-                Some(login_session(rc.addr, 1)?)
+                Some(scenario_session(rc.addr, scenario)?)
             } else {
                 None
             };
-            ToolLoad::Fixed(scenario_call(
-                scenario,
-                base,
-                session.as_deref(),
-                t.auth,
-                &t.static_path,
-            )?)
+            let mut call =
+                scenario_call(scenario, base, session.as_deref(), t.auth, &t.static_path)?;
+            call.headers.extend(t.header_pairs()?);
+            ToolLoad::Fixed(call)
         }
     };
     let (spawn_rate, ramp) = match &rc.model {
@@ -287,6 +286,85 @@ fn run_cell_with_tool(
         started,
         out.elapsed,
     ))
+}
+
+/// How the runner starts a configuration's server on `addr`: its profile
+/// and environment, the private services' URLs, the envelope.
+pub(super) fn server_spec(
+    spec: &ExperimentSpec,
+    cfg: &ConfigSpec,
+    opts: &RunOptions,
+    binary: &Path,
+    services: Option<&PrivateServices>,
+    addr: SocketAddr,
+    out: &Path,
+) -> ServerSpec {
+    let mut env = cfg.env.clone();
+    if let Some(s) = services {
+        env.extend(s.env());
+    }
+    env.insert("BIND".into(), addr.to_string());
+    ServerSpec {
+        binary: binary.to_path_buf(),
+        profile: cfg.profile.clone(),
+        env,
+        limit: cfg.limits.clone().unwrap_or_else(|| spec.limits.clone()),
+        allow_unconfined: opts.allow_unconfined,
+        log: out.join(format!("server-{}.log", cfg.name)),
+        workdir: opts.workdir.clone(),
+    }
+}
+
+/// One calibration step: `cfg`'s server started with `var = value` (after
+/// a data reset when `seed`), the calibration cell run once with
+/// quizload, the server stopped; the cell's report.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn calibration_run(
+    spec: &ExperimentSpec,
+    cal: &CalibrateSpec,
+    cfg: &ConfigSpec,
+    opts: &RunOptions,
+    binary: &Path,
+    services: Option<&PrivateServices>,
+    out: &Path,
+    value: f64,
+    seed: bool,
+) -> anyhow::Result<RunReport> {
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let mut sspec = server_spec(spec, cfg, opts, binary, services, addr, out);
+    sspec.env.insert(cal.var.clone(), format!("{value}"));
+    sspec.log = out.join("server-calibration.log");
+    if seed {
+        let mut args = vec!["seed"];
+        args.extend(spec.seed_args.iter().map(String::as_str));
+        ServerProcess::run_once(&sspec, &args)?;
+    }
+    let mut server = ServerProcess::start(&sspec, addr, Duration::from_secs(120))?;
+    let scenario = cal.scenario.unwrap_or(spec.load.scenarios[0]);
+    let base = format!("http://{addr}");
+    let prepared = prepare(&target_args(spec, scenario, &base), spec.open())?;
+    let mut o = opts.clone();
+    if let Some(d) = &cal.duration {
+        o.duration = Some(parse_duration(d)?);
+    }
+    let args = load_args(spec, &o, cal.level, None)?;
+    let mut rc = run_config(
+        &args,
+        prepared.addr,
+        conc(spec, cal.level),
+        rate(spec, cal.level),
+    )?;
+    rc.settle = Some(
+        spec.load
+            .settle
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(Duration::ZERO),
+    );
+    let report = execute(&rc, &prepared);
+    server.stop(Duration::from_secs(30));
+    report
 }
 
 pub(super) fn conc(spec: &ExperimentSpec, level: f64) -> usize {

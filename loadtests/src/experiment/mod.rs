@@ -20,6 +20,9 @@
 //! - `spec`: the experiment file and its validation;
 //! - `run`: the runner (matrix, trials, randomised order, warm-up, server
 //!   starts), `cell` one cell's load and the server's usage during it;
+//! - `calibrate`: a server knob calibrated before the trials;
+//! - `database`: indexes a configuration drops, the `EXPLAIN` of the
+//!   experiment's statement, `max_connections` as the server has it;
 //! - `server`, `cpu_limit`: starting the server under test inside a CPU
 //!   limit; `sampler` (`/proc`) and `metrics` (`/metrics`) measure it;
 //! - `summary`: cells and verdicts over trials; `render`: their Markdown
@@ -30,10 +33,12 @@
 //! used by them; the CLI only calls [`run_experiment`], [`compare_folders`]
 //! and the renderers.
 
+pub mod calibrate;
 mod cell;
 pub mod cgroup;
 pub mod claims;
 pub mod compare;
+pub mod database;
 pub mod limits;
 pub mod metrics;
 pub mod placement;

@@ -203,6 +203,8 @@ pub fn render_resources(s: &ExperimentSummary) -> String {
                 c.scenario.clone(),
                 format!("{}", c.level),
                 f(&c.server_cpu_cores, 2),
+                f(&c.server_cpu_ms_per_response, 3),
+                f(&c.bytes_per_response, 0),
                 f(&c.server_rss_mb, 0),
                 f(&c.db_connections, 0),
                 if c.worker_share.is_empty() {
@@ -240,6 +242,8 @@ pub fn render_resources(s: &ExperimentSummary) -> String {
             "Scenario",
             "Level",
             "Server CPU (cores)",
+            "Server CPU per response (ms)",
+            "Bytes per response",
             "Server RSS (MB)",
             "DB connections",
             "Worker request share",
@@ -262,6 +266,9 @@ pub fn render_method(s: &ExperimentSummary) -> String {
             "- Machine: {} ({} CPUs, {} MB), kernel {}, {}; PostgreSQL: {}; Redis: {}",
             m.cpu_model, m.cpus, m.memory_mb, m.kernel, m.cgroup, m.postgres, m.redis
         );
+    }
+    if let Some(n) = s.method.as_ref().and_then(|m| m.max_connections) {
+        let _ = writeln!(o, "- PostgreSQL max_connections: {n} (as it reports it)");
     }
     if let Some(b) = s.builds.first() {
         let _ = writeln!(o, "- Server build: {b}");
@@ -351,6 +358,42 @@ fn applied_text(a: &super::limits::AppliedLimit) -> String {
     parts.join(", ")
 }
 
+/// The calibration's steps and the value kept.
+pub fn render_calibration(c: &super::calibrate::Calibration) -> String {
+    let rows: Vec<Vec<String>> = c
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                (i + 1).to_string(),
+                format!("{}", s.value),
+                format!("{:.1}", s.measured),
+                format!("{:+.1}%", (s.measured / c.target - 1.0) * 100.0),
+            ]
+        })
+        .collect();
+    format!(
+        "`{}` calibrated on {} ({} @ {}) so that its {} is the document's {}: \
+         {} = **{}** ({:+.1}% off the target{}), used by every configuration.\n\n{}",
+        c.var,
+        c.config,
+        c.scenario,
+        c.level,
+        c.metric,
+        c.target,
+        c.var,
+        c.value,
+        c.error() * 100.0,
+        if c.converged {
+            ""
+        } else {
+            ", NOT within the tolerance"
+        },
+        markdown_table(&["Step", &c.var, &c.metric, "vs target"], &rows)
+    )
+}
+
 /// `report.md`: the experiment's facts, the tables, the verdicts, the
 /// resource cost and links to `charts`.
 pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
@@ -384,6 +427,29 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
         let _ = writeln!(md, "- Notes: {n}");
     }
     let _ = writeln!(md, "\n## Method and machine\n\n{}", render_method(s));
+    if let Some(c) = &s.calibration {
+        let _ = writeln!(md, "## Calibration\n\n{}", render_calibration(c));
+    }
+    if !s.checks.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .checks
+            .iter()
+            .map(|k| {
+                vec![
+                    format!("{} {} @ {}", k.config, k.scenario, k.level),
+                    k.metric.clone(),
+                    format!("{:.1}", k.document),
+                    format!("{:.1} ±{:.1}", k.ours, k.ci95),
+                    format!("{:+.1}%", k.error * 100.0),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "## Out-of-sample checks\n\nThe document's figures the calibration did not use, against our trials (error: ours / document - 1).\n\n{}",
+            markdown_table(&["Cell", "Metric", "Document", "Ours", "Error"], &rows)
+        );
+    }
     let _ = writeln!(
         md,
         "\nValues are means over trials; ± is the 95% confidence half-width.\n"
@@ -405,6 +471,40 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
     }
     for c in &s.claims {
         let _ = writeln!(md, "- {} — \"{}\"", c.text, c.claim);
+    }
+    if !s.start_failures.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .start_failures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.config.clone(),
+                    (f.trial + 1).to_string(),
+                    f.error.replace('|', "\\|"),
+                    f.log_tail.replace('\n', " / ").replace('|', "\\|"),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\n## Configurations that did not start\n\n{}",
+            markdown_table(
+                &["Configuration", "Trial", "Error", "Server log (end)"],
+                &rows
+            )
+        );
+    }
+    let mut plans: Vec<(&str, &str)> = s
+        .cells
+        .iter()
+        .filter_map(|c| Some((c.label.as_str(), c.plan.as_deref()?)))
+        .collect();
+    plans.dedup();
+    if let (Some(statement), false) = (&spec.explain, plans.is_empty()) {
+        let _ = writeln!(md, "\n## Plans (EXPLAIN)\n\n`{statement}`\n");
+        for (label, plan) in plans {
+            let _ = writeln!(md, "{label}:\n\n```\n{plan}\n```\n");
+        }
     }
     let _ = writeln!(md, "\n## Resource cost\n\n{}", render_resources(s));
     let _ = writeln!(md, "\n## Charts\n");

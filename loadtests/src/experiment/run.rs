@@ -22,15 +22,19 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::cell::{conc, load_args, measure_cell, rate, target_args, CellEnv};
+use super::calibrate::{calibrate, Calibration};
+use super::cell::{
+    calibration_run, conc, load_args, measure_cell, rate, server_spec, target_args, CellEnv,
+};
 use super::cgroup::{limits_of_pid, MemoryEvents};
+use super::database::{explain, max_connections, IndexChange};
 use super::limits::{AppliedLimit, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
 use super::results::write_results;
 use super::resume::{previous_runs, Build, Selector};
 use super::sampler::ProcessUsage;
-use super::server::{free_port, ServerProcess, ServerSpec};
+use super::server::{free_port, ServerProcess};
 use super::services::PrivateServices;
 use super::spec::{ConfigSpec, ExperimentSpec};
 use super::summary::{now_unix, summarize, ExperimentSummary};
@@ -102,6 +106,20 @@ pub struct RunRecord {
     /// The measured window of a ramped cell.
     #[serde(default)]
     pub window: Option<Window>,
+    /// The plan of the experiment's `explain` statement in this
+    /// configuration's database state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+}
+
+/// A configuration whose server did not start: a result, not a crash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartFailure {
+    pub config: String,
+    pub trial: usize,
+    pub error: String,
+    /// The end of the server's log.
+    pub log_tail: String,
 }
 
 /// What the server used during a run.
@@ -161,6 +179,9 @@ pub struct Method {
     /// Limits that were not applied (only with `--allow-unconfined`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconfined: Vec<String>,
+    /// `max_connections` of the private PostgreSQL, as it reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 fn find_config<'a>(spec: &'a ExperimentSpec, name: &str) -> anyhow::Result<&'a ConfigSpec> {
@@ -240,6 +261,7 @@ pub fn run_experiment(
         _ => None,
     };
     if let Some(s) = &services {
+        method.max_connections = Some(max_connections(&s.env()[0].1)?);
         method.services = Some(s.applied.clone());
         if let Some(n) = &s.applied.note {
             method.unconfined.push(format!("services: {n}"));
@@ -300,6 +322,67 @@ pub fn run_experiment(
         out.display()
     ));
     let mut seeded = false;
+    // The calibration, before the trials (kept in the folder: a resumed
+    // run uses the value its first part ran with).
+    let cal_file = out.join("calibration.json");
+    let calibration = match (&spec.calibrate, &server_bin) {
+        (Some(c), Some(bin)) => Some(match std::fs::read_to_string(&cal_file) {
+            Ok(text) if opts.resume => serde_json::from_str::<Calibration>(&text)
+                .with_context(|| format!("invalid {}", cal_file.display()))?,
+            _ => {
+                let cfg = find_config(spec, &c.config)?;
+                let scenario = c.scenario.unwrap_or(spec.load.scenarios[0]).name();
+                let cal = calibrate(c, &scenario, |value| {
+                    bar.phase(&format!("calibrating {} = {value} on {}", c.var, cfg.name));
+                    let seed = (spec.reset && !opts.no_reset) || (services.is_some() && !seeded);
+                    let r = calibration_run(
+                        spec,
+                        c,
+                        cfg,
+                        opts,
+                        bin,
+                        services.as_ref(),
+                        &out,
+                        value,
+                        seed,
+                    )?;
+                    seeded = true;
+                    let m = c.metric.of(&r);
+                    bar.message(&format!(
+                        "  calibration: {} = {value}: {} {m:.1} (target {})",
+                        c.var,
+                        c.metric.name(),
+                        c.target
+                    ));
+                    Ok(m)
+                })?;
+                write_json(&cal_file, &cal)?;
+                cal
+            }
+        }),
+        _ => None,
+    };
+    // Every configuration runs with the calibrated value (unless it sets
+    // the variable itself).
+    let calibrated: Vec<ConfigSpec> = configs
+        .iter()
+        .map(|c| {
+            let mut c = (*c).clone();
+            if let Some(cal) = &calibration {
+                c.env
+                    .entry(cal.var.clone())
+                    .or_insert_with(|| format!("{}", cal.value));
+            }
+            c
+        })
+        .collect();
+    let configs: Vec<&ConfigSpec> = calibrated.iter().collect();
+    let failures_file = out.join("start-failures.json");
+    let mut failures: Vec<StartFailure> = match std::fs::read_to_string(&failures_file) {
+        Ok(text) if opts.resume => serde_json::from_str(&text)
+            .with_context(|| format!("invalid {}", failures_file.display()))?,
+        _ => Vec::new(),
+    };
     'trials: for trial in 0..trials {
         let mut config_order = configs.clone();
         config_order.shuffle(&mut rng);
@@ -313,25 +396,13 @@ pub fn run_experiment(
             if opts.max_cells.is_some_and(|m| ran >= m) {
                 break 'trials;
             }
-            let limit = cfg.limits.clone().unwrap_or_else(|| spec.limits.clone());
+            let mut indexes: Option<IndexChange> = None;
+            let mut plan: Option<String> = None;
             let (mut server, addr) = match &server_bin {
                 Some(bin) => {
                     let port = free_port()?;
                     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                    let mut env = cfg.env.clone();
-                    if let Some(s) = &services {
-                        env.extend(s.env());
-                    }
-                    env.insert("BIND".into(), addr.to_string());
-                    let sspec = ServerSpec {
-                        binary: bin.clone(),
-                        profile: cfg.profile.clone(),
-                        env,
-                        limit: limit.clone(),
-                        allow_unconfined: opts.allow_unconfined,
-                        log: out.join(format!("server-{}.log", cfg.name)),
-                        workdir: opts.workdir.clone(),
-                    };
+                    let sspec = server_spec(spec, cfg, opts, bin, services.as_ref(), addr, &out);
                     let reset = spec.reset && !opts.no_reset;
                     // Private services start empty: seed them once at least.
                     if reset || (services.is_some() && !seeded) {
@@ -341,8 +412,35 @@ pub fn run_experiment(
                         ServerProcess::run_once(&sspec, &args)?;
                         seeded = true;
                     }
+                    let db_url = sspec.env.get("DATABASE_URL").cloned();
+                    if !cfg.drop_indexes.is_empty() {
+                        let url = db_url.as_deref().with_context(|| {
+                            format!("config {}: drop_indexes needs [services] or a DATABASE_URL in its env", cfg.name)
+                        })?;
+                        indexes = Some(IndexChange::drop(url, &cfg.drop_indexes)?);
+                    }
+                    if let (Some(statement), Some(url)) = (&spec.explain, &db_url) {
+                        plan = Some(explain(url, statement)?);
+                    }
                     bar.phase(&format!("starting the server ({})", cfg.name));
-                    let s = ServerProcess::start(&sspec, addr, Duration::from_secs(120))?;
+                    let s = match ServerProcess::start(&sspec, addr, Duration::from_secs(120)) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            // A configuration that cannot start is a result.
+                            bar.message(&format!("  {} did not start: {e:#}", cfg.name));
+                            failures.push(StartFailure {
+                                config: cfg.name.clone(),
+                                trial,
+                                error: format!("{e:#}"),
+                                log_tail: log_tail(&sspec.log),
+                            });
+                            write_json(&failures_file, &failures)?;
+                            if let Some(ix) = indexes.take() {
+                                ix.restore()?;
+                            }
+                            continue;
+                        }
+                    };
                     if let Some(note) = &s.applied.note {
                         bar.warn(&format!("warning: {note}"));
                         method
@@ -412,7 +510,16 @@ pub fn run_experiment(
                     ),
                     rc.stop,
                 );
-                let m = measure_cell(spec, opts, &env, s, p, &rc)?;
+                let m = match cfg.tool {
+                    Some(tool) => {
+                        let o = RunOptions {
+                            tool,
+                            ..opts.clone()
+                        };
+                        measure_cell(spec, &o, &env, s, p, &rc)?
+                    }
+                    None => measure_cell(spec, opts, &env, s, p, &rc)?,
+                };
                 bar.end_cell();
                 let report = m.report;
                 bar.message(&format!(
@@ -443,6 +550,7 @@ pub fn run_experiment(
                     build: Some(build.clone()),
                     placement: Some(m.placement),
                     window,
+                    plan: plan.clone(),
                 };
                 write_json(
                     &out.join("runs").join(format!(
@@ -457,6 +565,10 @@ pub fn run_experiment(
             if let Some(s) = server.as_mut() {
                 bar.phase(&format!("stopping the server ({})", cfg.name));
                 s.stop(Duration::from_secs(30));
+            }
+            if let Some(ix) = indexes.take() {
+                bar.phase(&format!("restoring indexes ({})", cfg.name));
+                ix.restore()?;
             }
         }
     }
@@ -473,10 +585,19 @@ pub fn run_experiment(
     summary.machine = Some(machine);
     summary.method = Some(method);
     summary.generator_cpus = Some(generator_affinity());
+    summary.start_failures = failures;
+    summary.calibration = calibration;
     write_results(&out, &summary, &records)?;
     bar.finish();
     drop(services);
     Ok((summary, out))
+}
+
+/// The last lines of a server log.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
 /// The window of ramped cells opens this long after the last user started.

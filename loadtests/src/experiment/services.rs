@@ -77,7 +77,7 @@ pub struct PrivateServices {
     _group: Option<Group>,
 }
 
-fn pg_bin_dir() -> anyhow::Result<PathBuf> {
+pub(super) fn pg_bin_dir() -> anyhow::Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()

@@ -12,12 +12,15 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use super::calibrate::CalibrateSpec;
 use super::limits::{cpu_list, Limits};
 use super::services::ServicesSpec;
+use super::summary::{CellSummary, Estimate};
 use crate::analysis::report::RunReport;
 use crate::analysis::verdicts::{ClaimKind, Direction};
 use crate::generator::scenarios::{AuthMode, ScenarioKind};
 use crate::generator::schedule::Arrival;
+use crate::tools::Tool;
 use crate::units::parse_duration;
 
 /// Table shape of the terminal and Markdown report, after the documents.
@@ -40,6 +43,7 @@ pub enum TableShape {
 pub enum Metric {
     #[default]
     Mean,
+    Min,
     P50,
     P95,
     P99,
@@ -54,6 +58,7 @@ impl Metric {
     pub(super) fn of(&self, r: &RunReport) -> f64 {
         match self {
             Metric::Mean => r.latency_ms.mean,
+            Metric::Min => r.latency_ms.min,
             Metric::P50 => r.latency_ms.p50,
             Metric::P95 => r.latency_ms.p95,
             Metric::P99 => r.latency_ms.p99,
@@ -63,9 +68,24 @@ impl Metric {
         }
     }
 
+    /// The cell's estimate of this metric.
+    pub(super) fn of_cell<'a>(&self, c: &'a CellSummary) -> &'a Estimate {
+        match self {
+            Metric::Mean => &c.mean_ms,
+            Metric::Min => &c.min_ms,
+            Metric::P50 => &c.p50_ms,
+            Metric::P95 => &c.p95_ms,
+            Metric::P99 => &c.p99_ms,
+            Metric::Max => &c.max_ms,
+            Metric::Rps => &c.rps,
+            Metric::Success => &c.success_rate,
+        }
+    }
+
     pub(super) fn name(&self) -> &'static str {
         match self {
             Metric::Mean => "mean latency",
+            Metric::Min => "min latency",
             Metric::P50 => "median latency",
             Metric::P95 => "p95 latency",
             Metric::P99 => "p99 latency",
@@ -115,6 +135,10 @@ pub struct LoadSpec {
     pub auth: Option<AuthMode>,
     #[serde(default)]
     pub static_path: Option<String>,
+    /// Headers every request carries, as `-H` gives them
+    /// (`"Accept-Encoding: gzip, deflate, br"`, what a browser sends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
     /// With a ramp or spawn rate: how long after the last user has started
     /// the measured window opens (`5s`; default 0). Requests before it are
     /// reported as the ramp, not measured.
@@ -141,6 +165,15 @@ pub struct ConfigSpec {
     /// experiment's `[limits]`).
     #[serde(default, alias = "cpu")]
     pub limits: Option<Limits>,
+    /// Indexes this configuration runs without: dropped after the data
+    /// reset, before its server starts, and recreated after its cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_indexes: Vec<String>,
+    /// The tool that sends this configuration's load (default: the
+    /// runner's `--tool`): a column of the same server measured by another
+    /// tool, side by side in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<Tool>,
 }
 
 impl ConfigSpec {
@@ -199,6 +232,13 @@ pub struct ExperimentSpec {
     pub configs: Vec<ConfigSpec>,
     #[serde(default)]
     pub notes: Option<String>,
+    /// A statement whose plan (`EXPLAIN`) is recorded with every run, in
+    /// the database state of the run's configuration (its indexes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<String>,
+    /// A server knob calibrated inside the run, before the trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrate: Option<CalibrateSpec>,
 }
 
 /// `[placement]`: CPUs of the load generator (quizload's threads and the
@@ -345,6 +385,15 @@ impl ExperimentSpec {
             }
             c.kind().with_context(|| format!("claim {:?}", c.text))?;
         }
+        if let Some(c) = &self.calibrate {
+            c.validate()?;
+            if !names.contains(&c.config) {
+                bail!("calibrate: {:?} is not one of the configs", c.config);
+            }
+            if let Some(d) = &c.duration {
+                parse_duration(d)?;
+            }
+        }
         if !names.contains(&self.baseline) {
             bail!("baseline {:?} is not one of the configs", self.baseline);
         }
@@ -380,6 +429,9 @@ impl ExperimentSpec {
             if !d.contains("..") {
                 parse_duration(d)?;
             }
+        }
+        for h in &l.headers {
+            crate::load::parse_header(h).with_context(|| format!("load.headers: {h:?}"))?;
         }
         if self.trials == 0 {
             bail!("trials must be at least 1");

@@ -12,9 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::calibrate::{checks, Calibration, CheckRecord};
 use super::claims::{test_claims, ClaimRecord};
 use super::placement::{online_cpus, Machine};
-use super::run::{Method, RunRecord};
+use super::run::{Method, RunRecord, StartFailure};
 use super::spec::ExperimentSpec;
 use crate::analysis::inference::{compare, mean, sample_variance, student_t_quantile, Comparison};
 use crate::stats::EndpointSummary;
@@ -82,6 +83,18 @@ pub struct CellSummary {
     /// Server workers that died, summed over trials.
     #[serde(default)]
     pub worker_deaths: Option<f64>,
+    /// Bytes received per response (status line, headers and body as
+    /// they came over the wire: compressed when the server compressed).
+    #[serde(default)]
+    pub bytes_per_response: Option<Estimate>,
+    /// Server CPU time per response, ms (all server processes' CPU during
+    /// the run over its responses).
+    #[serde(default)]
+    pub server_cpu_ms_per_response: Option<Estimate>,
+    /// The plan of the experiment's `explain` statement in this cell's
+    /// database state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// One endpoint of a cell, averaged over trials.
@@ -145,6 +158,15 @@ pub struct ExperimentSummary {
     /// `--mix-builds`).
     #[serde(default)]
     pub builds: Vec<String>,
+    /// Configurations whose server did not start, per trial.
+    #[serde(default)]
+    pub start_failures: Vec<StartFailure>,
+    /// The knob calibrated before the trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// The document's figures not used by the calibration, against ours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRecord>,
 }
 
 fn default_load_tool() -> String {
@@ -294,6 +316,16 @@ pub fn summarize(
             worker_share,
             endpoints,
             generator_saturated_runs: rs.iter().filter(|r| r.report.generator.saturated).count(),
+            plan: rs.iter().find_map(|r| r.plan.clone()),
+            bytes_per_response: opt_est(&|r| {
+                (r.report.responses > 0)
+                    .then(|| r.report.bytes_received as f64 / r.report.responses as f64)
+            }),
+            server_cpu_ms_per_response: opt_est(&|r| {
+                let s = r.server.as_ref()?;
+                (r.report.responses > 0)
+                    .then(|| s.cpu_cores * r.report.elapsed_s * 1000.0 / r.report.responses as f64)
+            }),
         });
     }
     let mut verdicts = Vec::new();
@@ -348,6 +380,11 @@ pub fn summarize(
         }
     }
     let claims = test_claims(spec, records);
+    let checks = spec
+        .calibrate
+        .as_ref()
+        .map(|c| checks(c, spec.load.scenarios[0], &cells))
+        .unwrap_or_default();
     let rps = cells.iter().map(|c| c.rps.mean).fold(0.0, f64::max);
     ExperimentSummary {
         tool: "quizload".into(),
@@ -375,6 +412,9 @@ pub fn summarize(
             b.dedup();
             b
         },
+        start_failures: Vec::new(),
+        calibration: None,
+        checks,
     }
 }
 

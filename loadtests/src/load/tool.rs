@@ -19,7 +19,7 @@ use crate::generator::http::HttpUrl;
 use crate::generator::scenarios::{ScenarioKind, SEEDED_STUDENTS};
 use crate::generator::sysmon::available_cpus;
 use crate::tools::locust::default_locustfile;
-use crate::tools::quizbench::{login_session, scenario_call};
+use crate::tools::quizbench::{login_session, scenario_call, scenario_session};
 use crate::tools::{
     check_installed, command_preview, run_tool, tool_program, FixedCall, Tool, ToolLoad, ToolRun,
 };
@@ -102,10 +102,11 @@ fn tool_run_from_args(
             let (_, addr) = preflight_url(tool.tool, &base, load)?;
             let session = if kind.needs_session() {
                 let login = format!("{}/api/v1/auth/login", base.trim_end_matches('/'));
-                Some(
-                    login_session(addr, target.student_offset % SEEDED_STUDENTS + 1)
-                        .with_context(|| step(tool.tool, "login POST", &login))?,
-                )
+                let session = match kind {
+                    ScenarioKind::Cohort => scenario_session(addr, kind),
+                    _ => login_session(addr, target.student_offset % SEEDED_STUDENTS + 1),
+                };
+                Some(session.with_context(|| step(tool.tool, "login POST", &login))?)
             } else {
                 None
             };

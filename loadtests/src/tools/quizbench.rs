@@ -11,12 +11,28 @@ use anyhow::{bail, Context};
 
 use super::FixedCall;
 use crate::generator::http::blocking::http_request;
-use crate::generator::scenarios::{AuthMode, ScenarioKind, SEEDED_PASSWORD, SESSION_COOKIE};
+use crate::generator::scenarios::{
+    AuthMode, ScenarioKind, SEEDED_PASSWORD, SEEDED_TEACHER, SESSION_COOKIE,
+};
 
 /// Logs in `student{n}` and returns the session token (the `qb_session`
 /// cookie's value).
 pub fn login_session(addr: SocketAddr, student: usize) -> anyhow::Result<String> {
-    let body = format!(r#"{{"username":"student{student}","password":"{SEEDED_PASSWORD}"}}"#);
+    login_as(addr, &format!("student{student}"))
+}
+
+/// The session a scenario's fixed request is sent with: `teacher1`'s for
+/// the cohort dashboard, `student1`'s otherwise.
+pub fn scenario_session(addr: SocketAddr, kind: ScenarioKind) -> anyhow::Result<String> {
+    match kind {
+        ScenarioKind::Cohort => login_as(addr, SEEDED_TEACHER),
+        _ => login_session(addr, 1),
+    }
+}
+
+/// Logs in a seeded user and returns the session token.
+pub fn login_as(addr: SocketAddr, username: &str) -> anyhow::Result<String> {
+    let body = format!(r#"{{"username":"{username}","password":"{SEEDED_PASSWORD}"}}"#);
     let response = http_request(
         addr,
         "POST",
@@ -27,7 +43,7 @@ pub fn login_session(addr: SocketAddr, student: usize) -> anyhow::Result<String>
     )?;
     if response.status != 200 {
         bail!(
-            "login as student{student} failed with {}: {}",
+            "login as {username} failed with {}: {}",
             response.status,
             response.body
         );
@@ -71,6 +87,7 @@ pub fn scenario_call(
         ),
         ScenarioKind::Static => ("GET", static_path.to_string(), vec![]),
         ScenarioKind::Index => ("GET", "/".into(), vec![]),
+        ScenarioKind::Cohort => ("GET", "/cohort".into(), vec![]),
         ScenarioKind::Journey => bail!(
             "the journey is not a single request: run it with --tool locust (locustfile.py) or quizload"
         ),

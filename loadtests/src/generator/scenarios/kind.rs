@@ -29,6 +29,10 @@ pub enum ScenarioKind {
     Static,
     /// `GET /` (the login page).
     Index,
+    /// `GET /cohort` as `teacher1`: a teacher's cohort dashboard (about
+    /// 50 KB of HTML with the reference data; document 003's
+    /// `/admin/dashboard`).
+    Cohort,
     /// Document 002's weighted Locust journey with think time.
     Journey,
 }

@@ -43,6 +43,8 @@ pub const SEEDED_PASSWORD: &str = "quizbench";
 pub const SEEDED_STUDENTS: usize = 10_000;
 /// Number of seeded quizzes (ids 1 ..= 50).
 pub const SEEDED_QUIZZES: u32 = 50;
+/// The teacher the `cohort` scenario signs in as (the teacher of cohort 1).
+pub const SEEDED_TEACHER: &str = "teacher1";
 
 /// One request a script wants sent.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use rand::Rng;
 use super::journey::cumulative;
 use super::{
     answers_for_quiz, AuthMode, Planned, QuizbenchOptions, ScenarioFactory, ScenarioKind, Script,
-    SEEDED_PASSWORD, SEEDED_QUIZZES, SEEDED_STUDENTS, SESSION_COOKIE,
+    SEEDED_PASSWORD, SEEDED_QUIZZES, SEEDED_STUDENTS, SEEDED_TEACHER, SESSION_COOKIE,
 };
 use crate::generator::http::{Capture, RequestBuilder};
 
@@ -85,6 +85,7 @@ impl ScenarioFactory for Quizbench {
             ScenarioKind::Grade => "POST /api/v1/grade".into(),
             ScenarioKind::Static => format!("GET {}", self.opts.static_path),
             ScenarioKind::Index => "GET /".into(),
+            ScenarioKind::Cohort => "GET /cohort".into(),
             ScenarioKind::Journey => {
                 return [
                     LOGIN_NAME,
@@ -104,9 +105,15 @@ impl ScenarioFactory for Quizbench {
     }
 
     fn make(&self, vu: usize) -> Box<dyn Script> {
-        let student = (vu + self.opts.student_offset) % SEEDED_STUDENTS + 1;
-        let login_body =
-            format!(r#"{{"username":"student{student}","password":"{SEEDED_PASSWORD}"}}"#);
+        // The cohort dashboard is one teacher's page: every VU signs in as
+        // that teacher (session cache key 0, no student has it).
+        let (student, username) = if self.opts.kind == ScenarioKind::Cohort {
+            (0, SEEDED_TEACHER.to_string())
+        } else {
+            let s = (vu + self.opts.student_offset) % SEEDED_STUDENTS + 1;
+            (s, format!("student{s}"))
+        };
+        let login_body = format!(r#"{{"username":"{username}","password":"{SEEDED_PASSWORD}"}}"#);
         let login = self.builder.build(
             "POST",
             "/api/v1/auth/login",
@@ -311,6 +318,7 @@ impl Script for QuizbenchScript {
             ScenarioKind::Journey => return self.journey_step(rng),
             ScenarioKind::Healthz => self.set_path(("/healthz", None, "")),
             ScenarioKind::Index => self.set_path(("/", None, "")),
+            ScenarioKind::Cohort => self.set_path(("/cohort", None, "")),
             ScenarioKind::Static => {
                 self.path.clear();
                 self.path.push_str(&self.static_path);

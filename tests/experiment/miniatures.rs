@@ -1,0 +1,381 @@
+//! Each document's experiment file in miniature: the real file from
+//! `loadtests/experiments/`, shrunk to one short trial of a few cells and a
+//! small data set, run end to end by the runner against the `quizbench`
+//! binary this package just built, with the file's own envelope,
+//! placement and private PostgreSQL and Redis. The assertions are about
+//! what each document's reproduction depends on (compressed bodies, the
+//! server's own CPU, ...), never about timings.
+
+use std::path::PathBuf;
+
+use loadtests::experiment::{
+    load_runs, run_experiment, ExperimentSpec, ExperimentSummary, RunOptions, RunRecord,
+};
+
+use super::TempDir;
+
+/// A miniature of one experiment file: which configurations, scenarios and
+/// levels to keep, and the measured duration of each cell.
+pub struct Miniature<'a> {
+    pub file: &'a str,
+    pub configs: &'a [&'a str],
+    pub scenarios: &'a [&'a str],
+    pub levels: &'a [usize],
+    pub duration: &'a str,
+    /// `seed` arguments of the small data set.
+    pub seed_args: &'a [&'a str],
+    /// Environment every configuration gets on top of its own.
+    pub env: &'a [(&'a str, &'a str)],
+    /// The calibration's target and first value, scaled to the miniature.
+    pub calibrate: Option<(f64, f64)>,
+}
+
+/// The file's results, kept alive (and its folder) as long as this is.
+pub struct MiniRun {
+    pub summary: ExperimentSummary,
+    pub records: Vec<RunRecord>,
+    pub out: PathBuf,
+    _dir: TempDir,
+}
+
+impl MiniRun {
+    pub fn cell(
+        &self,
+        config: &str,
+        scenario: &str,
+    ) -> &loadtests::experiment::summary::CellSummary {
+        self.summary
+            .cells
+            .iter()
+            .find(|c| c.config == config && c.scenario == scenario)
+            .unwrap_or_else(|| panic!("no cell {config}/{scenario}"))
+    }
+
+    pub fn report(&self) -> String {
+        std::fs::read_to_string(self.out.join("report.md")).expect("report.md")
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Miniature<'_> {
+    /// The experiment file as shrunk.
+    pub fn spec(&self) -> ExperimentSpec {
+        let path = repo().join("loadtests/experiments").join(self.file);
+        let mut spec = ExperimentSpec::load(&path).expect("experiment file");
+        assert!(
+            spec.trials >= 5,
+            "{}: the full-size run asks for >= 5 trials",
+            self.file
+        );
+        spec.trials = 1;
+        spec.warmup = None;
+        spec.pause = Some("100ms".into());
+        spec.configs
+            .retain(|c| self.configs.contains(&c.name.as_str()));
+        assert_eq!(
+            spec.configs.len(),
+            self.configs.len(),
+            "configs of {}",
+            self.file
+        );
+        let keep = |n: &str| self.configs.contains(&n);
+        if !keep(&spec.baseline) {
+            spec.baseline = self.configs[0].to_string();
+        }
+        let baseline = spec.baseline.clone();
+        spec.claims
+            .retain(|c| keep(&c.config) && keep(c.against.as_deref().unwrap_or(&baseline)));
+        spec.load
+            .scenarios
+            .retain(|s| self.scenarios.contains(&s.name().as_str()));
+        assert_eq!(spec.load.scenarios.len(), self.scenarios.len(), "scenarios");
+        spec.load.concurrency = self.levels.to_vec();
+        // Files that stop on a request count keep it (001's burst).
+        if spec.load.duration.is_some() {
+            spec.load.duration = Some(self.duration.into());
+        }
+        spec.load.spawn_rate = None;
+        spec.load.settle = None;
+        spec.reset = true;
+        spec.seed_args = self.seed_args.iter().map(|s| s.to_string()).collect();
+        for c in &mut spec.configs {
+            for (k, v) in self.env {
+                c.env.insert(k.to_string(), v.to_string());
+            }
+        }
+        match (&mut spec.calibrate, self.calibrate) {
+            (Some(c), Some((target, start))) => {
+                c.target = target;
+                c.start = start;
+                c.tolerance = 0.3;
+            }
+            (None, None) => {}
+            _ => panic!(
+                "{}: calibrate given for a file without one, or the other way",
+                self.file
+            ),
+        }
+        spec.validate()
+            .expect("the miniature is a valid experiment");
+        spec
+    }
+
+    /// Runs the miniature and reads back its runs.
+    pub fn run(&self) -> MiniRun {
+        let _serial = super::one_at_a_time();
+        let spec = self.spec();
+        let server = std::fs::canonicalize(super::SERVER_BIN).expect("server binary");
+        let dir = TempDir::new();
+        let out = dir.0.join("results");
+        let opts = RunOptions {
+            tool: loadtests::tools::Tool::Quizload,
+            tool_bin: None,
+            locustfile: None,
+            server_bin: Some(server),
+            target: None,
+            config: None,
+            trials: None,
+            out: Some(out.clone()),
+            duration: None,
+            threads: Some(1),
+            no_reset: false,
+            seed: 11,
+            workdir: repo(),
+            quiet: true,
+            allow_unconfined: false,
+            resume: false,
+            mix_builds: false,
+            only: vec![],
+            max_cells: None,
+        };
+        let (summary, _) = run_experiment(&spec, &opts).expect("the miniature runs");
+        let records = load_runs(&out).expect("runs/");
+        MiniRun {
+            summary,
+            records,
+            out,
+            _dir: dir,
+        }
+    }
+}
+
+/// Every run's server ran on CPU 0 alone, the generator and the private
+/// services on CPU 1: no component shared the server's CPU.
+pub fn assert_server_on_its_own_cpu(run: &MiniRun) {
+    assert!(!run.records.is_empty());
+    for r in &run.records {
+        let p = r.placement.as_ref().expect("placement recorded");
+        let cpus = &p.affinity.cpus;
+        assert_eq!(
+            cpus.get("server").map(String::as_str),
+            Some("0"),
+            "{cpus:?}"
+        );
+        for other in ["generator", "postgres", "redis"] {
+            assert_eq!(
+                cpus.get(other).map(String::as_str),
+                Some("1"),
+                "{other}: {cpus:?}"
+            );
+        }
+        assert!(p.overlaps.is_empty(), "{:?}", p.overlaps);
+    }
+}
+
+/// 1 organization, 1 cohort of 100 students (the reference cohort size),
+/// 50 quizzes and 10 attempts a student, as in the reference data set: the
+/// cohort dashboard has the reference page's rows and columns.
+pub const ONE_REFERENCE_COHORT: &[&str] = &[
+    "--organizations",
+    "1",
+    "--cohorts-per-org",
+    "1",
+    "--students-per-cohort",
+    "100",
+    "--quizzes",
+    "50",
+    "--attempts",
+    "1000",
+];
+
+/// Document 003: the browser's `Accept-Encoding` makes the gzip and
+/// brotli configurations send compressed bodies, the dashboard page is
+/// 40-80 KB uncompressed, and the server has CPU 0 to itself.
+#[test]
+fn doc003_compressed_rows_and_the_dashboard_page() {
+    let run = Miniature {
+        file: "003-gunicorn-threads-compression.toml",
+        configs: &["waitress", "nocomp", "gzip1", "br6"],
+        scenarios: &["cohort", "static"],
+        levels: &[1],
+        duration: "1s",
+        seed_args: ONE_REFERENCE_COHORT,
+        env: &[],
+        calibrate: None,
+    }
+    .run();
+    for r in &run.records {
+        assert_eq!(
+            r.report.errors.total, 0,
+            "{} {}: {:?}",
+            r.config, r.scenario, r.report.errors
+        );
+        assert_eq!(r.report.success_rate, 100.0, "{} {}", r.config, r.scenario);
+    }
+    let bytes = |config: &str, scenario: &str| {
+        run.cell(config, scenario)
+            .bytes_per_response
+            .as_ref()
+            .expect("bytes per response")
+            .mean
+    };
+    for c in &run.summary.cells {
+        eprintln!(
+            "{} {}: {:.0} bytes/response",
+            c.config,
+            c.scenario,
+            bytes(&c.config, &c.scenario)
+        );
+    }
+    let page = bytes("nocomp", "cohort");
+    assert!(
+        (40_000.0..=80_000.0).contains(&page),
+        "the dashboard page is {page:.0} bytes uncompressed"
+    );
+    for (config, scenario) in [
+        ("waitress", "cohort"),
+        ("gzip1", "cohort"),
+        ("br6", "cohort"),
+        ("gzip1", "static"),
+        ("br6", "static"),
+    ] {
+        let b = bytes(config, scenario);
+        let plain = bytes("nocomp", scenario);
+        assert!(
+            b < plain * 0.6,
+            "{config}/{scenario}: {b:.0} bytes vs {plain:.0} uncompressed"
+        );
+    }
+    assert!(
+        bytes("br6", "cohort") < bytes("gzip1", "cohort"),
+        "brotli 6 compresses better than gzip 1"
+    );
+    for c in &run.summary.cells {
+        let cpu = c
+            .server_cpu_ms_per_response
+            .as_ref()
+            .expect("CPU per response");
+        assert!(cpu.mean >= 0.0 && cpu.mean.is_finite());
+    }
+    assert_server_on_its_own_cpu(&run);
+    let md = run.report();
+    assert!(md.contains("Bytes per response") && md.contains("Server CPU per response (ms)"));
+}
+
+/// Document 004: the private PostgreSQL runs with the document's
+/// `max_connections = 300`, and every run records the plan of
+/// select-options in its configuration's state: with the index an index
+/// scan of `users_select_options_idx`, without it a scan of `users`.
+#[test]
+fn doc004_max_connections_and_each_index_cells_plan() {
+    let run = Miniature {
+        file: "004-go-fiber-prefork.toml",
+        configs: &["single", "noindex"],
+        scenarios: &["select-options"],
+        levels: &[5],
+        duration: "1s",
+        // 2,000 students: enough rows for the planner to prefer the index.
+        seed_args: &[
+            "--organizations",
+            "2",
+            "--cohorts-per-org",
+            "10",
+            "--students-per-cohort",
+            "100",
+            "--quizzes",
+            "5",
+            "--attempts",
+            "100",
+        ],
+        env: &[],
+        calibrate: None,
+    }
+    .run();
+    let method = run.summary.method.as_ref().expect("method");
+    assert_eq!(method.max_connections, Some(300));
+    for r in &run.records {
+        assert_eq!(
+            r.report.errors.total, 0,
+            "{}: {:?}",
+            r.config, r.report.errors
+        );
+        let plan = r.plan.as_deref().expect("every run has its plan");
+        eprintln!("{}:\n{plan}", r.config);
+        match r.config.as_str() {
+            "single" => assert!(plan.contains("users_select_options_idx"), "{plan}"),
+            _ => assert!(
+                !plan.contains("users_select_options_idx") && plan.contains("Seq Scan on users"),
+                "{plan}"
+            ),
+        }
+    }
+    let md = run.report();
+    assert!(md.contains("## Plans (EXPLAIN)"), "{md}");
+    assert!(md.contains("PostgreSQL max_connections: 300"), "{md}");
+}
+
+/// Document 001: the grading cost is calibrated before the trials (here
+/// towards a 1.5 s burst instead of 21.75 s, with a 8 MB model per worker
+/// instead of 440 MB), every configuration runs with the value found, and
+/// the report gives the calibration's steps and the out-of-sample shape
+/// errors (min, mean, p95 against the document's).
+#[test]
+fn doc001_calibration_runs_and_is_reported() {
+    let run = Miniature {
+        file: "001-gunicorn-ml-30-users.toml",
+        configs: &["workers-2", "workers-8"],
+        scenarios: &["grade"],
+        levels: &[30],
+        duration: "1s",
+        seed_args: ONE_REFERENCE_COHORT,
+        env: &[
+            ("GRADE_MODEL_MB", "8"),
+            ("ARGON2_MEMORY_KIB", "64"),
+            ("ARGON2_ITERATIONS", "1"),
+        ],
+        calibrate: Some((1500.0, 20.0)),
+    }
+    .run();
+    let cal = run
+        .summary
+        .calibration
+        .as_ref()
+        .expect("calibration in the summary");
+    assert_eq!(cal.var, "GRADE_COST");
+    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
+    assert_eq!(cal.steps.last().unwrap().value, cal.value);
+    assert!(run.out.join("calibration.json").is_file());
+    // Every configuration ran with the value found: 30 requests each, all
+    // answered.
+    for r in &run.records {
+        assert_eq!(r.report.requests, 30, "{}", r.config);
+    }
+    let checks = &run.summary.checks;
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert!(checks
+        .iter()
+        .all(|k| k.config == "workers-8" && k.error.is_finite()));
+    let md = run.report();
+    assert!(
+        md.contains("## Calibration") && md.contains("`GRADE_COST` calibrated on workers-8"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("GRADE_COST = **{}**", cal.value)),
+        "{md}"
+    );
+    assert!(md.contains("## Out-of-sample checks"), "{md}");
+}
