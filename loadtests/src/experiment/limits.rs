@@ -14,6 +14,20 @@ use serde::{Deserialize, Serialize};
 use super::cgroup::{Group, GroupLimits, ReadBack};
 use crate::tools::shell_join;
 
+/// A limit the run asked for that cannot be applied (without
+/// `--allow-unconfined`): it stops the whole run, unlike a server that
+/// fails to start, which is a result.
+#[derive(Debug)]
+pub struct RefusedLimit(pub String);
+
+impl std::fmt::Display for RefusedLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedLimit {}
+
 /// The envelope of the server (`[limits]`, or a configuration's `limits`)
 /// or of the private PostgreSQL and Redis.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -205,9 +219,10 @@ pub fn confine(
                 Some(group),
             ))
         }
-        Err(refusal) if !allow_unconfined => {
-            anyhow::bail!("{who}: {refusal}. To run with it, {PERMISSION_HINT}")
-        }
+        Err(refusal) if !allow_unconfined => Err(RefusedLimit(format!(
+            "{who}: {refusal}. To run with it, {PERMISSION_HINT}"
+        ))
+        .into()),
         Err(refusal) => {
             let note = format!("UNCONFINED (--allow-unconfined): {refusal}");
             Ok(match &limits.cpus {

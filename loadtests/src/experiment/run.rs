@@ -28,7 +28,7 @@ use super::cell::{
 };
 use super::cgroup::{limits_of_pid, MemoryEvents};
 use super::database::{explain, max_connections, IndexChange};
-use super::limits::{AppliedLimit, PERMISSION_HINT};
+use super::limits::{AppliedLimit, RefusedLimit, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
 use super::results::write_results;
@@ -426,7 +426,14 @@ pub fn run_experiment(
                     let s = match ServerProcess::start(&sspec, addr, Duration::from_secs(120)) {
                         Ok(s) => s,
                         Err(e) => {
-                            // A configuration that cannot start is a result.
+                            // A limit that cannot be applied stops the run;
+                            // a configuration that cannot start is a result.
+                            if e.chain().any(|c| c.is::<RefusedLimit>()) {
+                                if let Some(ix) = indexes.take() {
+                                    ix.restore()?;
+                                }
+                                return Err(e);
+                            }
                             bar.message(&format!("  {} did not start: {e:#}", cfg.name));
                             failures.push(StartFailure {
                                 config: cfg.name.clone(),
