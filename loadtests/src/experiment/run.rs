@@ -23,9 +23,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{calibrate, Calibration};
-use super::cell::{
-    calibration_run, conc, load_args, measure_cell, rate, server_spec, target_args, CellEnv,
-};
+use super::cell::{calibration_run, level_run, measure_cell, server_spec, target_args, CellEnv};
 use super::cgroup::{limits_of_pid, MemoryEvents};
 use super::database::{explain, max_connections, IndexChange};
 use super::limits::{AppliedLimit, PERMISSION_HINT};
@@ -41,13 +39,15 @@ use super::summary::{now_unix, summarize, ExperimentSummary};
 use crate::analysis::report::RunReport;
 use crate::generator::http::HttpUrl;
 use crate::generator::scenarios::ScenarioKind;
-use crate::load::{execute, prepare, run_config, Prepared};
+use crate::load::{execute, prepare, Prepared};
 use crate::output::write_json;
 use crate::tools::Tool;
 use crate::units::parse_duration;
 
-/// Options of `quizload experiment`.
-#[derive(Clone, Debug)]
+/// Options of `quizload experiment`. The default: quizload, nothing
+/// overridden or skipped, seed 0, an empty `workdir` (callers set theirs
+/// and take the rest with `..RunOptions::default()`).
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// The tool that sends each cell's load (warm-ups are quizload's).
     pub tool: Tool,
@@ -475,9 +475,8 @@ pub fn run_experiment(
             }
             if let Some(w) = warmup {
                 let (s, l) = order_cells[0];
-                let args = load_args(spec, opts, l, Some(w))?;
                 let p = &prepared[&s.name()];
-                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                let mut rc = level_run(spec, opts, l, Some(w), p.addr)?;
                 rc.progress = bar.engine_hook();
                 bar.message(&format!("  warm-up {} ({:?})", cfg.name, w));
                 bar.phase(&format!("warm-up ({}, {:?})", cfg.name, w));
@@ -494,11 +493,9 @@ pub fn run_experiment(
                 }
                 order += 1;
                 ran += 1;
-                let args = load_args(spec, opts, l, None)?;
                 let p = &prepared[&s.name()];
-                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                let mut rc = level_run(spec, opts, l, None, p.addr)?;
                 rc.progress = bar.engine_hook();
-                rc.settle = settle(spec)?;
                 bar.begin_cell(
                     ran,
                     &format!(
@@ -598,18 +595,6 @@ fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
-}
-
-/// The window of ramped cells opens this long after the last user started.
-fn settle(spec: &ExperimentSpec) -> anyhow::Result<Option<Duration>> {
-    Ok(Some(
-        spec.load
-            .settle
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(Duration::ZERO),
-    ))
 }
 
 /// Takes the progress bar off the screen however the runner returns.
