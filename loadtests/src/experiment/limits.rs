@@ -130,6 +130,19 @@ pub const PERMISSION_HINT: &str = "run quizload as root, or inside a delegated c
 (e.g. `systemd-run --user --scope -p Delegate=yes quizload experiment ...`); \
 or pass --allow-unconfined to run without it (the report then says so)";
 
+/// A limit that cannot be applied, without `--allow-unconfined`: the
+/// experiment stops (it is not a configuration that failed to start).
+#[derive(Debug)]
+pub struct LimitRefused(String);
+
+impl std::fmt::Display for LimitRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LimitRefused {}
+
 /// A launch plan: the shell script that starts `args` inside `limits`,
 /// what was applied, and the group (kept until the program has exited;
 /// removed on drop).
@@ -205,9 +218,10 @@ pub fn confine(
                 Some(group),
             ))
         }
-        Err(refusal) if !allow_unconfined => {
-            anyhow::bail!("{who}: {refusal}. To run with it, {PERMISSION_HINT}")
-        }
+        Err(refusal) if !allow_unconfined => Err(LimitRefused(format!(
+            "{who}: {refusal}. To run with it, {PERMISSION_HINT}"
+        ))
+        .into()),
         Err(refusal) => {
             let note = format!("UNCONFINED (--allow-unconfined): {refusal}");
             Ok(match &limits.cpus {

@@ -26,7 +26,7 @@ use super::calibrate::{calibrate, Calibration};
 use super::cell::{calibration_run, level_run, measure_cell, server_spec, target_args, CellEnv};
 use super::cgroup::{limits_of_pid, MemoryEvents};
 use super::database::{explain, max_connections, IndexChange};
-use super::limits::{AppliedLimit, PERMISSION_HINT};
+use super::limits::{AppliedLimit, LimitRefused, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
 use super::results::write_results;
@@ -426,7 +426,15 @@ pub fn run_experiment(
                     let s = match ServerProcess::start(&sspec, addr, Duration::from_secs(120)) {
                         Ok(s) => s,
                         Err(e) => {
-                            // A configuration that cannot start is a result.
+                            if let Some(ix) = indexes.take() {
+                                ix.restore()?;
+                            }
+                            // An envelope that cannot be applied stops the
+                            // run; a configuration that cannot start is a
+                            // result.
+                            if e.downcast_ref::<LimitRefused>().is_some() {
+                                return Err(e);
+                            }
                             bar.message(&format!("  {} did not start: {e:#}", cfg.name));
                             failures.push(StartFailure {
                                 config: cfg.name.clone(),
@@ -435,9 +443,6 @@ pub fn run_experiment(
                                 log_tail: log_tail(&sspec.log),
                             });
                             write_json(&failures_file, &failures)?;
-                            if let Some(ix) = indexes.take() {
-                                ix.restore()?;
-                            }
                             continue;
                         }
                     };
