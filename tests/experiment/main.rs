@@ -51,6 +51,20 @@ const LEVELS: [u64; 2] = [2, 4];
 const REQUESTS_PER_USER: u64 = 10;
 const TRIALS: usize = 2;
 
+/// A quiet run of quizload against `server`, one generator thread, results
+/// in `out`, the server started in the repository's folder.
+fn quiet_run(server: PathBuf, out: PathBuf, seed: u64) -> RunOptions {
+    RunOptions {
+        server_bin: Some(server),
+        out: Some(out),
+        threads: Some(1),
+        seed,
+        workdir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        quiet: true,
+        ..RunOptions::default()
+    }
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -190,27 +204,7 @@ fn short_experiment_against_the_real_server() {
     let file = dir.0.join("ci.toml");
     std::fs::write(&file, experiment_toml(&db, &prefix.0, &files)).unwrap();
     let spec = ExperimentSpec::load(&file).expect("experiment file");
-    let opts = RunOptions {
-        tool: loadtests::tools::Tool::Quizload,
-        tool_bin: None,
-        locustfile: None,
-        server_bin: Some(server.clone()),
-        target: None,
-        config: None,
-        trials: None,
-        out: Some(out.clone()),
-        duration: None,
-        threads: Some(1),
-        no_reset: false,
-        seed: 7,
-        workdir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        quiet: true,
-        allow_unconfined: false,
-        resume: false,
-        mix_builds: false,
-        only: vec![],
-        max_cells: None,
-    };
+    let opts = quiet_run(server.clone(), out.clone(), 7);
 
     let (summary, folder) = run_experiment(&spec, &opts).expect("experiment runs");
     assert_eq!(folder, out);

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use loadtests::experiment::{
-    load_runs, run_experiment, ExperimentSpec, ExperimentSummary, RunOptions, RunRecord,
+    load_runs, run_experiment, ExperimentSpec, ExperimentSummary, RunRecord,
 };
 
 use super::TempDir;
@@ -130,27 +130,7 @@ impl Miniature<'_> {
         let server = std::fs::canonicalize(super::SERVER_BIN).expect("server binary");
         let dir = TempDir::new();
         let out = dir.0.join("results");
-        let opts = RunOptions {
-            tool: loadtests::tools::Tool::Quizload,
-            tool_bin: None,
-            locustfile: None,
-            server_bin: Some(server),
-            target: None,
-            config: None,
-            trials: None,
-            out: Some(out.clone()),
-            duration: None,
-            threads: Some(1),
-            no_reset: false,
-            seed: 11,
-            workdir: repo(),
-            quiet: true,
-            allow_unconfined: false,
-            resume: false,
-            mix_builds: false,
-            only: vec![],
-            max_cells: None,
-        };
+        let opts = super::quiet_run(server, out.clone(), 11);
         let (summary, _) = run_experiment(&spec, &opts).expect("the miniature runs");
         let records = load_runs(&out).expect("runs/");
         MiniRun {

@@ -347,24 +347,29 @@ pub(super) fn calibration_run(
     if let Some(d) = &cal.duration {
         o.duration = Some(parse_duration(d)?);
     }
-    let args = load_args(spec, &o, cal.level, None)?;
-    let mut rc = run_config(
-        &args,
-        prepared.addr,
-        conc(spec, cal.level),
-        rate(spec, cal.level),
-    )?;
-    rc.settle = Some(
-        spec.load
-            .settle
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(Duration::ZERO),
-    );
+    let rc = level_run(spec, &o, cal.level, None, prepared.addr)?;
     let report = execute(&rc, &prepared);
     server.stop(Duration::from_secs(30));
     report
+}
+
+/// The engine's run of the file's load at `level` against `addr`: a
+/// warm-up lasting `warmup`, or else a measured run whose window opens
+/// the file's `settle` after the last user started.
+pub(super) fn level_run(
+    spec: &ExperimentSpec,
+    opts: &RunOptions,
+    level: f64,
+    warmup: Option<Duration>,
+    addr: SocketAddr,
+) -> anyhow::Result<RunConfig> {
+    let args = load_args(spec, opts, level, warmup)?;
+    let mut rc = run_config(&args, addr, conc(spec, level), rate(spec, level))?;
+    if warmup.is_none() {
+        let settle = spec.load.settle.as_deref().map(parse_duration);
+        rc.settle = Some(settle.transpose()?.unwrap_or(Duration::ZERO));
+    }
+    Ok(rc)
 }
 
 pub(super) fn conc(spec: &ExperimentSpec, level: f64) -> usize {
@@ -389,25 +394,10 @@ mod tests {
     fn requests_per_user_scale_with_the_level() {
         let s: ExperimentSpec = toml::from_str(SPEC).unwrap();
         let o = RunOptions {
-            tool: Tool::Quizload,
-            tool_bin: None,
-            locustfile: None,
-            server_bin: None,
-            target: None,
-            config: None,
-            trials: None,
-            out: None,
-            duration: None,
-            threads: None,
-            no_reset: false,
             seed: 1,
             workdir: ".".into(),
             quiet: true,
-            allow_unconfined: false,
-            resume: false,
-            mix_builds: false,
-            only: vec![],
-            max_cells: None,
+            ..RunOptions::default()
         };
         assert_eq!(load_args(&s, &o, 4.0, None).unwrap().requests, Some(20));
     }

@@ -145,6 +145,14 @@ fn write(limit: &str, path: &Path, value: &str) -> Result<(), Refusal> {
     std::fs::write(path, value).map_err(|e| refuse(limit, path, format!("writing {value:?}: {e}")))
 }
 
+/// Writes `(file, value)` pairs into `dir` in order, stopping at the
+/// first the kernel refuses.
+fn write_files(limit: &str, dir: &Path, files: &[(&str, &str)]) -> Result<(), Refusal> {
+    files
+        .iter()
+        .try_for_each(|(file, value)| write(limit, &dir.join(file), value))
+}
+
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -249,15 +257,11 @@ impl Group {
                 };
                 if let Some(q) = limits.quota {
                     let dir = make("cpu", "CPU quota")?;
-                    write(
+                    let (period, quota) = (QUOTA_PERIOD_US.to_string(), quota_us(q).to_string());
+                    write_files(
                         "CPU quota",
-                        &dir.join("cpu.cfs_period_us"),
-                        &QUOTA_PERIOD_US.to_string(),
-                    )?;
-                    write(
-                        "CPU quota",
-                        &dir.join("cpu.cfs_quota_us"),
-                        &quota_us(q).to_string(),
+                        &dir,
+                        &[("cpu.cfs_period_us", &period), ("cpu.cfs_quota_us", &quota)],
                     )?;
                 }
                 if let Some(c) = &limits.cpus {
@@ -266,8 +270,11 @@ impl Group {
                         .parent()
                         .and_then(|p| read(&p.join("cpuset.mems")))
                         .unwrap_or_else(|| "0".into());
-                    write("CPU set", &dir.join("cpuset.mems"), &mems)?;
-                    write("CPU set", &dir.join("cpuset.cpus"), c)?;
+                    write_files(
+                        "CPU set",
+                        &dir,
+                        &[("cpuset.mems", &mems), ("cpuset.cpus", c)],
+                    )?;
                 }
                 if let Some(m) = limits.memory_bytes {
                     let dir = make("memory", "memory limit")?;

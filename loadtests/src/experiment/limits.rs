@@ -14,20 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::cgroup::{Group, GroupLimits, ReadBack};
 use crate::tools::shell_join;
 
-/// A limit the run asked for that cannot be applied (without
-/// `--allow-unconfined`): it stops the whole run, unlike a server that
-/// fails to start, which is a result.
-#[derive(Debug)]
-pub struct RefusedLimit(pub String);
-
-impl std::fmt::Display for RefusedLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RefusedLimit {}
-
 /// The envelope of the server (`[limits]`, or a configuration's `limits`)
 /// or of the private PostgreSQL and Redis.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +130,19 @@ pub const PERMISSION_HINT: &str = "run quizload as root, or inside a delegated c
 (e.g. `systemd-run --user --scope -p Delegate=yes quizload experiment ...`); \
 or pass --allow-unconfined to run without it (the report then says so)";
 
+/// A limit that cannot be applied, without `--allow-unconfined`: the
+/// experiment stops (it is not a configuration that failed to start).
+#[derive(Debug)]
+pub struct LimitRefused(String);
+
+impl std::fmt::Display for LimitRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LimitRefused {}
+
 /// A launch plan: the shell script that starts `args` inside `limits`,
 /// what was applied, and the group (kept until the program has exited;
 /// removed on drop).
@@ -219,7 +218,7 @@ pub fn confine(
                 Some(group),
             ))
         }
-        Err(refusal) if !allow_unconfined => Err(RefusedLimit(format!(
+        Err(refusal) if !allow_unconfined => Err(LimitRefused(format!(
             "{who}: {refusal}. To run with it, {PERMISSION_HINT}"
         ))
         .into()),

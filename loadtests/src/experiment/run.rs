@@ -23,12 +23,10 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{calibrate, Calibration};
-use super::cell::{
-    calibration_run, conc, load_args, measure_cell, rate, server_spec, target_args, CellEnv,
-};
+use super::cell::{calibration_run, level_run, measure_cell, server_spec, target_args, CellEnv};
 use super::cgroup::{limits_of_pid, MemoryEvents};
 use super::database::{explain, max_connections, IndexChange};
-use super::limits::{AppliedLimit, RefusedLimit, PERMISSION_HINT};
+use super::limits::{AppliedLimit, LimitRefused, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
 use super::results::write_results;
@@ -41,13 +39,15 @@ use super::summary::{now_unix, summarize, ExperimentSummary};
 use crate::analysis::report::RunReport;
 use crate::generator::http::HttpUrl;
 use crate::generator::scenarios::ScenarioKind;
-use crate::load::{execute, prepare, run_config, Prepared};
+use crate::load::{execute, prepare, Prepared};
 use crate::output::write_json;
 use crate::tools::Tool;
 use crate::units::parse_duration;
 
-/// Options of `quizload experiment`.
-#[derive(Clone, Debug)]
+/// Options of `quizload experiment`. The default: quizload, nothing
+/// overridden or skipped, seed 0, an empty `workdir` (callers set theirs
+/// and take the rest with `..RunOptions::default()`).
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// The tool that sends each cell's load (warm-ups are quizload's).
     pub tool: Tool,
@@ -426,12 +426,13 @@ pub fn run_experiment(
                     let s = match ServerProcess::start(&sspec, addr, Duration::from_secs(120)) {
                         Ok(s) => s,
                         Err(e) => {
-                            // A limit that cannot be applied stops the run;
-                            // a configuration that cannot start is a result.
-                            if e.chain().any(|c| c.is::<RefusedLimit>()) {
-                                if let Some(ix) = indexes.take() {
-                                    ix.restore()?;
-                                }
+                            if let Some(ix) = indexes.take() {
+                                ix.restore()?;
+                            }
+                            // An envelope that cannot be applied stops the
+                            // run; a configuration that cannot start is a
+                            // result.
+                            if e.downcast_ref::<LimitRefused>().is_some() {
                                 return Err(e);
                             }
                             bar.message(&format!("  {} did not start: {e:#}", cfg.name));
@@ -442,9 +443,6 @@ pub fn run_experiment(
                                 log_tail: log_tail(&sspec.log),
                             });
                             write_json(&failures_file, &failures)?;
-                            if let Some(ix) = indexes.take() {
-                                ix.restore()?;
-                            }
                             continue;
                         }
                     };
@@ -482,9 +480,8 @@ pub fn run_experiment(
             }
             if let Some(w) = warmup {
                 let (s, l) = order_cells[0];
-                let args = load_args(spec, opts, l, Some(w))?;
                 let p = &prepared[&s.name()];
-                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                let mut rc = level_run(spec, opts, l, Some(w), p.addr)?;
                 rc.progress = bar.engine_hook();
                 bar.message(&format!("  warm-up {} ({:?})", cfg.name, w));
                 bar.phase(&format!("warm-up ({}, {:?})", cfg.name, w));
@@ -501,11 +498,9 @@ pub fn run_experiment(
                 }
                 order += 1;
                 ran += 1;
-                let args = load_args(spec, opts, l, None)?;
                 let p = &prepared[&s.name()];
-                let mut rc = run_config(&args, p.addr, conc(spec, l), rate(spec, l))?;
+                let mut rc = level_run(spec, opts, l, None, p.addr)?;
                 rc.progress = bar.engine_hook();
-                rc.settle = settle(spec)?;
                 bar.begin_cell(
                     ran,
                     &format!(
@@ -605,18 +600,6 @@ fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")
-}
-
-/// The window of ramped cells opens this long after the last user started.
-fn settle(spec: &ExperimentSpec) -> anyhow::Result<Option<Duration>> {
-    Ok(Some(
-        spec.load
-            .settle
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(Duration::ZERO),
-    ))
 }
 
 /// Takes the progress bar off the screen however the runner returns.

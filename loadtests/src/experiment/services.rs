@@ -26,15 +26,10 @@ use super::server::free_port;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicesSpec {
-    /// CPU list of both services (e.g. `1`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<String>,
-    /// CPU quota of both together.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<f64>,
-    /// Memory limit of both together (`1G`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    /// The envelope of both together: `cpus` (e.g. `1`), `quota`,
+    /// `memory` (`1G`), as in `[limits]`.
+    #[serde(flatten)]
+    limits: Limits,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     #[serde(default = "default_shared_buffers")]
@@ -45,12 +40,8 @@ pub struct ServicesSpec {
 
 impl ServicesSpec {
     /// Their envelope.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            cpus: self.cpus.clone(),
-            quota: self.quota,
-            memory: self.memory.clone(),
-        }
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -202,7 +193,7 @@ impl PrivateServices {
             "logging_collector=off".into(),
         ];
         let launch = confine(
-            &spec.limits(),
+            spec.limits(),
             &name,
             "private PostgreSQL and Redis",
             &pg_args,
@@ -347,5 +338,30 @@ impl Drop for PrivateServices {
         stop_child(&mut self.pg, Signal::SIGINT);
         stop_child(&mut self.redis, Signal::SIGTERM);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[services]` takes the envelope's keys beside its own, and still
+    /// refuses a key it does not know.
+    #[test]
+    fn services_take_the_envelope_and_refuse_unknown_keys() {
+        let s: ServicesSpec =
+            toml::from_str("cpus = \"1\"\nquota = 1\nmemory = \"1G\"\nmax_connections = 300")
+                .unwrap();
+        let want = Limits {
+            cpus: Some("1".into()),
+            quota: Some(1.0),
+            memory: Some("1G".into()),
+        };
+        assert_eq!((s.limits(), s.max_connections), (&want, 300));
+        assert_eq!(s.work_mem, "4MB");
+        let echo: ServicesSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(echo, s);
+        let err = toml::from_str::<ServicesSpec>("cpu = \"1\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
     }
 }
