@@ -34,6 +34,7 @@ mod cell;
 pub mod cgroup;
 pub mod claims;
 pub mod compare;
+pub mod compose;
 pub mod limits;
 pub mod metrics;
 pub mod placement;

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cell::{conc, load_args, measure_cell, rate, target_args, CellEnv};
 use super::cgroup::{limits_of_pid, MemoryEvents};
+use super::compose::Deployment;
 use super::limits::{AppliedLimit, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
@@ -191,6 +192,7 @@ pub fn run_experiment(
             }
             Some(b.clone())
         }
+        (None, None) if configs.iter().all(|c| c.compose.is_some()) => None,
         (None, None) => bail!("give --server-bin PATH (the runner builds nothing) or --target URL"),
     };
     let selectors = opts
@@ -314,7 +316,15 @@ pub fn run_experiment(
                 break 'trials;
             }
             let limit = cfg.limits.clone().unwrap_or_else(|| spec.limits.clone());
+            let mut deployment = match (&cfg.compose, &opts.target) {
+                (Some(_), None) => {
+                    bar.phase(&format!("bringing the deployment up ({})", cfg.name));
+                    Some(Deployment::start(cfg, &out, &opts.workdir, &mut method)?)
+                }
+                _ => None,
+            };
             let (mut server, addr) = match &server_bin {
+                _ if deployment.is_some() => (None, deployment.as_ref().expect("up").addr),
                 Some(bin) => {
                     let port = free_port()?;
                     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -412,7 +422,11 @@ pub fn run_experiment(
                     ),
                     rc.stop,
                 );
-                let m = measure_cell(spec, opts, &env, s, p, &rc)?;
+                let probe = deployment.as_ref().map(Deployment::probe);
+                let mut m = measure_cell(spec, opts, &env, s, p, &rc)?;
+                if let (Some(pr), Some(d)) = (probe, &deployment) {
+                    pr.finish(d, &mut m);
+                }
                 bar.end_cell();
                 let report = m.report;
                 bar.message(&format!(
@@ -457,6 +471,10 @@ pub fn run_experiment(
             if let Some(s) = server.as_mut() {
                 bar.phase(&format!("stopping the server ({})", cfg.name));
                 s.stop(Duration::from_secs(30));
+            }
+            if let Some(d) = deployment.as_mut() {
+                bar.phase(&format!("taking the deployment down ({})", cfg.name));
+                d.down()?;
             }
         }
     }
