@@ -490,9 +490,9 @@ impl Deployment {
             .or_else(|| first.map(|c| c.cpuset.clone()));
         AppliedLimit {
             method: format!(
-                "docker compose, {} container(s) of {} each with",
+                "docker compose ({} {} container(s), limits per container)",
                 servers.len(),
-                self.spec.server.join(", ")
+                self.spec.server.join("+")
             ),
             cpus,
             quota: first.and_then(|c| c.quota),
