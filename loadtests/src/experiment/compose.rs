@@ -220,9 +220,9 @@ impl Container {
         let quota = self
             .quota
             .map_or("no quota".into(), |q| format!("quota {q} CPU"));
-        let memory = self
-            .memory
-            .map_or("memory unlimited".into(), |m| format!("memory {} MiB", m >> 20));
+        let memory = self.memory.map_or("memory unlimited".into(), |m| {
+            format!("memory {} MiB", m >> 20)
+        });
         format!("{cpuset}, {quota}, {memory}, image {}", self.image)
     }
 }
@@ -257,12 +257,10 @@ pub fn parse_inspect(json: &str) -> anyhow::Result<Vec<Container>> {
         let memory = hc["Memory"].as_u64().filter(|m| *m > 0);
         let id = c["Image"].as_str().unwrap_or("?");
         let short = id.strip_prefix("sha256:").unwrap_or(id);
-        let ip = c["NetworkSettings"]["Networks"]
-            .as_object()
-            .and_then(|n| {
-                n.values()
-                    .find_map(|net| net["IPAddress"].as_str()?.parse().ok())
-            });
+        let ip = c["NetworkSettings"]["Networks"].as_object().and_then(|n| {
+            n.values()
+                .find_map(|net| net["IPAddress"].as_str()?.parse().ok())
+        });
         out.push(Container {
             service: label("com.docker.compose.service"),
             number: label("com.docker.compose.container-number"),
@@ -365,13 +363,20 @@ impl Deployment {
         workdir: &Path,
         method: &mut Method,
     ) -> anyhow::Result<Self> {
-        let spec = cfg.compose.as_ref().context("not a compose configuration")?;
+        let spec = cfg
+            .compose
+            .as_ref()
+            .context("not a compose configuration")?;
         let project = format!("quizload{}-{}", std::process::id(), cfg.name).to_lowercase();
         let log = out.join(format!("compose-{}.log", cfg.name));
         let d = Self::up(spec, &cfg.env, &project, workdir, log)?;
         method.server.insert(cfg.name.clone(), d.applied.clone());
         let prefix = format!("{}: ", cfg.name);
-        if !method.target_limits.iter().any(|(k, _)| k.starts_with(&prefix)) {
+        if !method
+            .target_limits
+            .iter()
+            .any(|(k, _)| k.starts_with(&prefix))
+        {
             method.target_limits.extend(d.limits_table(&cfg.name));
         }
         Ok(d)
@@ -466,7 +471,10 @@ impl Deployment {
             .output()
             .context("cannot run docker inspect")?;
         if !out.status.success() {
-            bail!("docker inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "docker inspect failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         parse_inspect(&String::from_utf8_lossy(&out.stdout))
     }
@@ -496,7 +504,9 @@ impl Deployment {
             ),
             cpus,
             quota: first.and_then(|c| c.quota),
-            memory: first.and_then(|c| c.memory).map(|m| format!("{}M", m >> 20)),
+            memory: first
+                .and_then(|c| c.memory)
+                .map(|m| format!("{}M", m >> 20)),
             cgroup: None,
             note: None,
         }
@@ -589,7 +599,11 @@ impl Probe {
             }
         }
         let ours: f64 = by_service.values().sum::<f64>()
-            + m.placement.cpu_cores.get("generator").copied().unwrap_or(0.0);
+            + m.placement
+                .cpu_cores
+                .get("generator")
+                .copied()
+                .unwrap_or(0.0);
         m.placement.cpu_cores.extend(by_service);
         if let Some(total) = machine_cores {
             m.placement
@@ -680,7 +694,10 @@ entry = "balancer:8080"
             format!("{base} down -v --remove-orphans -t 20")
         );
         let v2 = Commands::new(&["docker".into(), "compose".into()], "p", &files[..1]);
-        assert_eq!(v2.ps().join(" "), "docker compose -p p -f /repo/docker-compose.yml ps -q");
+        assert_eq!(
+            v2.ps().join(" "),
+            "docker compose -p p -f /repo/docker-compose.yml ps -q"
+        );
         let vars = BTreeMap::from([("PROCESSES".to_string(), "1".to_string())]);
         let env = compose_env(
             [
@@ -695,8 +712,12 @@ entry = "balancer:8080"
         );
         assert_eq!(
             env.into_iter().collect::<Vec<_>>(),
-            [("DOCKER_HOST", "unix:///x"), ("PATH", "/bin"), ("PROCESSES", "1")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            [
+                ("DOCKER_HOST", "unix:///x"),
+                ("PATH", "/bin"),
+                ("PROCESSES", "1")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
         );
     }
 

@@ -21,7 +21,9 @@
 //! - `run`: the runner (matrix, trials, randomised order, warm-up, server
 //!   starts), `cell` one cell's load and the server's usage during it;
 //! - `server`, `cpu_limit`: starting the server under test inside a CPU
-//!   limit; `sampler` (`/proc`) and `metrics` (`/metrics`) measure it;
+//!   limit; `compose`: a configuration that is a compose deployment (up,
+//!   readiness through its balancer, containers' limits, down);
+//!   `sampler` (`/proc`) and `metrics` (`/metrics`) measure it;
 //! - `summary`: cells and verdicts over trials; `render`: their Markdown
 //!   and terminal text; `results`: the results folder; `compare`: two
 //!   results folders side by side; `progress`: the progress bar.

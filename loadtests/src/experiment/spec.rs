@@ -336,7 +336,8 @@ impl ExperimentSpec {
                 l.validate()?;
             }
             if let Some(d) = &c.compose {
-                d.validate().with_context(|| format!("config {:?}", c.name))?;
+                d.validate()
+                    .with_context(|| format!("config {:?}", c.name))?;
                 if c.limits.is_some() || !self.limits.is_empty() || c.profile.is_some() {
                     bail!("config {:?}: a compose deployment's envelope and profile are its variables (APP_CPUS, APP_CPUSET, PROFILE in env), not limits or profile", c.name);
                 }
@@ -458,10 +459,16 @@ scale = { app = 2 }
 free_ports = ["BALANCER_PORT"]
 entry = "balancer:8080"
 "#;
-        let text = format!("{}{compose}", SPEC.replace("profile = \"doc000-multi\"\n", ""));
+        let text = format!(
+            "{}{compose}",
+            SPEC.replace("profile = \"doc000-multi\"\n", "")
+        );
         let s: ExperimentSpec = toml::from_str(&text).unwrap();
         s.validate().unwrap();
-        let c = s.configs[1].compose.as_ref().expect("the last config's compose");
+        let c = s.configs[1]
+            .compose
+            .as_ref()
+            .expect("the last config's compose");
         assert_eq!(c.scale["app"], 2);
         assert_eq!(c.entry, "balancer:8080");
         assert!(s.configs[0].compose.is_none());
@@ -474,7 +481,8 @@ entry = "balancer:8080"
             ..Limits::default()
         });
         assert!(bad.validate().is_err());
-        let bad: ExperimentSpec = toml::from_str(&text.replace("balancer:8080", "balancer")).unwrap();
+        let bad: ExperimentSpec =
+            toml::from_str(&text.replace("balancer:8080", "balancer")).unwrap();
         assert!(bad.validate().is_err());
     }
 }
