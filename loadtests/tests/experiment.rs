@@ -212,7 +212,10 @@ fn shipped_experiments_validate() {
         }
     }
     ids.sort();
-    assert_eq!(ids, ["000", "001", "002", "003", "004", "004-sustained"]);
+    assert_eq!(
+        ids,
+        ["000", "001", "002", "003", "004", "004-sustained", "005"]
+    );
 }
 
 /// `--tool hey`: every cell's load is sent by the tool (here a stand-in

@@ -24,7 +24,9 @@
 //! - `database`: indexes a configuration drops, the `EXPLAIN` of the
 //!   experiment's statement, `max_connections` as the server has it;
 //! - `server`, `cpu_limit`: starting the server under test inside a CPU
-//!   limit; `sampler` (`/proc`) and `metrics` (`/metrics`) measure it;
+//!   limit; `compose`: a configuration that is a compose deployment (up,
+//!   readiness through its balancer, containers' limits, down);
+//!   `sampler` (`/proc`) and `metrics` (`/metrics`) measure it;
 //! - `summary`: cells and verdicts over trials; `render`: their Markdown
 //!   and terminal text; `results`: the results folder; `compare`: two
 //!   results folders side by side; `progress`: the progress bar.
@@ -38,6 +40,7 @@ mod cell;
 pub mod cgroup;
 pub mod claims;
 pub mod compare;
+pub mod compose;
 pub mod database;
 pub mod limits;
 pub mod metrics;

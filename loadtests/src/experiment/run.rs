@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::{calibrate, Calibration};
 use super::cell::{calibration_run, level_run, measure_cell, server_spec, target_args, CellEnv};
 use super::cgroup::{limits_of_pid, MemoryEvents};
+use super::compose::Deployment;
 use super::database::{explain, max_connections, IndexChange};
 use super::limits::{AppliedLimit, LimitRefused, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
@@ -212,6 +213,7 @@ pub fn run_experiment(
             }
             Some(b.clone())
         }
+        (None, None) if configs.iter().all(|c| c.compose.is_some()) => None,
         (None, None) => bail!("give --server-bin PATH (the runner builds nothing) or --target URL"),
     };
     let selectors = opts
@@ -398,7 +400,15 @@ pub fn run_experiment(
             }
             let mut indexes: Option<IndexChange> = None;
             let mut plan: Option<String> = None;
+            let mut deployment = match (&cfg.compose, &opts.target) {
+                (Some(_), None) => {
+                    bar.phase(&format!("bringing the deployment up ({})", cfg.name));
+                    Some(Deployment::start(cfg, &out, &opts.workdir, &mut method)?)
+                }
+                _ => None,
+            };
             let (mut server, addr) = match &server_bin {
+                _ if deployment.is_some() => (None, deployment.as_ref().expect("up").addr),
                 Some(bin) => {
                     let port = free_port()?;
                     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -512,7 +522,8 @@ pub fn run_experiment(
                     ),
                     rc.stop,
                 );
-                let m = match cfg.tool {
+                let probe = deployment.as_ref().map(Deployment::probe);
+                let mut m = match cfg.tool {
                     Some(tool) => {
                         let o = RunOptions {
                             tool,
@@ -522,6 +533,9 @@ pub fn run_experiment(
                     }
                     None => measure_cell(spec, opts, &env, s, p, &rc)?,
                 };
+                if let (Some(pr), Some(d)) = (probe, &deployment) {
+                    pr.finish(d, &mut m);
+                }
                 bar.end_cell();
                 let report = m.report;
                 bar.message(&format!(
@@ -571,6 +585,10 @@ pub fn run_experiment(
             if let Some(ix) = indexes.take() {
                 bar.phase(&format!("restoring indexes ({})", cfg.name));
                 ix.restore()?;
+            }
+            if let Some(d) = deployment.as_mut() {
+                bar.phase(&format!("taking the deployment down ({})", cfg.name));
+                d.down()?;
             }
         }
     }

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::CalibrateSpec;
+use super::compose::ComposeSpec;
 use super::limits::{cpu_list, Limits};
 use super::services::ServicesSpec;
 use super::summary::{CellSummary, Estimate};
@@ -174,6 +175,11 @@ pub struct ConfigSpec {
     /// tool, side by side in one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<Tool>,
+    /// A compose deployment instead of the server binary
+    /// (`[configs.compose]`, `super::compose`); `env` are then compose's
+    /// variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeSpec>,
 }
 
 impl ConfigSpec {
@@ -369,6 +375,16 @@ impl ExperimentSpec {
             if let Some(l) = &c.limits {
                 l.validate()?;
             }
+            if let Some(d) = &c.compose {
+                d.validate()
+                    .with_context(|| format!("config {:?}", c.name))?;
+                if c.limits.is_some() || !self.limits.is_empty() || c.profile.is_some() {
+                    bail!("config {:?}: a compose deployment's envelope and profile are its variables (APP_CPUS, APP_CPUSET, PROFILE in env), not limits or profile", c.name);
+                }
+                if self.services.is_some() {
+                    bail!("config {:?}: a compose deployment brings its own PostgreSQL and Redis; remove [services]", c.name);
+                }
+            }
         }
         self.limits.validate()?;
         if let Some(s) = &self.services {
@@ -484,5 +500,41 @@ mod tests {
             &SPEC.replace("trials = 3", "trials = 3\nbogus = 1")
         )
         .is_err());
+    }
+
+    #[test]
+    fn parses_a_compose_configuration() {
+        let compose = r#"
+[configs.compose]
+files = ["docker-compose.yml", "deploy/compose.scale.yml"]
+scale = { app = 2 }
+free_ports = ["BALANCER_PORT"]
+entry = "balancer:8080"
+"#;
+        let text = format!(
+            "{}{compose}",
+            SPEC.replace("profile = \"doc000-multi\"\n", "")
+        );
+        let s: ExperimentSpec = toml::from_str(&text).unwrap();
+        s.validate().unwrap();
+        let c = s.configs[1]
+            .compose
+            .as_ref()
+            .expect("the last config's compose");
+        assert_eq!(c.scale["app"], 2);
+        assert_eq!(c.entry, "balancer:8080");
+        assert!(s.configs[0].compose.is_none());
+        // The envelope is compose's: a limit or profile on it is refused.
+        let profiled: ExperimentSpec = toml::from_str(&format!("{SPEC}{compose}")).unwrap();
+        assert!(profiled.validate().is_err());
+        let mut bad = s.clone();
+        bad.configs[1].limits = Some(Limits {
+            cpus: Some("1".into()),
+            ..Limits::default()
+        });
+        assert!(bad.validate().is_err());
+        let bad: ExperimentSpec =
+            toml::from_str(&text.replace("balancer:8080", "balancer")).unwrap();
+        assert!(bad.validate().is_err());
     }
 }
