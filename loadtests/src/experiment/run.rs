@@ -43,7 +43,7 @@ use crate::generator::scenarios::ScenarioKind;
 use crate::load::{execute, prepare, Prepared};
 use crate::output::write_json;
 use crate::tools::Tool;
-use crate::units::parse_duration;
+use crate::units::parse_opt_duration;
 
 /// Options of `quizload experiment`. The default: quizload, nothing
 /// overridden or skipped, seed 0, an empty `workdir` (callers set theirs
@@ -295,13 +295,8 @@ pub fn run_experiment(
     }
     let total = opts.max_cells.map_or(total, |m| total.min(m));
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let warmup = spec.warmup.as_deref().map(parse_duration).transpose()?;
-    let pause = spec
-        .pause
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .unwrap_or(Duration::from_secs(1));
+    let warmup = parse_opt_duration(&spec.warmup)?;
+    let pause = parse_opt_duration(&spec.pause)?.unwrap_or(Duration::from_secs(1));
     let mut records: Vec<RunRecord> = previous;
     let mut order = records.iter().map(|r| r.order).max().unwrap_or(0);
     let mut ran = 0;

@@ -30,7 +30,7 @@ use super::sampler::Sampler;
 use super::server::free_port;
 use super::spec::ConfigSpec;
 use crate::generator::sysmon::MachineCpu;
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_opt_duration};
 
 /// `[configs.compose]`: how to bring a configuration up with compose.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -325,12 +325,7 @@ impl Deployment {
             applied: AppliedLimit::default(),
             up: true,
         };
-        let timeout = spec
-            .ready_timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(Duration::from_secs(300));
+        let timeout = parse_opt_duration(&spec.ready_timeout)?.unwrap_or(Duration::from_secs(300));
         let deadline = Instant::now() + timeout;
         if let Err(e) = d.run(&d.commands.up(&spec.scale)) {
             d.save_logs();
