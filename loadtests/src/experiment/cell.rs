@@ -140,7 +140,7 @@ pub(super) fn measure_cell(
         std::thread::sleep(Duration::from_millis(300));
         generator_affinity()
     });
-    let report = match opts.tool {
+    let report = match opts.tool.tool {
         Tool::Quizload => execute(rc, p)?,
         tool => run_cell_with_tool(spec, opts, tool, s, &base, rc)?,
     };
@@ -231,6 +231,7 @@ fn run_cell_with_tool(
             ToolLoad::Journey {
                 host: base.to_string(),
                 locustfile: opts
+                    .tool
                     .locustfile
                     .clone()
                     .unwrap_or_else(|| default_locustfile(&opts.workdir)),
@@ -263,7 +264,7 @@ fn run_cell_with_tool(
     }
     let run = ToolRun {
         tool,
-        program: tool_program(tool, opts.tool_bin.as_deref()),
+        program: tool_program(tool, opts.tool.tool_bin.as_deref()),
         load,
         concurrency: rc.concurrency,
         stop: rc.stop,
