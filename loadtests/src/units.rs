@@ -22,6 +22,11 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("bad duration {s:?} (e.g. 10s, 500ms, 2m, 1.5s)"))
 }
 
+/// Parses an optional duration setting (`None` when it is not given).
+pub fn parse_opt_duration(s: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    s.as_deref().map(parse_duration).transpose()
+}
+
 /// Parses `1s..3s` (a uniform range) or a single duration (`2s`, a fixed
 /// value) into `(min, max)`.
 pub fn parse_duration_range(s: &str) -> anyhow::Result<(Duration, Duration)> {

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loadtests::experiment::services::stop_child;
 use loadtests::prometheus::Scrape;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -402,19 +402,7 @@ impl PrivatePg {
     /// Fast shutdown (SIGINT: sessions are terminated), waited for.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            stop_child(&mut child, Signal::SIGINT, Duration::from_secs(15));
         }
     }
 }
@@ -423,16 +411,7 @@ impl Drop for PrivatePg {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Immediate shutdown: this is the end of a test.
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGQUIT);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(&mut child, Signal::SIGQUIT, Duration::from_secs(5));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

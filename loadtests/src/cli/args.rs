@@ -1,15 +1,15 @@
 //! The subcommands' arguments. The options a run is made of are the
 //! library's ([`crate::load`]'s target, load and tool options,
-//! [`crate::calibrate::CalibrateArgs`]), flattened in; what is here is
-//! what only the command line has: positional files, `--json` of the
-//! commands that are not runs, and the experiment runner's switches.
+//! [`crate::calibrate::CalibrateArgs`], the experiment runner's
+//! [`RunOptions`]), flattened in; what is here is what only the command
+//! line has: positional files and `--json` of the commands.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::experiment::Metric;
+use crate::experiment::{Metric, RunOptions};
 use crate::load::{LoadArgs, TargetArgs, Threshold, ToolArgs};
 use crate::tools::ImportTool;
 use crate::units::parse_duration;
@@ -32,60 +32,11 @@ pub struct ImportArgs {
 pub struct ExperimentArgs {
     /// The experiment file (loadtests/experiments/*.toml).
     pub file: PathBuf,
-    /// Release server binary to start per configuration.
-    #[arg(long, env = "QUIZBENCH_BIN")]
-    pub server_bin: Option<PathBuf>,
-    /// Drive an already running server instead (with --config).
-    #[arg(long, conflicts_with = "server_bin")]
-    pub target: Option<String>,
-    /// Run only this configuration (required with --target).
-    #[arg(long)]
-    pub config: Option<String>,
-    /// Trials per cell (default: the file's).
-    #[arg(long)]
-    pub trials: Option<usize>,
-    /// Override each run's duration (for quick runs).
-    #[arg(short = 'd', long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Results folder (default docs/results/ID under --workdir).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out: cells it already holds are skipped.
-    #[arg(long)]
-    pub resume: bool,
-    /// With --resume: add to runs of another server build.
-    #[arg(long)]
-    pub mix_builds: bool,
-    /// Run only these cells: CONFIG[/SCENARIO][@LEVEL], `*` for any part
-    /// (repeatable).
-    #[arg(long)]
-    pub only: Vec<String>,
-    /// Stop after this many cells (resume later with --resume).
-    #[arg(long)]
-    pub max_cells: Option<usize>,
-    /// Run even when a CPU set, quota or memory limit cannot be applied
-    /// (the report says which); default: refuse.
-    #[arg(long)]
-    pub allow_unconfined: bool,
-    /// Generator worker threads.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Do not reset the data set before each server start.
-    #[arg(long)]
-    pub no_reset: bool,
-    /// Seed of the run order and the VUs' random choices.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Working directory of the server (where config/ lives).
-    #[arg(long, default_value = ".")]
-    pub workdir: PathBuf,
+    #[command(flatten)]
+    pub run: RunOptions,
     /// Also write the summary here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    #[command(flatten)]
-    pub tool: ToolArgs,
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

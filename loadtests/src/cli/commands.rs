@@ -13,7 +13,7 @@ use crate::calibrate::target::TrivialTarget;
 use crate::calibrate::{CalibrateArgs, CalibrationReport};
 use crate::experiment::{
     compare_folders, run_experiment, terminal_summary, CompareReport, ExperimentSpec,
-    ExperimentSummary, RunOptions,
+    ExperimentSummary,
 };
 use crate::load::{check_thresholds, ThresholdResult};
 use crate::output::{mask_secrets, write_json};
@@ -113,29 +113,9 @@ pub(super) fn calibrate(a: &CalibrateArgs) -> anyhow::Result<CalibrationReport> 
 /// `quizload experiment`.
 pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary> {
     let spec = ExperimentSpec::load(&a.file)?;
-    let opts = RunOptions {
-        tool: a.tool.tool,
-        tool_bin: a.tool.tool_bin.clone(),
-        locustfile: a.tool.locustfile.clone(),
-        server_bin: a.server_bin.clone(),
-        target: a.target.clone(),
-        config: a.config.clone(),
-        trials: a.trials,
-        out: a.out.clone(),
-        duration: a.duration,
-        threads: a.threads,
-        no_reset: a.no_reset,
-        seed: a.seed,
-        workdir: a.workdir.clone(),
-        quiet: a.quiet,
-        allow_unconfined: a.allow_unconfined,
-        resume: a.resume,
-        mix_builds: a.mix_builds,
-        only: a.only.clone(),
-        max_cells: a.max_cells,
-    };
-    let (summary, out) = run_experiment(&spec, &opts)?;
-    if !a.quiet {
+    let opts = &a.run;
+    let (summary, out) = run_experiment(&spec, opts)?;
+    if !opts.quiet {
         say(&terminal_summary(
             &summary,
             opts.trials.unwrap_or(spec.trials),

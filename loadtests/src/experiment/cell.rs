@@ -29,7 +29,7 @@ use crate::load::{execute, prepare, run_config, LoadArgs, Prepared, TargetArgs};
 use crate::tools::locust::default_locustfile;
 use crate::tools::quizbench::{scenario_call, scenario_session};
 use crate::tools::{run_tool, tool_program, Tool, ToolLoad, ToolRun};
-use crate::units::{parse_duration, parse_duration_range};
+use crate::units::{parse_duration, parse_duration_range, parse_opt_duration};
 
 pub(super) fn target_args(spec: &ExperimentSpec, scenario: ScenarioKind, base: &str) -> TargetArgs {
     TargetArgs {
@@ -59,8 +59,7 @@ pub(super) fn load_args(
     warmup: Option<Duration>,
 ) -> anyhow::Result<LoadArgs> {
     let l = &spec.load;
-    let p = |s: &Option<String>| s.as_deref().map(parse_duration).transpose();
-    let mut duration = p(&l.duration)?;
+    let mut duration = parse_opt_duration(&l.duration)?;
     let mut requests = l.requests.or(l.requests_per_user.map(|k| k * level as u64));
     if let Some(d) = opts.duration {
         if duration.is_some() {
@@ -75,8 +74,8 @@ pub(super) fn load_args(
         duration,
         requests,
         threads: opts.threads,
-        timeout: p(&l.timeout)?.unwrap_or(Duration::from_secs(60)),
-        ramp: p(&l.ramp)?,
+        timeout: parse_opt_duration(&l.timeout)?.unwrap_or(Duration::from_secs(60)),
+        ramp: parse_opt_duration(&l.ramp)?,
         spawn_rate: l.spawn_rate,
         arrival: l.arrival.unwrap_or(Arrival::Uniform),
         max_lag: Duration::from_secs(1),
@@ -141,7 +140,7 @@ pub(super) fn measure_cell(
         std::thread::sleep(Duration::from_millis(300));
         generator_affinity()
     });
-    let report = match opts.tool {
+    let report = match opts.tool.tool {
         Tool::Quizload => execute(rc, p)?,
         tool => run_cell_with_tool(spec, opts, tool, s, &base, rc)?,
     };
@@ -232,6 +231,7 @@ fn run_cell_with_tool(
             ToolLoad::Journey {
                 host: base.to_string(),
                 locustfile: opts
+                    .tool
                     .locustfile
                     .clone()
                     .unwrap_or_else(|| default_locustfile(&opts.workdir)),
@@ -264,7 +264,7 @@ fn run_cell_with_tool(
     }
     let run = ToolRun {
         tool,
-        program: tool_program(tool, opts.tool_bin.as_deref()),
+        program: tool_program(tool, opts.tool.tool_bin.as_deref()),
         load,
         concurrency: rc.concurrency,
         stop: rc.stop,
@@ -366,8 +366,7 @@ pub(super) fn level_run(
     let args = load_args(spec, opts, level, warmup)?;
     let mut rc = run_config(&args, addr, conc(spec, level), rate(spec, level))?;
     if warmup.is_none() {
-        let settle = spec.load.settle.as_deref().map(parse_duration);
-        rc.settle = Some(settle.transpose()?.unwrap_or(Duration::ZERO));
+        rc.settle = Some(parse_opt_duration(&spec.load.settle)?.unwrap_or(Duration::ZERO));
     }
     Ok(rc)
 }

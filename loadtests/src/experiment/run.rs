@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clap::Args;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -40,50 +41,71 @@ use super::summary::{now_unix, summarize, ExperimentSummary};
 use crate::analysis::report::RunReport;
 use crate::generator::http::HttpUrl;
 use crate::generator::scenarios::ScenarioKind;
-use crate::load::{execute, prepare, Prepared};
+use crate::load::{execute, prepare, Prepared, ToolArgs};
 use crate::output::write_json;
-use crate::tools::Tool;
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_opt_duration};
 
-/// Options of `quizload experiment`. The default: quizload, nothing
-/// overridden or skipped, seed 0, an empty `workdir` (callers set theirs
-/// and take the rest with `..RunOptions::default()`).
-#[derive(Clone, Debug, Default)]
+/// Options of `quizload experiment`, its command line (flattened into
+/// `cli::ExperimentArgs`). The default: quizload, nothing overridden or
+/// skipped, seed 0, an empty `workdir` (callers set theirs and take the
+/// rest with `..RunOptions::default()`).
+#[derive(Clone, Debug, Default, Args)]
 pub struct RunOptions {
-    /// The tool that sends each cell's load (warm-ups are quizload's).
-    pub tool: Tool,
-    /// The tool's executable (default: its name on PATH).
-    pub tool_bin: Option<PathBuf>,
-    /// Locust's locustfile (default: `loadtests/locustfile.py` under `workdir`).
-    pub locustfile: Option<PathBuf>,
     /// Release server binary to start per configuration.
+    #[arg(long, env = "QUIZBENCH_BIN")]
     pub server_bin: Option<PathBuf>,
-    /// Drive this already running server instead (one configuration).
+    /// Drive an already running server instead (with --config).
+    #[arg(long, conflicts_with = "server_bin")]
     pub target: Option<String>,
-    /// With `target`: which configuration it is running.
+    /// Run only this configuration (required with --target).
+    #[arg(long)]
     pub config: Option<String>,
+    /// Trials per cell (default: the file's).
+    #[arg(long)]
     pub trials: Option<usize>,
-    /// Results folder (default `docs/results/ID` under `workdir`).
-    pub out: Option<PathBuf>,
-    /// Override of each run's duration (quick runs).
+    /// Override each run's duration (for quick runs).
+    #[arg(short = 'd', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    pub threads: Option<usize>,
-    pub no_reset: bool,
-    pub seed: u64,
-    /// Repository root (where `config/` lives) for the server's workdir.
-    pub workdir: PathBuf,
-    pub quiet: bool,
-    /// Run without a limit that cannot be applied (the report says so)
-    /// instead of refusing.
-    pub allow_unconfined: bool,
-    /// Continue the run in `out`: its finished cells are skipped.
+    /// Results folder (default docs/results/ID under --workdir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out: cells it already holds are skipped.
+    #[arg(long)]
     pub resume: bool,
-    /// Add to runs of another server build.
+    /// With --resume: add to runs of another server build.
+    #[arg(long)]
     pub mix_builds: bool,
-    /// Run only the cells these select (`CONFIG[/SCENARIO][@LEVEL]`).
+    /// Run only these cells: CONFIG[/SCENARIO][@LEVEL], `*` for any part
+    /// (repeatable).
+    #[arg(long)]
     pub only: Vec<String>,
-    /// Stop after this many cells (a long run in parts; resume for more).
+    /// Stop after this many cells (resume later with --resume).
+    #[arg(long)]
     pub max_cells: Option<usize>,
+    /// Run even when a CPU set, quota or memory limit cannot be applied
+    /// (the report says which); default: refuse.
+    #[arg(long)]
+    pub allow_unconfined: bool,
+    /// Generator worker threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not reset the data set before each server start.
+    #[arg(long)]
+    pub no_reset: bool,
+    /// Seed of the run order and the VUs' random choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Working directory of the server (where config/ lives).
+    #[arg(long, default_value = ".")]
+    pub workdir: PathBuf,
+    /// The tool that sends each cell's load (warm-ups are quizload's), its
+    /// executable and Locust's locustfile (default:
+    /// `loadtests/locustfile.py` under `workdir`).
+    #[command(flatten)]
+    pub tool: ToolArgs,
+    /// No progress bar and no summary on the terminal.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// One measured run.
@@ -295,13 +317,8 @@ pub fn run_experiment(
     }
     let total = opts.max_cells.map_or(total, |m| total.min(m));
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let warmup = spec.warmup.as_deref().map(parse_duration).transpose()?;
-    let pause = spec
-        .pause
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .unwrap_or(Duration::from_secs(1));
+    let warmup = parse_opt_duration(&spec.warmup)?;
+    let pause = parse_opt_duration(&spec.pause)?.unwrap_or(Duration::from_secs(1));
     let mut records: Vec<RunRecord> = previous;
     let mut order = records.iter().map(|r| r.order).max().unwrap_or(0);
     let mut ran = 0;
@@ -320,7 +337,7 @@ pub fn run_experiment(
         trials,
         total,
         done.len(),
-        opts.tool.name(),
+        opts.tool.tool.name(),
         out.display()
     ));
     let mut seeded = false;
@@ -525,10 +542,8 @@ pub fn run_experiment(
                 let probe = deployment.as_ref().map(Deployment::probe);
                 let mut m = match cfg.tool {
                     Some(tool) => {
-                        let o = RunOptions {
-                            tool,
-                            ..opts.clone()
-                        };
+                        let mut o = opts.clone();
+                        o.tool.tool = tool;
                         measure_cell(spec, &o, &env, s, p, &rc)?
                     }
                     None => measure_cell(spec, opts, &env, s, p, &rc)?,
@@ -601,7 +616,7 @@ pub fn run_experiment(
             None => "started".into(),
         },
     );
-    summary.load_tool = opts.tool.name().into();
+    summary.load_tool = opts.tool.tool.name().into();
     summary.machine = Some(machine);
     summary.method = Some(method);
     summary.generator_cpus = Some(generator_affinity());

@@ -319,9 +319,12 @@ impl Launchable {
     }
 }
 
-fn stop_child(child: &mut Child, signal: Signal) {
+/// Sends `signal` to `child` and waits up to `grace` for it to exit, then
+/// kills it (SIGKILL) and reaps it. Also the fault suite's way to stop its
+/// private PostgreSQL.
+pub fn stop_child(child: &mut Child, signal: Signal, grace: Duration) {
     let _ = kill(Pid::from_raw(child.id() as i32), signal);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return;
@@ -335,8 +338,9 @@ fn stop_child(child: &mut Child, signal: Signal) {
 impl Drop for PrivateServices {
     fn drop(&mut self) {
         // Fast shutdown: sessions are terminated.
-        stop_child(&mut self.pg, Signal::SIGINT);
-        stop_child(&mut self.redis, Signal::SIGTERM);
+        let grace = Duration::from_secs(15);
+        stop_child(&mut self.pg, Signal::SIGINT, grace);
+        stop_child(&mut self.redis, Signal::SIGTERM, grace);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

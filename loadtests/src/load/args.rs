@@ -105,8 +105,8 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
-/// Which tool sends the load.
-#[derive(Debug, Clone, Args)]
+/// Which tool sends the load (default: quizload's engine).
+#[derive(Debug, Clone, Default, Args)]
 pub struct ToolArgs {
     /// Send the load with an external tool instead of quizload's engine and
     /// read its figures into the same tables: wrk or hey (one request, with

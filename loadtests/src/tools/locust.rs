@@ -22,15 +22,10 @@ pub struct LocustRow {
     pub name: String,
     pub requests: u64,
     pub failures: u64,
-    pub median_ms: f64,
-    pub mean_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
     pub rps: f64,
-    pub p90_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
+    /// Its response times; a percentile column the file lacks is 0 and
+    /// Locust gives no standard deviation.
+    pub latency_ms: LatencySummary,
 }
 
 /// Parses Locust's `--csv PREFIX` stats file (`PREFIX_stats.csv`): one row
@@ -76,20 +71,26 @@ pub fn parse_locust_stats(text: &str) -> anyhow::Result<Vec<LocustRow>> {
         };
         let num = |i: usize| opt(Some(i)).unwrap_or(0.0);
         let text = |i: usize| f.get(i).unwrap_or_default().to_string();
+        let requests = num(c_req) as u64;
+        let pct = |i: Option<usize>| opt(i).unwrap_or(0.0);
         rows.push(LocustRow {
             method: text(c_type),
             name: text(c_name),
-            requests: num(c_req) as u64,
+            requests,
             failures: num(c_fail) as u64,
-            median_ms: num(c_med),
-            mean_ms: num(c_avg),
-            min_ms: num(c_min),
-            max_ms: num(c_max),
             rps: num(c_rps),
-            p90_ms: opt(c90),
-            p95_ms: opt(c95),
-            p99_ms: opt(c99),
-            p999_ms: opt(c999),
+            latency_ms: LatencySummary {
+                count: requests,
+                mean: num(c_avg),
+                stdev: 0.0,
+                min: num(c_min),
+                p50: num(c_med),
+                p90: pct(c90),
+                p95: pct(c95),
+                p99: pct(c99),
+                p999: pct(c999),
+                max: num(c_max),
+            },
         });
     }
     Ok(rows)
@@ -101,18 +102,7 @@ fn locust_endpoint(r: &LocustRow, name: &str) -> EndpointSummary {
         r.requests,
         r.failures,
         r.rps,
-        LatencySummary {
-            count: r.requests,
-            mean: r.mean_ms,
-            min: r.min_ms,
-            p50: r.median_ms,
-            p90: r.p90_ms.unwrap_or(0.0),
-            p95: r.p95_ms.unwrap_or(0.0),
-            p99: r.p99_ms.unwrap_or(0.0),
-            p999: r.p999_ms.unwrap_or(0.0),
-            max: r.max_ms,
-            stdev: 0.0,
-        },
+        r.latency_ms.clone(),
         ErrorSummary {
             total: r.failures,
             ..ErrorSummary::default()
@@ -273,7 +263,11 @@ POST,\"POST /api/v1/quizzes/{id}/attempts\",30,2,1500,1800.2,900,5000,64,1.0,0.1
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].name, "POST /api/v1/quizzes/{id}/attempts");
         assert_eq!((rows[1].requests, rows[1].failures), (30, 2));
-        assert_eq!(rows[1].p95_ms, Some(3000.0));
+        assert_eq!(rows[1].latency_ms.p95, 3000.0);
+        assert_eq!(
+            (rows[1].latency_ms.p50, rows[1].latency_ms.mean),
+            (1500.0, 1800.2)
+        );
         assert_eq!(rows[2].name, "Aggregated");
         assert!(parse_locust_stats("a,b\n").is_err());
     }

@@ -21,12 +21,10 @@ pub struct WrkResult {
     pub requests: u64,
     pub seconds: f64,
     pub rps: f64,
-    /// Average latency, ms.
-    pub latency_avg_ms: Option<f64>,
-    pub latency_stdev_ms: Option<f64>,
-    pub latency_max_ms: Option<f64>,
-    /// With `wrk --latency`: the 50/75/90/99 % percentiles, ms.
-    pub percentiles_ms: Vec<(f64, f64)>,
+    /// Its mean, standard deviation and maximum; the 50/90/99 %
+    /// percentiles with `wrk --latency` (its 75 % has no place, and it
+    /// gives no minimum, p95 or p99.9): 0 where wrk did not say.
+    pub latency_ms: LatencySummary,
     /// Non-2xx/3xx responses reported.
     pub non_2xx: u64,
     /// Socket errors: connect, read, write, timeout.
@@ -52,10 +50,7 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
     let mut rps = None;
     let mut requests = None;
     let mut seconds = None;
-    let mut latency = None;
-    let mut stdev = None;
-    let mut max = None;
-    let mut percentiles = Vec::new();
+    let mut latency = LatencySummary::default();
     let mut non_2xx = 0;
     let mut socket = [0u64; 4];
     for line in text.lines().map(str::trim) {
@@ -63,17 +58,20 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
             rps = v.trim().parse::<f64>().ok();
         } else if line.starts_with("Latency ") && !line.starts_with("Latency Distribution") {
             let f: Vec<&str> = line.split_whitespace().collect();
-            latency = f.get(1).and_then(|v| to_ms(v));
-            stdev = f.get(2).and_then(|v| to_ms(v));
-            max = f.get(3).and_then(|v| to_ms(v));
+            let ms = |i: usize| f.get(i).and_then(|v| to_ms(v)).unwrap_or(0.0);
+            (latency.mean, latency.stdev, latency.max) = (ms(1), ms(2), ms(3));
         } else if let Some((p, v)) = line
             .split_once('%')
             .filter(|(p, _)| p.parse::<f64>().is_ok())
         {
             // `wrk --latency`: "     99%    3.22ms"
-            if let (Ok(p), Some(v)) = (p.trim().parse::<f64>(), to_ms(v)) {
-                percentiles.push((p, v));
-            }
+            let slot = match p {
+                "50" => &mut latency.p50,
+                "90" => &mut latency.p90,
+                "99" => &mut latency.p99,
+                _ => continue,
+            };
+            *slot = to_ms(v).unwrap_or(0.0);
         } else if line.contains("requests in") {
             // "373722 requests in 5.03s, 53.10MB read"
             let mut it = line.split_whitespace();
@@ -100,14 +98,12 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
     let (Some(rps), Some(requests)) = (rps, requests) else {
         bail!("not wrk output (no Requests/sec or request count):\n{text}");
     };
+    latency.count = requests;
     Ok(WrkResult {
         requests,
         seconds: seconds.unwrap_or(0.0),
         rps,
-        latency_avg_ms: latency,
-        latency_stdev_ms: stdev,
-        latency_max_ms: max,
-        percentiles_ms: percentiles,
+        latency_ms: latency,
         non_2xx,
         socket_errors: socket,
     })
@@ -150,29 +146,12 @@ pub fn wrk_import(w: &WrkResult, name: &str, source: &str) -> ImportReport {
             ..ConnectionErrors::default()
         },
     };
-    let pct = |q: f64| {
-        w.percentiles_ms
-            .iter()
-            .find(|(p, _)| *p == q)
-            .map(|(_, v)| *v)
-            .unwrap_or(0.0)
-    };
-    let latency = LatencySummary {
-        count: w.requests,
-        mean: w.latency_avg_ms.unwrap_or(0.0),
-        stdev: w.latency_stdev_ms.unwrap_or(0.0),
-        max: w.latency_max_ms.unwrap_or(0.0),
-        p50: pct(50.0),
-        p90: pct(90.0),
-        p99: pct(99.0),
-        ..LatencySummary::default()
-    };
     let all = imported_endpoint(
         name,
         w.requests,
         errors.total,
         w.rps,
-        latency,
+        w.latency_ms.clone(),
         errors,
         Default::default(),
     );
@@ -324,12 +303,13 @@ Transfer/sec:     10.55MB
         assert_eq!(r.requests, 373_722);
         assert_eq!(r.rps, 74_270.49);
         assert!((r.seconds - 5.03).abs() < 1e-9);
-        assert_eq!(r.latency_avg_ms, Some(0.95));
-        assert_eq!(r.latency_max_ms, Some(12.3));
+        let l = &r.latency_ms;
         assert_eq!(
-            r.percentiles_ms,
-            vec![(50.0, 0.638), (75.0, 1.02), (90.0, 2.0), (99.0, 6.12)]
+            (l.count, l.mean, l.stdev, l.max),
+            (373_722, 0.95, 1.27, 12.3)
         );
+        assert_eq!((l.p50, l.p90, l.p99), (0.638, 2.0, 6.12));
+        assert_eq!((l.min, l.p95), (0.0, 0.0), "wrk gives neither");
         assert_eq!(r.non_2xx, 12);
         assert_eq!(r.socket_errors, [0, 2, 0, 7]);
         assert!(parse_wrk("hello").is_err());

@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::cell::CellMeasure;
-use super::cgroup::limits_of_pid;
+use super::cgroup::{limits_of_pid, GroupLimits};
 use super::limits::AppliedLimit;
 use super::metrics::{scrape, MetricsScrape};
 use super::placement::{affinity_of, overlaps};
@@ -30,7 +30,7 @@ use super::sampler::Sampler;
 use super::server::free_port;
 use super::spec::ConfigSpec;
 use crate::generator::sysmon::MachineCpu;
-use crate::units::parse_duration;
+use crate::units::{parse_duration, parse_opt_duration};
 
 /// `[configs.compose]`: how to bring a configuration up with compose.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -197,10 +197,9 @@ pub struct Container {
     pub pid: u32,
     /// The image as named and its ID.
     pub image: String,
-    pub cpuset: String,
-    /// CPUs' worth of quota (`None`: unlimited).
-    pub quota: Option<f64>,
-    pub memory: Option<u64>,
+    /// Its envelope as Docker set it (`None`: all CPUs, no quota, no
+    /// memory limit).
+    pub limits: GroupLimits,
     /// Its address on its (first) compose network.
     pub ip: Option<IpAddr>,
 }
@@ -212,15 +211,15 @@ impl Container {
 
     /// `cpuset 1, quota 1 CPU, memory unlimited, image quizbench:latest (sha256:0123…)`.
     fn limits_text(&self) -> String {
-        let cpuset = if self.cpuset.is_empty() {
-            "all CPUs".to_string()
-        } else {
-            format!("cpuset {}", self.cpuset)
-        };
-        let quota = self
+        let l = &self.limits;
+        let cpuset = l
+            .cpus
+            .as_ref()
+            .map_or("all CPUs".into(), |c| format!("cpuset {c}"));
+        let quota = l
             .quota
             .map_or("no quota".into(), |q| format!("quota {q} CPU"));
-        let memory = self.memory.map_or("memory unlimited".into(), |m| {
+        let memory = l.memory_bytes.map_or("memory unlimited".into(), |m| {
             format!("memory {} MiB", m >> 20)
         });
         format!("{cpuset}, {quota}, {memory}, image {}", self.image)
@@ -254,7 +253,6 @@ pub fn parse_inspect(json: &str) -> anyhow::Result<Vec<Container>> {
         } else {
             None
         };
-        let memory = hc["Memory"].as_u64().filter(|m| *m > 0);
         let id = c["Image"].as_str().unwrap_or("?");
         let short = id.strip_prefix("sha256:").unwrap_or(id);
         let ip = c["NetworkSettings"]["Networks"].as_object().and_then(|n| {
@@ -270,9 +268,14 @@ pub fn parse_inspect(json: &str) -> anyhow::Result<Vec<Container>> {
                 c["Config"]["Image"].as_str().unwrap_or("?"),
                 &short[..short.len().min(12)]
             ),
-            cpuset: hc["CpusetCpus"].as_str().unwrap_or_default().to_string(),
-            quota,
-            memory,
+            limits: GroupLimits {
+                cpus: hc["CpusetCpus"]
+                    .as_str()
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+                quota,
+                memory_bytes: hc["Memory"].as_u64().filter(|m| *m > 0),
+            },
             ip,
         });
     }
@@ -325,12 +328,7 @@ impl Deployment {
             applied: AppliedLimit::default(),
             up: true,
         };
-        let timeout = spec
-            .ready_timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .unwrap_or(Duration::from_secs(300));
+        let timeout = parse_opt_duration(&spec.ready_timeout)?.unwrap_or(Duration::from_secs(300));
         let deadline = Instant::now() + timeout;
         if let Err(e) = d.run(&d.commands.up(&spec.scale)) {
             d.save_logs();
@@ -495,7 +493,7 @@ impl Deployment {
             .iter()
             .find(|(k, _)| k.ends_with("cpuset.cpus") || k.ends_with("cpuset.cpus.effective"))
             .map(|(_, v)| v.clone())
-            .or_else(|| first.map(|c| c.cpuset.clone()));
+            .or_else(|| first.and_then(|c| c.limits.cpus.clone()));
         AppliedLimit {
             method: format!(
                 "docker compose ({} {} container(s), limits per container)",
@@ -503,9 +501,9 @@ impl Deployment {
                 self.spec.server.join("+")
             ),
             cpus,
-            quota: first.and_then(|c| c.quota),
+            quota: first.and_then(|c| c.limits.quota),
             memory: first
-                .and_then(|c| c.memory)
+                .and_then(|c| c.limits.memory_bytes)
                 .map(|m| format!("{}M", m >> 20)),
             cgroup: None,
             note: None,

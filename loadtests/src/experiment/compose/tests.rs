@@ -103,7 +103,15 @@ fn reads_containers_from_docker_inspect() {
     let cs = parse_inspect(json).unwrap();
     assert_eq!(cs.len(), 2, "the exited container is left out");
     assert_eq!(cs[0].key(), "app-2");
-    assert_eq!(cs[0].quota, Some(0.5));
+    assert_eq!(
+        cs[0].limits,
+        GroupLimits {
+            cpus: Some("1".into()),
+            quota: Some(0.5),
+            memory_bytes: Some(512 << 20),
+        }
+    );
+    assert_eq!(cs[1].limits.cpus, None, "an empty CpusetCpus: all CPUs");
     assert_eq!(cs[0].ip, Some("172.18.0.5".parse().unwrap()));
     assert_eq!(cs[1].ip, None);
     assert_eq!(
