@@ -445,6 +445,13 @@ fn doc002_calibration_runs_and_the_server_has_its_own_cpu() {
             "{config} {metric}: {checks:?}"
         );
     }
+    // The quiz list (4 of the journey's 15 weights) is reached: its
+    // endpoint check is the row's median over the cell's trials.
+    assert!(
+        checks.iter().any(|k| k.config == "w6-cache"
+            && k.endpoint.as_deref() == Some("GET /api/v1/quizzes")),
+        "{checks:?}"
+    );
     assert!(checks.iter().all(|k| k.error.is_finite()), "{checks:?}");
     let md = run.report();
     assert!(
