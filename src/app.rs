@@ -19,7 +19,7 @@ pub const JSON_BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let cfg = state.cfg.clone();
-    let routes = routes::all(cfg.file_max_bytes).into_router();
+    let routes = routes::all(cfg.file_max_bytes, cfg.app_cpu_cost).into_router();
     let mut app = routes
         .merge(test_hooks())
         .fallback(not_found)

@@ -11,8 +11,10 @@
 //! The pool's threads are created on first use, after any fork.
 //!
 //! Also how many CPUs this process may use (affinity mask and cgroup quota,
-//! read by [`cgroup`]), which `PROCESSES=auto` and the pool size follow.
+//! read by [`cgroup`]), which `PROCESSES=auto` and the pool size follow,
+//! and CPU time burned on the calling thread ([`burn`]: `APP_CPU_COST_US`).
 
+pub mod burn;
 pub mod cgroup;
 
 use std::path::Path;

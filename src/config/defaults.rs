@@ -62,6 +62,7 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("LOGIN_WINDOW_SECS", "300"),
     ("GRADE_COST", "8"),
     ("GRADE_MODEL_MB", "8"),
+    ("APP_CPU_COST_US", "0"),
     ("FILES_DIR", "./data/files"),
     ("FILE_MAX_BYTES", "262144"),
 ];

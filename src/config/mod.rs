@@ -260,6 +260,10 @@ pub struct Config {
     pub grade_cost: u32,
     /// `GRADE_MODEL_MB`: memory footprint of the classifier's weights.
     pub grade_model_mb: u32,
+    /// `APP_CPU_COST_US`: CPU time each API request burns on its own thread
+    /// (the stand-in for a framework's per-request work; zero = none).
+    /// Responses from the content cache pay none (see `routes::all`).
+    pub app_cpu_cost: Duration,
     /// `FILES_DIR`: where student code files are stored.
     pub files_dir: PathBuf,
     /// `FILE_MAX_BYTES`: largest code file accepted.
@@ -405,6 +409,7 @@ impl Config {
             login_window: r.secs("LOGIN_WINDOW_SECS", 1)?,
             grade_cost: r.ranged("GRADE_COST", 1, 100_000)? as u32,
             grade_model_mb: r.ranged("GRADE_MODEL_MB", 1, 64 * 1024)? as u32,
+            app_cpu_cost: Duration::from_micros(r.ranged("APP_CPU_COST_US", 0, 10_000_000)? as u64),
             files_dir: PathBuf::from(r.string("FILES_DIR")),
             file_max_bytes: r.ranged("FILE_MAX_BYTES", 1, 64 << 20)?,
         };
@@ -555,6 +560,18 @@ mod tests {
         assert!(shown.contains("database_url"), "{shown}");
         assert_eq!(c.database_url.expose_secret(), database);
         assert_eq!(c.redis_url.expose_secret(), redis);
+    }
+
+    #[test]
+    fn app_cpu_cost_is_microseconds_off_by_default_and_range_checked() {
+        assert_eq!(cfg(&[]).unwrap().app_cpu_cost, Duration::ZERO);
+        let c = cfg(&[("APP_CPU_COST_US", "25000")]).unwrap();
+        assert_eq!(c.app_cpu_cost, Duration::from_millis(25));
+        for bad in ["-1", "10000001", "25ms", "1.5"] {
+            let e = cfg(&[("APP_CPU_COST_US", bad)]).unwrap_err();
+            assert_eq!(e.var, "APP_CPU_COST_US", "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
     }
 
     #[test]

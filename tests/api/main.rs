@@ -12,6 +12,7 @@ const SUITE: common::Suite = common::Suite {
     template_lock: 727272,
 };
 
+mod app_cost;
 mod attempts;
 mod auth;
 mod cli;

@@ -111,6 +111,11 @@ impl Miniature<'_> {
                 c.target = target;
                 c.start = start;
                 c.tolerance = 0.3;
+                // A file whose steps run by duration runs them as short as
+                // its cells.
+                if c.duration.is_some() {
+                    c.duration = Some(self.duration.into());
+                }
             }
             (None, None) => {}
             _ => panic!(
@@ -125,20 +130,33 @@ impl Miniature<'_> {
 
     /// Runs the miniature and reads back its runs.
     pub fn run(&self) -> MiniRun {
-        let _serial = super::one_at_a_time();
-        let spec = self.spec();
-        let server = std::fs::canonicalize(super::SERVER_BIN).expect("server binary");
-        let dir = TempDir::new();
-        let out = dir.0.join("results");
-        let opts = super::quiet_run(server, out.clone(), 11);
-        let (summary, _) = run_experiment(&spec, &opts).expect("the miniature runs");
-        let records = load_runs(&out).expect("runs/");
-        MiniRun {
-            summary,
-            records,
-            out,
-            _dir: dir,
-        }
+        run_spec(self.spec())
+    }
+}
+
+/// Runs a miniature's spec (as [`Miniature::spec`] gave it, maybe changed
+/// further) and reads back its runs.
+pub fn run_spec(spec: ExperimentSpec) -> MiniRun {
+    spec.validate()
+        .expect("the miniature is a valid experiment");
+    let _serial = super::one_at_a_time();
+    let server = std::fs::canonicalize(super::SERVER_BIN).expect("server binary");
+    let dir = TempDir::new();
+    let out = dir.0.join("results");
+    let opts = super::quiet_run(server, out.clone(), 11);
+    let started = std::time::Instant::now();
+    let (summary, _) = run_experiment(&spec, &opts).expect("the miniature runs");
+    eprintln!(
+        "miniature of {} ran in {:.1} s",
+        spec.id,
+        started.elapsed().as_secs_f64()
+    );
+    let records = load_runs(&out).expect("runs/");
+    MiniRun {
+        summary,
+        records,
+        out,
+        _dir: dir,
     }
 }
 
@@ -358,4 +376,137 @@ fn doc001_calibration_runs_and_is_reported() {
         "{md}"
     );
     assert!(md.contains("## Out-of-sample checks"), "{md}");
+}
+
+/// Document 002: Django's CPU per request (`APP_CPU_COST_US`) is
+/// calibrated on the January setup (3 workers, no cache) before the
+/// trials — here towards 20 req/s from 10 users thinking 0.1-0.3 s instead
+/// of 37.5 req/s from 300 users thinking 1-3 s —, every trial's server has
+/// CPU 0 to itself, and the report gives the calibration's steps and the
+/// errors of the out-of-sample checks (February's prediction).
+#[test]
+fn doc002_calibration_runs_and_the_server_has_its_own_cpu() {
+    const USERS: usize = 10;
+    let mut spec = Miniature {
+        file: "002-django-uwsgi-quiz-locust.toml",
+        configs: &["w3-nocache", "w6-cache"],
+        scenarios: &["journey"],
+        levels: &[USERS],
+        duration: "2s",
+        seed_args: ONE_REFERENCE_COHORT,
+        env: &[("ARGON2_MEMORY_KIB", "64"), ("ARGON2_ITERATIONS", "1")],
+        calibrate: Some((20.0, 35_000.0)),
+    }
+    .spec();
+    spec.load.think = Some("100ms..300ms".into());
+    let cal = spec.calibrate.as_mut().expect("[calibrate]");
+    cal.steps = 3;
+    cal.level = USERS as f64;
+    for k in &mut cal.checks {
+        if k.level.is_some() {
+            k.level = Some(USERS as f64);
+        }
+    }
+    let run = run_spec(spec);
+    let cal = run
+        .summary
+        .calibration
+        .as_ref()
+        .expect("calibration in the summary");
+    assert_eq!(cal.var, "APP_CPU_COST_US");
+    assert_eq!(
+        (cal.config.as_str(), cal.metric.as_str()),
+        ("w3-nocache", "throughput")
+    );
+    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
+    assert_eq!(cal.steps.last().unwrap().value, cal.value);
+    assert!(run.out.join("calibration.json").is_file());
+    for r in &run.records {
+        assert_eq!(
+            r.report.errors.total, 0,
+            "{}: {:?}",
+            r.config, r.report.errors
+        );
+    }
+    for config in ["w3-nocache", "w6-cache"] {
+        let cell = run.cell(config, "journey");
+        assert!(cell.endpoints.len() >= 3, "{config}: {:?}", cell.endpoints);
+    }
+    assert_server_on_its_own_cpu(&run);
+    // The January median (out of sample) and February's throughput
+    // (predicted) at least; endpoint rows the short trial did not reach
+    // have no check.
+    let checks = &run.summary.checks;
+    for (config, metric) in [("w3-nocache", "median latency"), ("w6-cache", "throughput")] {
+        assert!(
+            checks
+                .iter()
+                .any(|k| k.config == config && k.metric == metric && k.endpoint.is_none()),
+            "{config} {metric}: {checks:?}"
+        );
+    }
+    // The quiz list (4 of the journey's 15 weights) is reached: its
+    // endpoint check is the row's median over the cell's trials.
+    assert!(
+        checks.iter().any(|k| k.config == "w6-cache"
+            && k.endpoint.as_deref() == Some("GET /api/v1/quizzes")),
+        "{checks:?}"
+    );
+    assert!(checks.iter().all(|k| k.error.is_finite()), "{checks:?}");
+    let md = run.report();
+    assert!(
+        md.contains("## Calibration") && md.contains("`APP_CPU_COST_US` calibrated on w3-nocache"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("APP_CPU_COST_US = **{}**", cal.value)),
+        "{md}"
+    );
+    assert!(md.contains("## Out-of-sample checks"), "{md}");
+}
+
+/// Document 000: one login per user as the document's script sent them
+/// (30 at once), one thread per process for 1 and 2 processes, and the
+/// document's claims at that level tested against the baseline.
+#[test]
+fn doc000_one_login_per_user_and_the_claims_tested() {
+    let run = Miniature {
+        file: "000-tornado-multiprocess.toml",
+        configs: &["single", "multi"],
+        scenarios: &["login"],
+        levels: &[30],
+        duration: "1s",
+        seed_args: ONE_REFERENCE_COHORT,
+        env: &[],
+        calibrate: None,
+    }
+    .run();
+    assert_eq!(run.records.len(), 2);
+    for r in &run.records {
+        assert_eq!(r.report.requests, 30, "{}: one login per user", r.config);
+        assert_eq!(
+            r.report.successes, 30,
+            "{}: {:?}",
+            r.config, r.report.errors
+        );
+        let workers = if r.config == "multi" { 2 } else { 1 };
+        let u = r.server.as_ref().expect("server usage");
+        assert_eq!(u.worker_requests.len(), workers, "{:?}", u.worker_requests);
+    }
+    // 24% slower at 30, and no benefit; the 50-user and OWASP claims have
+    // no cell here.
+    let claims = &run.summary.claims;
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    for c in claims {
+        assert_eq!(
+            (c.config.as_str(), c.against.as_str(), c.level),
+            ("multi", "single", 30.0)
+        );
+        assert_eq!(c.metric, "mean latency");
+    }
+    let md = run.report();
+    assert!(md.contains("## The document's claims"), "{md}");
+    for c in claims {
+        assert!(md.contains(&c.text), "{md}");
+    }
 }

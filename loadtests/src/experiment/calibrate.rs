@@ -11,8 +11,10 @@
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
+use super::claims::run_metric;
+use super::run::RunRecord;
 use super::spec::Metric;
-use super::summary::CellSummary;
+use super::summary::{CellSummary, Estimate};
 use crate::generator::scenarios::ScenarioKind;
 
 /// `[calibrate]`: which knob, on which cell, towards which figure.
@@ -67,6 +69,10 @@ pub struct Check {
     /// The level (default: the calibration's).
     #[serde(default)]
     pub level: Option<f64>,
+    /// One endpoint's row, named as in the endpoints table (default: the
+    /// whole cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// An out-of-sample check: our trials' figure against the document's.
@@ -76,6 +82,9 @@ pub struct CheckRecord {
     pub scenario: String,
     pub level: f64,
     pub metric: String,
+    /// The endpoint row compared (none: the whole cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     pub document: f64,
     pub ours: f64,
     pub ci95: f64,
@@ -83,11 +92,13 @@ pub struct CheckRecord {
     pub error: f64,
 }
 
-/// The checks of `cal` against the cells' estimates.
+/// The checks of `cal` against the cells' estimates (an endpoint's, over
+/// the cell's trials in `records`).
 pub fn checks(
     cal: &CalibrateSpec,
     first_scenario: ScenarioKind,
     cells: &[CellSummary],
+    records: &[RunRecord],
 ) -> Vec<CheckRecord> {
     cal.checks
         .iter()
@@ -98,9 +109,25 @@ pub fn checks(
             let cell = cells
                 .iter()
                 .find(|c| c.config == config && c.scenario == scenario && c.level == level)?;
-            let e = k.metric.of_cell(cell);
+            let e = match &k.endpoint {
+                None => k.metric.of_cell(cell).clone(),
+                Some(name) => {
+                    let values: Vec<f64> = records
+                        .iter()
+                        .filter(|r| {
+                            r.config == config && r.scenario == scenario && r.level == level
+                        })
+                        .filter_map(|r| run_metric(k.metric, &r.report, Some(name)))
+                        .collect();
+                    if values.is_empty() {
+                        return None;
+                    }
+                    Estimate::of(values)
+                }
+            };
             Some(CheckRecord {
                 metric: k.metric.name().into(),
+                endpoint: k.endpoint.clone(),
                 document: k.document,
                 ours: e.mean,
                 ci95: e.ci95,

@@ -7,8 +7,29 @@
 use serde::{Deserialize, Serialize};
 
 use super::run::RunRecord;
-use super::spec::ExperimentSpec;
+use super::spec::{ExperimentSpec, Metric};
+use crate::analysis::report::RunReport;
 use crate::analysis::verdicts::{test_claim, ClaimKind, ClaimTest};
+
+/// `metric` of one run: of the whole run, or of its `endpoint` row (None
+/// when the run has no such row).
+pub(super) fn run_metric(metric: Metric, r: &RunReport, endpoint: Option<&str>) -> Option<f64> {
+    let Some(name) = endpoint else {
+        return Some(metric.of(r));
+    };
+    let e = r.endpoints.iter().find(|e| e.name == name)?;
+    let l = &e.latency_ms;
+    Some(match metric {
+        Metric::Mean => l.mean,
+        Metric::Min => l.min,
+        Metric::P50 => l.p50,
+        Metric::P95 => l.p95,
+        Metric::P99 => l.p99,
+        Metric::Max => l.max,
+        Metric::Rps => e.rps,
+        Metric::Success => e.success_rate,
+    })
+}
 
 /// One claim tested in one cell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,6 +42,9 @@ pub struct ClaimRecord {
     pub scenario: String,
     pub level: f64,
     pub metric: String,
+    /// The endpoint row the claim is about (none: the whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     pub test: ClaimTest,
     /// One line for the report.
     pub text: String,
@@ -48,20 +72,23 @@ pub fn test_claims(spec: &ExperimentSpec, records: &[RunRecord]) -> Vec<ClaimRec
                 records
                     .iter()
                     .filter(|r| r.config == config && r.scenario == scenario && r.level == level)
-                    .map(|r| metric.of(&r.report))
+                    .filter_map(|r| run_metric(metric, &r.report, c.endpoint.as_deref()))
                     .collect()
             };
             let (a, b) = (values(&against), values(&c.config));
-            if a.is_empty() {
+            if a.is_empty() || b.is_empty() {
                 continue;
             }
             let test = test_claim(&kind, &a, &b);
+            let what = match &c.endpoint {
+                Some(e) => format!("{} of {e}", metric.name()),
+                None => metric.name().to_string(),
+            };
             let text = format!(
-                "**{}** — {} vs {}, {} @ {} ({scenario}): claim: {}; ours {:+.1}%: {}",
+                "**{}** — {} vs {}, {what} @ {} ({scenario}): claim: {}; ours {:+.1}%: {}",
                 test.verdict.word(),
                 c.config,
                 against,
-                metric.name(),
                 level,
                 kind.describe(),
                 test.relative * 100.0,
@@ -75,6 +102,7 @@ pub fn test_claims(spec: &ExperimentSpec, records: &[RunRecord]) -> Vec<ClaimRec
                 scenario,
                 level,
                 metric: metric.name().into(),
+                endpoint: c.endpoint.clone(),
                 test,
                 text,
             });

@@ -437,7 +437,10 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
             .map(|k| {
                 vec![
                     format!("{} {} @ {}", k.config, k.scenario, k.level),
-                    k.metric.clone(),
+                    match &k.endpoint {
+                        Some(e) => format!("{} of {e}", k.metric),
+                        None => k.metric.clone(),
+                    },
                     format!("{:.1}", k.document),
                     format!("{:.1} ±{:.1}", k.ours, k.ci95),
                     format!("{:+.1}%", k.error * 100.0),

@@ -287,6 +287,10 @@ pub struct ClaimSpec {
     /// The metric (default: the experiment's).
     #[serde(default)]
     pub metric: Option<Metric>,
+    /// Only this endpoint's row, named as in the endpoints table
+    /// (`GET /api/v1/quizzes`; default: the whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// The two kinds of claim.

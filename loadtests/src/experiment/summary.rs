@@ -383,7 +383,7 @@ pub fn summarize(
     let checks = spec
         .calibrate
         .as_ref()
-        .map(|c| checks(c, spec.load.scenarios[0], &cells))
+        .map(|c| checks(c, spec.load.scenarios[0], &cells, records))
         .unwrap_or_default();
     let rps = cells.iter().map(|c| c.rps.mean).fold(0.0, f64::max);
     ExperimentSummary {
