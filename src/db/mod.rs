@@ -96,6 +96,23 @@ use std::time::Duration;
 use crate::config::{Config, DbPooler};
 pub use pool::{DbConn, DbPool};
 
+/// How a [`DbPool`] opens a connection: the connect options, then the SQL
+/// (if any) run on each new connection before it is used.
+#[derive(Debug, Clone)]
+pub struct Connect {
+    pub opts: PgConnectOptions,
+    pub session_setup: Option<String>,
+}
+
+impl From<PgConnectOptions> for Connect {
+    fn from(opts: PgConnectOptions) -> Connect {
+        Connect {
+            opts,
+            session_setup: None,
+        }
+    }
+}
+
 /// Limits of a [`DbPool`] (from `DB_POOL_*` and `DB_*_TIMEOUT*`).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -136,8 +153,11 @@ pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
         // (PgBouncer resets the server connection when it is released).
         DbPooler::PgBouncer => session_setup = Some(format!("set statement_timeout = {timeout}")),
     }
-    DbPool::with_session_setup(
-        opts,
+    DbPool::new(
+        Connect {
+            opts,
+            session_setup,
+        },
         PoolSettings {
             max: cfg.db_pool_max as usize,
             min: cfg.db_pool_min as usize,
@@ -145,7 +165,6 @@ pub fn pool(cfg: &Config) -> anyhow::Result<DbPool> {
             max_lifetime: cfg.db_max_lifetime,
             idle_timeout: cfg.db_idle_timeout,
         },
-        session_setup,
     )
 }
 

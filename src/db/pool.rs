@@ -24,22 +24,21 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use super::{PoolGauges, PoolSettings};
+pub use super::{Connect, PoolGauges, PoolSettings};
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
     ConnectOptions as _, Connection as _, Describe, Either, Execute, Executor, PgConnection,
     Postgres,
 };
 
 pub struct PgManager {
-    opts: PgConnectOptions,
+    /// The session setup runs with the simple protocol.
+    connect: Connect,
     max_lifetime: Option<Duration>,
-    /// Run (simple protocol) on each new connection before its first use.
-    session_setup: Option<String>,
 }
 
 /// A pooled connection and whether it failed in a way that leaves it unusable.
@@ -53,8 +52,8 @@ impl managed::Manager for PgManager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<PooledPg, sqlx::Error> {
-        let mut conn = self.opts.connect().await?;
-        if let Some(sql) = &self.session_setup {
+        let mut conn = self.connect.opts.connect().await?;
+        if let Some(sql) = &self.connect.session_setup {
             conn.execute(sql.as_str()).await?;
         }
         Ok(PooledPg {
@@ -99,23 +98,13 @@ impl fmt::Debug for DbPool {
 impl DbPool {
     /// A lazy pool: no connection is opened here, so a worker starts (not
     /// ready) while Postgres is down. With `min` or `idle_timeout` set it
-    /// spawns its upkeep task, so it must be built inside a runtime.
-    pub fn new(opts: PgConnectOptions, settings: PoolSettings) -> anyhow::Result<DbPool> {
-        DbPool::with_session_setup(opts, settings, None)
-    }
-
-    /// [`DbPool::new`], running `session_setup` on each new connection
-    /// (within the acquire timeout) before it is used.
-    pub fn with_session_setup(
-        opts: PgConnectOptions,
-        settings: PoolSettings,
-        session_setup: Option<String>,
-    ) -> anyhow::Result<DbPool> {
+    /// spawns its upkeep task, so it must be built inside a runtime. The
+    /// session setup runs within the acquire timeout.
+    pub fn new(connect: impl Into<Connect>, settings: PoolSettings) -> anyhow::Result<DbPool> {
         let t = Some(settings.acquire_timeout);
         let inner = managed::Pool::builder(PgManager {
-            opts,
+            connect: connect.into(),
             max_lifetime: settings.max_lifetime,
-            session_setup,
         })
         .max_size(settings.max)
         .wait_timeout(t)

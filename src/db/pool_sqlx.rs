@@ -8,30 +8,23 @@ use std::ops::{Deref, DerefMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{
-    PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo,
-};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Connection as _, Describe, Either, Execute, Executor, PgConnection, Postgres};
 
-pub use super::{PoolGauges, PoolSettings};
+pub use super::{Connect, PoolGauges, PoolSettings};
 
 /// A worker's PostgreSQL pool (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct DbPool(PgPool);
 
 impl DbPool {
-    /// A lazy pool, as ours: no connection is opened here.
-    pub fn new(opts: PgConnectOptions, settings: PoolSettings) -> anyhow::Result<DbPool> {
-        DbPool::with_session_setup(opts, settings, None)
-    }
-
-    /// [`DbPool::new`], running `session_setup` on each new connection
-    /// (sqlx's `after_connect`) before it is used.
-    pub fn with_session_setup(
-        opts: PgConnectOptions,
-        settings: PoolSettings,
-        session_setup: Option<String>,
-    ) -> anyhow::Result<DbPool> {
+    /// A lazy pool, as ours: no connection is opened here. The session
+    /// setup runs as sqlx's `after_connect`.
+    pub fn new(connect: impl Into<Connect>, settings: PoolSettings) -> anyhow::Result<DbPool> {
+        let Connect {
+            opts,
+            session_setup,
+        } = connect.into();
         let mut options = PgPoolOptions::new()
             .max_connections(settings.max as u32)
             .min_connections(settings.min as u32)

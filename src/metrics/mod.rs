@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 pub use labels::RouteLabels;
-use shared_memory::{map_shared, shared_memfd, shared_zeroed, SharedTable};
+use shared_memory::{map_shared, shared_memfd, SharedTable};
 
 /// Most worker slots a server can have (PROCESSES x thread-per-core runtimes).
 pub const MAX_SLOTS: usize = 256;
@@ -45,24 +45,40 @@ const N_BUCKETS: usize = 15; // BUCKETS_US.len() + "+Inf"
 /// so the same in every process of a server.
 pub const ROUTE_SLOTS: usize = 40;
 
-/// Why the supervisor restarted a worker.
+/// Why the supervisor restarted a worker. The discriminant (the order of
+/// [`RestartReason::ALL`]) indexes a slot's restart counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartReason {
-    Crash = 0,
-    MaxRequests = 1,
-    Hup = 2,
-    Heartbeat = 3,
-    Lifetime = 4,
-    Memory = 5,
+    Crash,
+    MaxRequests,
+    Hup,
+    Heartbeat,
+    Lifetime,
+    Memory,
 }
-const RESTART_REASONS: &[&str] = &[
-    "crash",
-    "max_requests",
-    "hup",
-    "heartbeat",
-    "lifetime",
-    "memory",
-];
+
+impl RestartReason {
+    pub const ALL: [RestartReason; 6] = [
+        RestartReason::Crash,
+        RestartReason::MaxRequests,
+        RestartReason::Hup,
+        RestartReason::Heartbeat,
+        RestartReason::Lifetime,
+        RestartReason::Memory,
+    ];
+
+    /// The reason as logs and the metrics' `reason` label name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartReason::Crash => "crash",
+            RestartReason::MaxRequests => "max_requests",
+            RestartReason::Hup => "hup",
+            RestartReason::Heartbeat => "heartbeat",
+            RestartReason::Lifetime => "lifetime",
+            RestartReason::Memory => "memory",
+        }
+    }
+}
 
 /// Worker life-cycle state as shown in the stats view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +120,7 @@ pub struct Slot {
     dummy_hashes: AtomicU64,
     /// Milliseconds from spawn to ready of the slot's current worker (set by the supervisor).
     boot_ms: AtomicU64,
-    restarts: [AtomicU64; 6],
+    restarts: [AtomicU64; RestartReason::ALL.len()],
     routes: [RouteStats; ROUTE_SLOTS],
 }
 
@@ -121,14 +137,15 @@ pub struct Metrics {
 unsafe impl SharedTable for Metrics {}
 
 impl Metrics {
-    /// Maps a zeroed shared table. Call before forking so children share it.
+    /// Maps a zeroed shared table (its descriptor closed: forked children
+    /// share the mapping itself). Call before forking.
     pub fn new_shared() -> &'static Metrics {
-        shared_zeroed::<Metrics>()
+        shared_memfd::<Metrics>().expect("shared metrics table").0
     }
 
-    /// Like [`Metrics::new_shared`], backed by a memfd: a worker that the
-    /// supervisor re-executes (and so does not inherit the mapping) maps the
-    /// same table again from the inherited descriptor with [`Metrics::map_shared_fd`].
+    /// Like [`Metrics::new_shared`], with the memfd behind it: a worker that
+    /// the supervisor re-executes (and so does not inherit the mapping) maps
+    /// the same table again from the inherited descriptor with [`Metrics::map_shared_fd`].
     pub fn new_shared_memfd() -> std::io::Result<(&'static Metrics, std::os::fd::OwnedFd)> {
         shared_memfd::<Metrics>()
     }
@@ -269,6 +286,8 @@ mod tests {
     fn tables_match_their_lengths() {
         assert_eq!(STATUSES.len() + 1, N_STATUS);
         assert_eq!(BUCKETS_US.len() + 1, N_BUCKETS);
-        assert_eq!(RESTART_REASONS.len(), 6);
+        for (i, reason) in RestartReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "{reason:?}");
+        }
     }
 }

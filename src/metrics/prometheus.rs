@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{unix_ms, Metrics, RouteLabels, Slot, BUCKETS_US, RESTART_REASONS, STATUSES};
+use super::{unix_ms, Metrics, RestartReason, RouteLabels, Slot, BUCKETS_US, STATUSES};
 
 /// A metric family read from each slot: name, help, getter.
 type Series = (&'static str, &'static str, fn(&Slot) -> u64);
@@ -148,12 +148,13 @@ impl Metrics {
             "counter",
         );
         for (i, s) in &used {
-            for (r, reason) in RESTART_REASONS.iter().enumerate() {
-                let n = s.restarts[r].load(Relaxed);
+            for reason in RestartReason::ALL {
+                let n = s.restarts[reason as usize].load(Relaxed);
                 if n > 0 {
                     let _ = writeln!(
                         out,
-                        "quizbench_worker_restarts_total{{worker=\"{i}\",reason=\"{reason}\"}} {n}"
+                        "quizbench_worker_restarts_total{{worker=\"{i}\",reason=\"{}\"}} {n}",
+                        reason.name()
                     );
                 }
             }
@@ -242,10 +243,10 @@ impl Metrics {
                     "rss_bytes": s.rss_bytes.load(Relaxed),
                     "age_secs": now.saturating_sub(s.started_unix_ms.load(Relaxed)) / 1000,
                     "restarts": s.restarts.iter().map(|r| r.load(Relaxed)).sum::<u64>(),
-                    "restarts_by_reason": RESTART_REASONS
-                        .iter()
+                    "restarts_by_reason": RestartReason::ALL
+                        .into_iter()
                         .zip(&s.restarts)
-                        .map(|(name, n)| (name.to_string(), n.load(Relaxed).into()))
+                        .map(|(reason, n)| (reason.name().to_string(), n.load(Relaxed).into()))
                         .collect::<serde_json::Map<String, serde_json::Value>>(),
                     "boot_ms": s.boot_ms.load(Relaxed),
                 })

@@ -1,6 +1,7 @@
-//! Mapping the metrics table into memory shared between processes: an
-//! anonymous `MAP_SHARED` mapping inherited across `fork`, or a memfd that
-//! a re-executed worker maps again. The only `unsafe` of the table.
+//! Mapping the metrics table into memory shared between processes: a
+//! `MAP_SHARED` mapping of a memfd, inherited across `fork`, that a
+//! re-executed worker maps again from the descriptor. The only `unsafe` of
+//! the table.
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
@@ -14,28 +15,6 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 /// (other processes write them concurrently): aggregates of `AtomicU64`.
 #[allow(unsafe_code)]
 pub unsafe trait SharedTable: Sync {}
-
-/// Allocates a zero-filled `T` in an anonymous shared mapping that lives for
-/// the rest of the process and is inherited by forked children.
-#[allow(unsafe_code)]
-pub fn shared_zeroed<T: SharedTable>() -> &'static T {
-    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    let len = std::num::NonZeroUsize::new(std::mem::size_of::<T>()).expect("non-empty table");
-    // SAFETY: a fresh anonymous mapping does not alias any Rust object. It is
-    // never unmapped, so the reference is valid for 'static. It is zero-filled
-    // and page-aligned, and `T: SharedTable` guarantees that zero bytes are a
-    // valid `T` that may be shared between threads and processes.
-    unsafe {
-        let ptr = mmap_anonymous(
-            None,
-            len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )
-        .expect("mmap of the shared metrics table");
-        &*(ptr.as_ptr() as *const T)
-    }
-}
 
 /// A zero-filled `T` in a shared mapping of a new memfd (close-on-exec;
 /// the supervisor clears that flag in a child that it re-executes).

@@ -416,6 +416,7 @@ async fn max_rss_recycles_a_worker_that_grew() {
             ("content-type", "application/json"),
         ],
         br#"{"text":"a mutex guards shared memory"}"#,
+        harness::HTTP_TIMEOUT,
     )
     .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);

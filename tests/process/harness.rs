@@ -220,6 +220,7 @@ impl Server {
             "/api/v1/auth/login",
             &[("content-type", "application/json")],
             br#"{"username":"student1","password":"quizbench"}"#,
+            HTTP_TIMEOUT,
         )
         .expect("login");
         assert_eq!(res.status, 200, "login: {}", res.body);
@@ -425,31 +426,13 @@ pub fn exe_inode(pid: u32) -> Option<u64> {
 
 // ---------------------------------------------------------------- HTTP
 
-pub use loadtests::generator::http::blocking::Response;
+pub use loadtests::generator::http::blocking::{http_request, Response};
 pub use loadtests::prometheus::Scrape;
 
 /// Bound on one blocking request of these tests.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A GET on a new connection (blocking, 30 s timeout).
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
-    http_request(addr, "GET", path, &[], b"")
-}
-
-/// One request on a new connection (blocking, 30 s timeout).
-pub fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> anyhow::Result<Response> {
-    loadtests::generator::http::blocking::http_request(
-        addr,
-        method,
-        path,
-        headers,
-        body,
-        HTTP_TIMEOUT,
-    )
+    loadtests::generator::http::blocking::http_get(addr, path, HTTP_TIMEOUT)
 }

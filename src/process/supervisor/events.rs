@@ -9,7 +9,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::policy::{self, Recycle, BOOT_FAILURE_LIMIT, CRASH_LIMIT, CRASH_WINDOW};
-use super::{describe_exit, reason_name, Proc, Role, Successor, Supervisor};
+use super::{describe_exit, Proc, Role, Successor, Supervisor};
 use crate::metrics::{RestartReason, WorkerState};
 use crate::process::notify;
 
@@ -216,7 +216,7 @@ impl Supervisor {
             worker = slot,
             pid = new.pid.as_raw(),
             old_pid = old.as_ref().map(|p| p.pid.as_raw()),
-            reason = reason_name(reason),
+            reason = reason.name(),
             ready_ms = new.reports.boot_ms(),
             exec = new.exec,
             "replacement ready; draining the worker it replaces"
@@ -350,7 +350,7 @@ impl Supervisor {
                     pid = pid.as_raw(),
                     ?status,
                     killed = ?s.proc.killed,
-                    reason = reason_name(s.reason),
+                    reason = s.reason.name(),
                     exec = %self.exe.to_string_lossy(),
                     "the replacement worker died before it was ready; the running worker keeps serving"
                 );
@@ -409,7 +409,7 @@ impl Supervisor {
             worker = slot,
             pid = p.pid.as_raw(),
             cause = describe_exit(code, p.killed),
-            restart_reason = reason_name(reason),
+            restart_reason = reason.name(),
             backoff_ms = backoff.as_millis() as u64,
             "worker died; respawning"
         );

@@ -546,14 +546,3 @@ fn describe_exit(code: Option<i32>, killed: Option<KillCause>) -> String {
         (None, None) => "killed by a signal".to_string(),
     }
 }
-
-fn reason_name(reason: RestartReason) -> &'static str {
-    match reason {
-        RestartReason::Crash => "crash",
-        RestartReason::MaxRequests => "max_requests",
-        RestartReason::Hup => "hup",
-        RestartReason::Heartbeat => "heartbeat",
-        RestartReason::Lifetime => "lifetime",
-        RestartReason::Memory => "memory",
-    }
-}

@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::{fork, ForkResult};
 
 use super::policy::{Recycle, Reports, EXIT_EXEC_FAILED};
-use super::{reason_name, Proc, Successor, Supervisor};
+use super::{Proc, Successor, Supervisor};
 use crate::config::WorkerSpawn;
 use crate::metrics::RestartReason;
 use crate::process::handoff::{self, Handoff};
@@ -57,7 +57,7 @@ impl Supervisor {
                     worker = slot,
                     pid = proc.pid.as_raw(),
                     old_pid = self.slots[slot].current.as_ref().map(|p| p.pid.as_raw()),
-                    reason = reason_name(reason),
+                    reason = reason.name(),
                     exec,
                     "starting a replacement worker"
                 );

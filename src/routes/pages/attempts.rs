@@ -6,19 +6,17 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 
 use super::errors::HtmlError;
-use super::layout::{document, html_response, no_attempts_yet, Account};
+use super::layout::{no_attempts_yet, signed_in_page};
 use super::quizzes::quiz_detail;
-use super::request::SignedIn;
+use super::request::{PageId, SignedIn};
 use crate::db;
 use crate::db::quizzes::Question;
 use crate::domain::grading::{self, Answer};
 use crate::error::ApiError;
-use crate::extract::IdPath;
 use crate::state::AppState;
 
 /// How many attempts the list shows.
@@ -28,34 +26,33 @@ const LISTED: i64 = 100;
 pub async fn list(State(state): State<AppState>, visitor: SignedIn) -> Result<Response, HtmlError> {
     let attempts =
         db::attempts::recent_for_user(&state.db, visitor.session.user_id, LISTED).await?;
-    let page = document(
-        "My attempts",
-        Account::SignedIn(&visitor),
-        "/attempts",
-        html! {
-            h1 { "My attempts" }
-            @if attempts.is_empty() {
-                (no_attempts_yet())
-            } @else {
-                table {
-                    caption { "Your latest " (attempts.len()) " attempts, newest first" }
-                    thead {
-                        tr { th scope="col" { "Quiz" } th scope="col" { "Score" } th scope="col" { "Submitted" } }
-                    }
-                    tbody {
-                        @for a in &attempts {
-                            tr {
-                                td { a href={ "/attempts/" (a.id) } { (a.quiz_title) } }
-                                td { (a.score) " / " (a.max_score) }
-                                td { (when(a.submitted_at)) }
-                            }
+    let content = html! {
+        @if attempts.is_empty() {
+            (no_attempts_yet())
+        } @else {
+            table {
+                caption { "Your latest " (attempts.len()) " attempts, newest first" }
+                thead {
+                    tr { th scope="col" { "Quiz" } th scope="col" { "Score" } th scope="col" { "Submitted" } }
+                }
+                tbody {
+                    @for a in &attempts {
+                        tr {
+                            td { a href={ "/attempts/" (a.id) } { (a.quiz_title) } }
+                            td { (a.score) " / " (a.max_score) }
+                            td { (when(a.submitted_at)) }
                         }
                     }
                 }
             }
-        },
-    );
-    Ok(html_response(StatusCode::OK, page))
+        }
+    };
+    Ok(signed_in_page(
+        &visitor,
+        "My attempts",
+        "/attempts",
+        content,
+    ))
 }
 
 /// A time as pages show it (UTC), in a `<time>` element.
@@ -80,9 +77,8 @@ enum Outcome {
 pub async fn result(
     State(state): State<AppState>,
     visitor: SignedIn,
-    id: Result<IdPath, ApiError>,
+    PageId(id): PageId,
 ) -> Result<Response, HtmlError> {
-    let IdPath(id) = id?;
     let attempt = db::attempts::with_answers(&state.db, visitor.session.user_id, id)
         .await?
         .ok_or(ApiError::NotFound("attempt"))?;
@@ -101,31 +97,25 @@ pub async fn result(
         outcomes.insert(question, outcome);
     });
     let title = format!("Result: {}", quiz.title);
-    let page = document(
-        &title,
-        Account::SignedIn(&visitor),
-        "",
-        html! {
-            h1 { (title) }
-            div.card.score {
-                p.big { "Your score: " strong { (attempt.score) " / " (attempt.max_score) } }
-                p.muted { "Submitted " (when(attempt.submitted_at)) }
+    let content = html! {
+        div.card.score {
+            p.big { "Your score: " strong { (attempt.score) " / " (attempt.max_score) } }
+            p.muted { "Submitted " (when(attempt.submitted_at)) }
+        }
+        h2 { "Question by question" }
+        ol.questions {
+            @for q in &quiz.questions {
+                @let outcome = outcomes.get(&q.id).copied().unwrap_or(Outcome::Unanswered);
+                li.card { (question(q, answers, outcome)) }
             }
-            h2 { "Question by question" }
-            ol.questions {
-                @for q in &quiz.questions {
-                    @let outcome = outcomes.get(&q.id).copied().unwrap_or(Outcome::Unanswered);
-                    li.card { (question(q, answers, outcome)) }
-                }
-            }
-            p.actions {
-                a href={ "/quizzes/" (quiz.id) } { "Take this quiz again" }
-                a href="/attempts" { "My attempts" }
-                a href="/dashboard" { "Dashboard" }
-            }
-        },
-    );
-    Ok(html_response(StatusCode::OK, page))
+        }
+        p.actions {
+            a href={ "/quizzes/" (quiz.id) } { "Take this quiz again" }
+            a href="/attempts" { "My attempts" }
+            a href="/dashboard" { "Dashboard" }
+        }
+    };
+    Ok(signed_in_page(&visitor, &title, "", content))
 }
 
 fn question(q: &Question, answers: &[Answer], outcome: Outcome) -> Markup {

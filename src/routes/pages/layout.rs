@@ -103,6 +103,16 @@ pub fn document(title: &str, account: Account<'_>, current: &str, content: Marku
     }
 }
 
+/// A signed-in visitor's page (200), headed by its title.
+pub fn signed_in_page(visitor: &SignedIn, title: &str, current: &str, content: Markup) -> Response {
+    let content = html! {
+        h1 { (title) }
+        (content)
+    };
+    let page = document(title, Account::SignedIn(visitor), current, content);
+    html_response(StatusCode::OK, page)
+}
+
 /// An HTML response: `status`, never stored by caches (pages show who is
 /// signed in).
 pub fn html_response(status: StatusCode, page: Markup) -> Response {

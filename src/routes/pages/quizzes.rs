@@ -11,7 +11,7 @@ use maud::{html, Markup};
 
 use super::errors::{sentence, HtmlError};
 use super::layout::{document, form_error, html_response, see_other, Account};
-use super::request::{PageForm, SignedIn, Visitor};
+use super::request::{PageForm, PageId, SignedIn, Visitor};
 use crate::db;
 use crate::db::quizzes::QuizDetail;
 use crate::domain::grading::{Answer, Kind};
@@ -61,9 +61,8 @@ pub(super) async fn quiz_detail(state: &AppState, id: i64) -> Result<QuizDetail,
 pub async fn form(
     State(state): State<AppState>,
     visitor: SignedIn,
-    id: Result<IdPath, ApiError>,
+    PageId(id): PageId,
 ) -> Result<Response, HtmlError> {
-    let IdPath(id) = id?;
     let quiz = quiz_detail(&state, id).await?;
     let page = quiz_page(&visitor, &quiz, &FormPost::default(), None);
     Ok(html_response(StatusCode::OK, page))
@@ -76,6 +75,7 @@ pub async fn form(
 pub async fn submit(
     State(state): State<AppState>,
     visitor: SignedIn,
+    // Not a `PageId`: the form's own refusals (a cross-site post) come first.
     id: Result<IdPath, ApiError>,
     PageForm(form): PageForm,
 ) -> Result<Response, HtmlError> {

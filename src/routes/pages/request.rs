@@ -1,6 +1,6 @@
 //! What a page handler takes from a request: the visitor (the session of
 //! the `qb_session` cookie, if live), a signed-in visitor (others are sent
-//! to sign in), and a form post whose refusal is an HTML page.
+//! to sign in), and a form post and a path id whose refusals are HTML pages.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::errors::HtmlError;
 use super::layout::see_other;
-use crate::extract::{form_token, token_of, FormPost};
+use crate::extract::{form_token, token_of, FormPost, IdPath};
 use crate::sessions::Session;
 use crate::state::AppState;
 
@@ -95,6 +95,17 @@ impl FromRequest<AppState> for PageForm {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         Ok(PageForm(FormPost::from_request(req, state).await?))
+    }
+}
+
+/// A path id ([`IdPath`]) whose refusal is an HTML page.
+pub struct PageId(pub i64);
+
+impl FromRequestParts<AppState> for PageId {
+    type Rejection = HtmlError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, HtmlError> {
+        Ok(PageId(IdPath::from_request_parts(parts, state).await?.0))
     }
 }
 

@@ -139,9 +139,10 @@ fn limits() -> RecycleLimits {
 fn max_requests_counts_from_promotion_plus_jitter() {
     let t0 = Instant::now();
     let l = RecycleLimits {
-        max_lifetime: None,
-        max_rss_bytes: 0,
-        ..limits()
+        max_requests: 100,
+        max_requests_jitter: 10,
+        // The other rules off (the default).
+        ..RecycleLimits::default()
     };
     let jitter = Jitter {
         requests: 7,
@@ -171,9 +172,8 @@ fn max_requests_counts_from_promotion_plus_jitter() {
 fn lifetime_ends_after_its_jittered_length() {
     let t0 = Instant::now();
     let l = RecycleLimits {
-        max_requests: 0,
-        max_rss_bytes: 0,
-        ..limits()
+        max_lifetime: Some(100 * SEC),
+        ..RecycleLimits::default()
     };
     let jitter = Jitter {
         requests: 0,
@@ -190,9 +190,8 @@ fn lifetime_ends_after_its_jittered_length() {
 fn memory_is_read_once_per_period_and_recycles_above_the_limit() {
     let t0 = Instant::now();
     let l = RecycleLimits {
-        max_requests: 0,
-        max_lifetime: None,
-        ..limits()
+        max_rss_bytes: 1000,
+        ..RecycleLimits::default()
     };
     let mut r = Recycle::new(&l, Jitter::default(), t0, 0, Some(10));
     let reads = std::cell::Cell::new(0);
