@@ -30,6 +30,53 @@ pub struct Miniature<'a> {
     pub calibrate: Option<(f64, f64)>,
 }
 
+/// One second per cell on one reference cohort, the configurations' own
+/// environment, no calibration: what a miniature changes it names.
+impl Default for Miniature<'static> {
+    fn default() -> Self {
+        Miniature {
+            file: "",
+            configs: &[],
+            scenarios: &[],
+            levels: &[],
+            duration: "1s",
+            seed_args: ONE_REFERENCE_COHORT,
+            env: &[],
+            calibrate: None,
+        }
+    }
+}
+
+/// The calibration step ran before the trials, on `config`, for `var`: its
+/// steps end at the value every trial used, `calibration.json` is written,
+/// and the report gives the value and the out-of-sample checks. Returns
+/// the calibration for the document's own assertions.
+pub fn assert_calibrated<'a>(
+    run: &'a MiniRun,
+    var: &str,
+    config: &str,
+) -> &'a loadtests::experiment::calibrate::Calibration {
+    let cal = run
+        .summary
+        .calibration
+        .as_ref()
+        .expect("calibration in the summary");
+    assert_eq!((cal.var.as_str(), cal.config.as_str()), (var, config));
+    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
+    assert_eq!(cal.steps.last().unwrap().value, cal.value);
+    assert!(run.out.join("calibration.json").is_file());
+    let md = run.report();
+    for expected in [
+        "## Calibration".to_string(),
+        format!("`{var}` calibrated on {config}"),
+        format!("{var} = **{}**", cal.value),
+        "## Out-of-sample checks".to_string(),
+    ] {
+        assert!(md.contains(&expected), "{expected}: {md}");
+    }
+    cal
+}
+
 /// The file's results, kept alive (and its folder) as long as this is.
 pub struct MiniRun {
     pub summary: ExperimentSummary,
@@ -209,10 +256,7 @@ fn doc003_compressed_rows_and_the_dashboard_page() {
         configs: &["waitress", "nocomp", "gzip1", "br6"],
         scenarios: &["cohort", "static"],
         levels: &[1],
-        duration: "1s",
-        seed_args: ONE_REFERENCE_COHORT,
-        env: &[],
-        calibrate: None,
+        ..Miniature::default()
     }
     .run();
     for r in &run.records {
@@ -284,7 +328,6 @@ fn doc004_max_connections_and_each_index_cells_plan() {
         configs: &["single", "noindex"],
         scenarios: &["select-options"],
         levels: &[5],
-        duration: "1s",
         // 2,000 students: enough rows for the planner to prefer the index.
         seed_args: &[
             "--organizations",
@@ -298,8 +341,7 @@ fn doc004_max_connections_and_each_index_cells_plan() {
             "--attempts",
             "100",
         ],
-        env: &[],
-        calibrate: None,
+        ..Miniature::default()
     }
     .run();
     let method = run.summary.method.as_ref().expect("method");
@@ -337,25 +379,16 @@ fn doc001_calibration_runs_and_is_reported() {
         configs: &["workers-2", "workers-8"],
         scenarios: &["grade"],
         levels: &[30],
-        duration: "1s",
-        seed_args: ONE_REFERENCE_COHORT,
         env: &[
             ("GRADE_MODEL_MB", "8"),
             ("ARGON2_MEMORY_KIB", "64"),
             ("ARGON2_ITERATIONS", "1"),
         ],
         calibrate: Some((1500.0, 20.0)),
+        ..Miniature::default()
     }
     .run();
-    let cal = run
-        .summary
-        .calibration
-        .as_ref()
-        .expect("calibration in the summary");
-    assert_eq!(cal.var, "GRADE_COST");
-    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
-    assert_eq!(cal.steps.last().unwrap().value, cal.value);
-    assert!(run.out.join("calibration.json").is_file());
+    assert_calibrated(&run, "GRADE_COST", "workers-8");
     // Every configuration ran with the value found: 30 requests each, all
     // answered.
     for r in &run.records {
@@ -366,16 +399,6 @@ fn doc001_calibration_runs_and_is_reported() {
     assert!(checks
         .iter()
         .all(|k| k.config == "workers-8" && k.error.is_finite()));
-    let md = run.report();
-    assert!(
-        md.contains("## Calibration") && md.contains("`GRADE_COST` calibrated on workers-8"),
-        "{md}"
-    );
-    assert!(
-        md.contains(&format!("GRADE_COST = **{}**", cal.value)),
-        "{md}"
-    );
-    assert!(md.contains("## Out-of-sample checks"), "{md}");
 }
 
 /// Document 002: Django's CPU per request (`APP_CPU_COST_US`) is
@@ -393,9 +416,9 @@ fn doc002_calibration_runs_and_the_server_has_its_own_cpu() {
         scenarios: &["journey"],
         levels: &[USERS],
         duration: "2s",
-        seed_args: ONE_REFERENCE_COHORT,
         env: &[("ARGON2_MEMORY_KIB", "64"), ("ARGON2_ITERATIONS", "1")],
         calibrate: Some((20.0, 35_000.0)),
+        ..Miniature::default()
     }
     .spec();
     spec.load.think = Some("100ms..300ms".into());
@@ -408,19 +431,8 @@ fn doc002_calibration_runs_and_the_server_has_its_own_cpu() {
         }
     }
     let run = run_spec(spec);
-    let cal = run
-        .summary
-        .calibration
-        .as_ref()
-        .expect("calibration in the summary");
-    assert_eq!(cal.var, "APP_CPU_COST_US");
-    assert_eq!(
-        (cal.config.as_str(), cal.metric.as_str()),
-        ("w3-nocache", "throughput")
-    );
-    assert!(!cal.steps.is_empty() && cal.value >= 1.0, "{cal:?}");
-    assert_eq!(cal.steps.last().unwrap().value, cal.value);
-    assert!(run.out.join("calibration.json").is_file());
+    let cal = assert_calibrated(&run, "APP_CPU_COST_US", "w3-nocache");
+    assert_eq!(cal.metric, "throughput");
     for r in &run.records {
         assert_eq!(
             r.report.errors.total, 0,
@@ -453,16 +465,6 @@ fn doc002_calibration_runs_and_the_server_has_its_own_cpu() {
         "{checks:?}"
     );
     assert!(checks.iter().all(|k| k.error.is_finite()), "{checks:?}");
-    let md = run.report();
-    assert!(
-        md.contains("## Calibration") && md.contains("`APP_CPU_COST_US` calibrated on w3-nocache"),
-        "{md}"
-    );
-    assert!(
-        md.contains(&format!("APP_CPU_COST_US = **{}**", cal.value)),
-        "{md}"
-    );
-    assert!(md.contains("## Out-of-sample checks"), "{md}");
 }
 
 /// Document 000: one login per user as the document's script sent them
@@ -475,10 +477,7 @@ fn doc000_one_login_per_user_and_the_claims_tested() {
         configs: &["single", "multi"],
         scenarios: &["login"],
         levels: &[30],
-        duration: "1s",
-        seed_args: ONE_REFERENCE_COHORT,
-        env: &[],
-        calibrate: None,
+        ..Miniature::default()
     }
     .run();
     assert_eq!(run.records.len(), 2);
