@@ -214,7 +214,16 @@ fn shipped_experiments_validate() {
     ids.sort();
     assert_eq!(
         ids,
-        ["000", "001", "002", "003", "004", "004-sustained", "005"]
+        [
+            "000",
+            "001",
+            "002",
+            "003",
+            "004",
+            "004-sustained",
+            "005",
+            "005-app-bound"
+        ]
     );
 }
 
