@@ -97,8 +97,9 @@ use crate::config::{Config, DbPooler};
 pub use pool::{DbConn, DbPool};
 
 /// How a [`DbPool`] opens a connection: the connect options, then the SQL
-/// (if any) run on each new connection before it is used.
-#[derive(Debug, Clone)]
+/// (if any) run on each new connection before it is used. Not `Debug`:
+/// sqlx's `PgConnectOptions` prints its password.
+#[derive(Clone)]
 pub struct Connect {
     pub opts: PgConnectOptions,
     pub session_setup: Option<String>,

@@ -105,7 +105,7 @@ pub fn error_responses(list: &[(u16, &str)]) -> ResponseMap {
 
 /// Every route of the server, in metrics slot order. `file_max_bytes` is
 /// the body limit of file uploads and `app_cpu_cost` the CPU time each API
-/// request burns ([`app_cpu_cost`]); neither changes a template or the
+/// request burns ([`app_cpu_cost_of`]); neither changes a template or the
 /// OpenAPI document.
 pub fn all(file_max_bytes: usize, app_cpu_cost: std::time::Duration) -> RouteList {
     let mut api = RouteList::default()
