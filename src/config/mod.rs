@@ -407,7 +407,7 @@ impl Config {
             cookie_secure: r.bool("COOKIE_SECURE")?,
             login_max_failures: r.ranged("LOGIN_MAX_FAILURES", 0, 1_000_000)? as u32,
             login_window: r.secs("LOGIN_WINDOW_SECS", 1)?,
-            grade_cost: r.ranged("GRADE_COST", 1, 100_000)? as u32,
+            grade_cost: r.ranged("GRADE_COST", 1, 10_000_000)? as u32,
             grade_model_mb: r.ranged("GRADE_MODEL_MB", 1, 64 * 1024)? as u32,
             app_cpu_cost: Duration::from_micros(r.ranged("APP_CPU_COST_US", 0, 10_000_000)? as u64),
             files_dir: PathBuf::from(r.string("FILES_DIR")),
@@ -572,6 +572,18 @@ mod tests {
             assert_eq!(e.var, "APP_CPU_COST_US", "{bad}");
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    /// Experiment 001 calibrates GRADE_COST to about 1.5 CPU-seconds per
+    /// request: well over a million rounds.
+    #[test]
+    fn grade_cost_reaches_seconds_of_cpu() {
+        assert_eq!(
+            cfg(&[("GRADE_COST", "2000000")]).unwrap().grade_cost,
+            2_000_000
+        );
+        let e = cfg(&[("GRADE_COST", "10000001")]).unwrap_err();
+        assert_eq!(e.var, "GRADE_COST");
     }
 
     #[test]

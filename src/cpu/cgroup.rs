@@ -218,53 +218,38 @@ fn unescape(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A fixture tree: `proc/self/{cgroup,mountinfo}` and the cgroup files,
-    /// in a temporary directory removed on drop.
-    struct Fixture(PathBuf);
-
-    impl Fixture {
-        fn new(cgroup: &str, mountinfo: Option<&str>, files: &[(&str, &str)]) -> Fixture {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "qb-cgroup-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let fixture = Fixture(dir);
-            fixture.write("proc/self/cgroup", cgroup);
-            if let Some(text) = mountinfo {
-                fixture.write("proc/self/mountinfo", text);
-            }
-            for (path, text) in files {
-                fixture.write(path, text);
-            }
-            fixture
-        }
-
-        /// A cgroup v1 quota of `quota_us` per 100 ms period in `dir`.
-        fn v1_quota(self, dir: &str, quota_us: i64) -> Fixture {
-            self.write(&format!("{dir}/cpu.cfs_quota_us"), &format!("{quota_us}\n"));
-            self.write(&format!("{dir}/cpu.cfs_period_us"), "100000\n");
-            self
-        }
-
-        fn write(&self, path: &str, text: &str) {
-            let path = self.0.join(path);
+    /// The quota read from a fixture tree in a temporary directory:
+    /// `proc/self/cgroup`, `proc/self/mountinfo` (when given) and `files`
+    /// (paths relative to the root).
+    fn quota_of(cgroup: &str, mountinfo: Option<&str>, files: &[(String, &str)]) -> Option<f64> {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
+        };
+        write("proc/self/cgroup", cgroup);
+        if let Some(text) = mountinfo {
+            write("proc/self/mountinfo", text);
         }
-
-        fn quota(&self) -> Option<f64> {
-            cpu_quota_at(&self.0.join("proc/self"), &self.0)
+        for (path, text) in files {
+            write(path, text);
         }
+        cpu_quota_at(&root.path().join("proc/self"), root.path())
     }
 
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A cgroup v2 `cpu.max` in `dir`.
+    fn v2(dir: &str, cpu_max: &'static str) -> (String, &'static str) {
+        (format!("{dir}/cpu.max"), cpu_max)
+    }
+
+    /// A cgroup v1 quota of `quota_us` per 100 ms period in `dir`.
+    fn v1(dir: &str, quota_us: &'static str) -> [(String, &'static str); 2] {
+        [
+            (format!("{dir}/cpu.cfs_quota_us"), quota_us),
+            (format!("{dir}/cpu.cfs_period_us"), "100000"),
+        ]
     }
 
     const ID: &str = "ec4ccf7a013e5e94d04a2cfe823c34c20f282b8ae6598fbe02cd816a2218909f";
@@ -279,40 +264,36 @@ mod tests {
 
     #[test]
     fn v2_host_takes_the_tightest_ancestor() {
-        let f = Fixture::new(
-            "0::/user.slice/session-1.scope\n",
-            Some("35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"),
-            &[
-                (
-                    "sys/fs/cgroup/user.slice/session-1.scope/cpu.max",
-                    "max 100000\n",
-                ),
-                ("sys/fs/cgroup/user.slice/cpu.max", "150000 100000\n"),
-            ],
-        );
-        assert_eq!(f.quota(), Some(1.5));
+        let mounts = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let files = [
+            v2("sys/fs/cgroup/user.slice/session-1.scope", "max 100000\n"),
+            v2("sys/fs/cgroup/user.slice", "150000 100000\n"),
+        ];
+        let cgroup = "0::/user.slice/session-1.scope\n";
+        assert_eq!(quota_of(cgroup, Some(mounts), &files), Some(1.5));
     }
 
     #[test]
     fn v2_container_with_its_own_namespace() {
-        let f = Fixture::new(
-            "0::/\n",
-            Some("80 79 0:47 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n"),
-            &[("sys/fs/cgroup/cpu.max", "100000 100000\n")],
-        );
-        assert_eq!(f.quota(), Some(1.0));
+        let mounts = "80 79 0:47 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n";
+        let files = [v2("sys/fs/cgroup", "100000 100000\n")];
+        assert_eq!(quota_of("0::/\n", Some(mounts), &files), Some(1.0));
     }
 
     #[test]
     fn v2_container_seeing_the_host_path() {
-        let f = Fixture::new(
-            &format!("0::/docker/{ID}\n"),
-            Some(&format!(
-                "80 79 0:47 /docker/{ID} /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n"
-            )),
-            &[("sys/fs/cgroup/cpu.max", "50000 100000\n")],
-        );
-        assert_eq!(f.quota(), Some(0.5));
+        let mounts =
+            format!("80 79 0:47 /docker/{ID} /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw\n");
+        let files = [v2("sys/fs/cgroup", "50000 100000\n")];
+        let cgroup = format!("0::/docker/{ID}\n");
+        assert_eq!(quota_of(&cgroup, Some(&mounts), &files), Some(0.5));
+    }
+
+    #[test]
+    fn unlimited_v2() {
+        let mounts = "35 24 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let files = [v2("sys/fs/cgroup", "max 100000\n")];
+        assert_eq!(quota_of("0::/\n", Some(mounts), &files), None);
     }
 
     /// This machine's layout inside a container: cgroup v1, `cpu` and
@@ -326,92 +307,69 @@ mod tests {
             .map(|(n, c)| format!("{n}:{c}:/docker/{ID}\n"))
             .collect::<String>()
             + &format!("0::/docker/{ID}\n");
-        let mountinfo = format!(
+        let mounts = format!(
             "80 79 0:47 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755\n\
              81 80 0:29 /docker/{ID} /sys/fs/cgroup/cpu ro,nosuid - cgroup cgroup rw,cpu\n\
              82 80 0:30 /docker/{ID} /sys/fs/cgroup/cpuacct ro,nosuid - cgroup cgroup rw,cpuacct\n\
              83 80 0:31 /docker/{ID} /sys/fs/cgroup/cpuset ro,nosuid - cgroup cgroup rw,cpuset\n"
         );
-        let f = Fixture::new(
-            &cgroup,
-            Some(&mountinfo),
-            &[("sys/fs/cgroup/cpuacct/cpuacct.usage", "1\n")],
-        )
-        .v1_quota("sys/fs/cgroup/cpu", 100000);
-        assert_eq!(f.quota(), Some(1.0));
+        let mut files = v1("sys/fs/cgroup/cpu", "100000").to_vec();
+        files.push(("sys/fs/cgroup/cpuacct/cpuacct.usage".into(), "1\n"));
+        assert_eq!(quota_of(&cgroup, Some(&mounts), &files), Some(1.0));
     }
 
     #[test]
     fn v1_split_controllers_on_the_host() {
-        let f = Fixture::new(
-            "2:cpuacct:/\n1:cpu:/batch\n0::/\n",
-            Some(
-                "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
-                 33 31 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n\
-                 41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
-            ),
-            &[],
-        )
-        .v1_quota("sys/fs/cgroup/cpu/batch", 250000)
-        .v1_quota("sys/fs/cgroup/cpu", -1);
-        assert_eq!(f.quota(), Some(2.5));
+        let mounts = "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                      33 31 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let files = [
+            v1("sys/fs/cgroup/cpu/batch", "250000"),
+            v1("sys/fs/cgroup/cpu", "-1"),
+        ]
+        .concat();
+        let cgroup = "2:cpuacct:/\n1:cpu:/batch\n0::/\n";
+        assert_eq!(quota_of(cgroup, Some(mounts), &files), Some(2.5));
     }
 
     #[test]
     fn v1_combined_controllers_on_the_host() {
-        let f = Fixture::new(
-            "4:cpu,cpuacct:/system.slice/app.service\n",
-            Some("30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"),
-            &[],
-        )
-        .v1_quota("sys/fs/cgroup/cpu,cpuacct/system.slice/app.service", 200000);
-        assert_eq!(f.quota(), Some(2.0));
+        let mounts = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let files = v1(
+            "sys/fs/cgroup/cpu,cpuacct/system.slice/app.service",
+            "200000",
+        );
+        let cgroup = "4:cpu,cpuacct:/system.slice/app.service\n";
+        assert_eq!(quota_of(cgroup, Some(mounts), &files), Some(2.0));
     }
 
     #[test]
     fn v1_combined_controllers_in_a_container() {
-        let f = Fixture::new(
-            &format!("4:cpu,cpuacct:/docker/{ID}\n"),
-            Some(&format!(
-                "90 80 0:26 /docker/{ID} /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n"
-            )),
-            &[],
-        )
-        .v1_quota("sys/fs/cgroup/cpu,cpuacct", 150000);
-        assert_eq!(f.quota(), Some(1.5));
+        let mounts = format!(
+            "90 80 0:26 /docker/{ID} /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n"
+        );
+        let files = v1("sys/fs/cgroup/cpu,cpuacct", "150000");
+        let cgroup = format!("4:cpu,cpuacct:/docker/{ID}\n");
+        assert_eq!(quota_of(&cgroup, Some(&mounts), &files), Some(1.5));
     }
 
     #[test]
     fn hybrid_host_without_a_quota() {
-        let f = Fixture::new(
-            "1:cpu:/\n0::/\n",
-            Some(
-                "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
-                 41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
-            ),
-            &[],
-        )
-        .v1_quota("sys/fs/cgroup/cpu", -1);
-        assert_eq!(f.quota(), None);
-    }
-
-    #[test]
-    fn unlimited_v2() {
-        let f = Fixture::new(
-            "0::/\n",
-            Some("35 24 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"),
-            &[("sys/fs/cgroup/cpu.max", "max 100000\n")],
-        );
-        assert_eq!(f.quota(), None);
+        let mounts = "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let files = v1("sys/fs/cgroup/cpu", "-1");
+        assert_eq!(quota_of("1:cpu:/\n0::/\n", Some(mounts), &files), None);
     }
 
     /// Without a readable mount table the usual mount points are tried,
     /// and a host path that is not mounted as such falls back to the top.
     #[test]
     fn without_a_mount_table() {
-        let f = Fixture::new(&format!("1:cpu:/docker/{ID}\n"), None, &[])
-            .v1_quota("sys/fs/cgroup/cpu", 100000);
-        assert_eq!(f.quota(), Some(1.0));
+        let files = v1("sys/fs/cgroup/cpu", "100000");
+        assert_eq!(
+            quota_of(&format!("1:cpu:/docker/{ID}\n"), None, &files),
+            Some(1.0)
+        );
     }
 
     #[test]

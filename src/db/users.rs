@@ -45,15 +45,24 @@ pub struct SelectOption {
     pub label: String,
 }
 
+/// The one user matching `$condition` on `$key` (sqlx checks the joined
+/// statement at compile time like any other).
+macro_rules! user_where {
+    ($condition:literal, $key:expr) => {
+        sqlx::query_as!(
+            UserRow,
+            "select id, username, password_hash, display_name, role, organization_id, cohort_id
+               from users where "
+                + $condition,
+            $key,
+        )
+    };
+}
+
 pub async fn by_username(db: impl PgExecutor<'_>, username: &str) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as!(
-        UserRow,
-        "select id, username, password_hash, display_name, role, organization_id, cohort_id
-           from users where username = $1",
-        username,
-    )
-    .fetch_optional(db)
-    .await
+    user_where!("username = $1", username)
+        .fetch_optional(db)
+        .await
 }
 
 /// How many users have exactly this password hash (the seeded accounts
@@ -68,46 +77,32 @@ pub async fn count_with_hash(db: impl PgExecutor<'_>, hash: &str) -> sqlx::Resul
 }
 
 pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<UserRow>> {
-    sqlx::query_as!(
-        UserRow,
-        "select id, username, password_hash, display_name, role, organization_id, cohort_id
-           from users where id = $1",
-        id,
-    )
-    .fetch_optional(db)
-    .await
+    user_where!("id = $1", id).fetch_optional(db).await
 }
 
-/// Inserts a student; a taken username is a unique violation of
-/// `users_username_key`.
+/// Inserts a student in `cohort_id`'s organization and cohort; `None` when
+/// `cohort_id` names no cohort (nothing is inserted). A taken username is a
+/// unique violation of `users_username_key`.
 pub async fn insert_student(
     db: impl PgExecutor<'_>,
     username: &str,
     password_hash: &str,
     display_name: &str,
     cohort_id: Option<i64>,
-) -> sqlx::Result<User> {
+) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
         "insert into users (username, password_hash, display_name, role, organization_id, cohort_id)
          select $1, $2, $3, 'student', c.organization_id, c.id
            from (select 1) one left join cohorts c on c.id = $4
+          where $4::bigint is null or c.id is not null
          returning id, username, display_name, role, organization_id, cohort_id",
         username,
         password_hash,
         display_name,
         cohort_id,
     )
-    .fetch_one(db)
-    .await
-}
-
-pub async fn cohort_exists(db: impl PgExecutor<'_>, cohort_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"select exists (select 1 from cohorts where id = $1) as "exists!""#,
-        cohort_id,
-    )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await
 }
 

@@ -59,13 +59,9 @@ pub(crate) async fn create_student(
     let display_name = body.display_name.unwrap_or_else(|| body.username.clone());
     validation::display_name(&display_name)
         .map_err(|m| ApiError::invalid("invalid_display_name", m))?;
-    if let Some(cohort) = body.cohort_id {
-        if cohort <= 0 || !db::users::cohort_exists(&state.db, cohort).await? {
-            return Err(ApiError::invalid(
-                "unknown_cohort",
-                "cohort_id does not exist",
-            ));
-        }
+    let unknown_cohort = || ApiError::invalid("unknown_cohort", "cohort_id does not exist");
+    if body.cohort_id.is_some_and(|cohort| cohort <= 0) {
+        return Err(unknown_cohort());
     }
     if db::users::by_username(&state.db, &body.username)
         .await?
@@ -85,7 +81,7 @@ pub(crate) async fn create_student(
     )
     .await
     {
-        Ok(user) => Ok(user),
+        Ok(inserted) => inserted.ok_or_else(unknown_cohort),
         Err(e) if db::is_unique_violation(&e, "users_username_key") => {
             Err(ApiError::Conflict("username is taken"))
         }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use loadtests::experiment::figures::DocumentFigure;
 use loadtests::experiment::{
     load_runs, run_experiment, ExperimentSpec, ExperimentSummary, RunRecord,
 };
@@ -170,6 +171,26 @@ impl Miniature<'_> {
                 self.file
             ),
         }
+        // The document's figures follow the shrunk matrix: a dropped
+        // configuration's or scenario's go, a dropped level's move to the
+        // first level kept.
+        let levels: Vec<f64> = self.levels.iter().map(|l| *l as f64).collect();
+        let scenarios = spec.load.scenarios.clone();
+        let shrink = |figures: &mut Vec<DocumentFigure>| {
+            figures.retain(|f| {
+                f.config.as_deref().is_none_or(keep)
+                    && f.scenario.is_none_or(|s| scenarios.contains(&s))
+            });
+            for f in figures {
+                if f.level.is_some_and(|l| !levels.contains(&l)) {
+                    f.level = Some(levels[0]);
+                }
+            }
+        };
+        shrink(&mut spec.figures);
+        if let Some(c) = &mut spec.calibrate {
+            shrink(&mut c.checks);
+        }
         spec.validate()
             .expect("the miniature is a valid experiment");
         spec
@@ -199,6 +220,14 @@ pub fn run_spec(spec: ExperimentSpec) -> MiniRun {
         started.elapsed().as_secs_f64()
     );
     let records = load_runs(&out).expect("runs/");
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    if !spec.figures.is_empty() {
+        assert!(!summary.figures.is_empty(), "{:?}", summary.figures);
+        assert!(report.contains("## The document's figures beside ours"));
+    }
+    if spec.differences.is_some() {
+        assert!(report.contains("## What differs from the document, and why"));
+    }
     MiniRun {
         summary,
         records,
@@ -317,6 +346,16 @@ fn doc003_compressed_rows_and_the_dashboard_page() {
     assert!(md.contains("Bytes per response") && md.contains("Server CPU per response (ms)"));
 }
 
+/// Document 004's select-options at 5 connections.
+fn doc004() -> Miniature<'static> {
+    Miniature {
+        file: "004-go-fiber-prefork.toml",
+        scenarios: &["select-options"],
+        levels: &[5],
+        ..Miniature::default()
+    }
+}
+
 /// Document 004: the private PostgreSQL runs with the document's
 /// `max_connections = 300`, and every run records the plan of
 /// select-options in its configuration's state: with the index an index
@@ -324,10 +363,7 @@ fn doc003_compressed_rows_and_the_dashboard_page() {
 #[test]
 fn doc004_max_connections_and_each_index_cells_plan() {
     let run = Miniature {
-        file: "004-go-fiber-prefork.toml",
         configs: &["single", "noindex"],
-        scenarios: &["select-options"],
-        levels: &[5],
         // 2,000 students: enough rows for the planner to prefer the index.
         seed_args: &[
             "--organizations",
@@ -341,7 +377,7 @@ fn doc004_max_connections_and_each_index_cells_plan() {
             "--attempts",
             "100",
         ],
-        ..Miniature::default()
+        ..doc004()
     }
     .run();
     let method = run.summary.method.as_ref().expect("method");
@@ -365,6 +401,37 @@ fn doc004_max_connections_and_each_index_cells_plan() {
     let md = run.report();
     assert!(md.contains("## Plans (EXPLAIN)"), "{md}");
     assert!(md.contains("PostgreSQL max_connections: 300"), "{md}");
+}
+
+/// Document 004's "startup issues" as a result row: 16 prefork workers
+/// with pools of 80 against the private PostgreSQL's 300 connections do not
+/// fit, and under `CONNECTION_BUDGET=strict` the server refuses to start.
+/// The runner lists the configuration under "Configurations that did not
+/// start", with the server's own reason, and goes on with the others.
+#[test]
+fn doc004_prefork16_over_the_budget_is_a_start_failure_row() {
+    let run = Miniature {
+        configs: &["single", "prefork16"],
+        env: &[("CONNECTION_BUDGET", "strict")],
+        ..doc004()
+    }
+    .run();
+    let [f] = &run.summary.start_failures[..] else {
+        panic!("one start failure: {:?}", run.summary.start_failures);
+    };
+    assert_eq!(f.config, "prefork16");
+    assert!(f.error.contains("exited during start-up"), "{}", f.error);
+    assert!(
+        f.log_tail.contains("connection budget exceeded")
+            && f.log_tail.contains("max_connections 300"),
+        "{}",
+        f.log_tail
+    );
+    assert!(run.records.iter().all(|r| r.config == "single"));
+    assert!(!run.records.is_empty());
+    let md = run.report();
+    assert!(md.contains("## Configurations that did not start"), "{md}");
+    assert!(md.contains("prefork16"), "{md}");
 }
 
 /// Document 001: the grading cost is calibrated before the trials (here

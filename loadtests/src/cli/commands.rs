@@ -13,11 +13,11 @@ use crate::calibrate::target::TrivialTarget;
 use crate::calibrate::{CalibrateArgs, CalibrationReport};
 use crate::experiment::{
     compare_folders, run_experiment, terminal_summary, CompareReport, ExperimentSpec,
-    ExperimentSummary,
+    ExperimentSummary, RunOptions,
 };
 use crate::load::{check_thresholds, ThresholdResult};
 use crate::output::{mask_secrets, write_json};
-use crate::tools::Tool;
+use crate::tools::{shell_join, Tool};
 
 /// Prints text on stdout, secrets masked.
 fn say(text: &str) {
@@ -113,7 +113,14 @@ pub(super) fn calibrate(a: &CalibrateArgs) -> anyhow::Result<CalibrationReport> 
 /// `quizload experiment`.
 pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary> {
     let spec = ExperimentSpec::load(&a.file)?;
-    let opts = &a.run;
+    let opts = &RunOptions {
+        command: Some(shell_join(
+            &std::iter::once("quizload".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>(),
+        )),
+        ..a.run.clone()
+    };
     let (summary, out) = run_experiment(&spec, opts)?;
     if !opts.quiet {
         say(&terminal_summary(

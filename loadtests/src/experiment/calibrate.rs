@@ -2,8 +2,9 @@
 //! ([`CalibrateSpec`], `[calibrate]` of the experiment file): one cell of
 //! one configuration run with the knob at a value, the measured metric
 //! compared with the document's figure, the value scaled in proportion
-//! (a latency grows with the cost per request, a throughput shrinks) and
-//! run again, until the metric is within the tolerance or the steps run
+//! (a latency grows with the cost per request, a throughput shrinks), or
+//! interpolated between the two closest steps once they bracket the
+//! target, and run again, until the metric is within the tolerance or the steps run
 //! out ([`calibrate`]). The value found goes into every configuration's
 //! environment and, with every step, into the report ([`Calibration`]).
 //! The search is pure: running a step is the runner's closure.
@@ -11,10 +12,8 @@
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::claims::run_metric;
-use super::run::RunRecord;
+use super::figures::DocumentFigure;
 use super::spec::Metric;
-use super::summary::{CellSummary, Estimate};
 use crate::generator::scenarios::ScenarioKind;
 
 /// `[calibrate]`: which knob, on which cell, towards which figure.
@@ -50,94 +49,7 @@ pub struct CalibrateSpec {
     /// The document's other figures, compared out of sample with the
     /// trials once the knob is calibrated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<Check>,
-}
-
-/// A figure of the document not used by the calibration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Check {
-    pub metric: Metric,
-    /// The document's value (ms, req/s, %).
-    pub document: f64,
-    /// The configuration (default: the calibration's).
-    #[serde(default)]
-    pub config: Option<String>,
-    /// The scenario (default: the calibration's).
-    #[serde(default)]
-    pub scenario: Option<ScenarioKind>,
-    /// The level (default: the calibration's).
-    #[serde(default)]
-    pub level: Option<f64>,
-    /// One endpoint's row, named as in the endpoints table (default: the
-    /// whole cell).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-/// An out-of-sample check: our trials' figure against the document's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CheckRecord {
-    pub config: String,
-    pub scenario: String,
-    pub level: f64,
-    pub metric: String,
-    /// The endpoint row compared (none: the whole cell).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    pub document: f64,
-    pub ours: f64,
-    pub ci95: f64,
-    /// ours / document - 1.
-    pub error: f64,
-}
-
-/// The checks of `cal` against the cells' estimates (an endpoint's, over
-/// the cell's trials in `records`).
-pub fn checks(
-    cal: &CalibrateSpec,
-    first_scenario: ScenarioKind,
-    cells: &[CellSummary],
-    records: &[RunRecord],
-) -> Vec<CheckRecord> {
-    cal.checks
-        .iter()
-        .filter_map(|k| {
-            let config = k.config.clone().unwrap_or_else(|| cal.config.clone());
-            let scenario = k.scenario.or(cal.scenario).unwrap_or(first_scenario).name();
-            let level = k.level.unwrap_or(cal.level);
-            let cell = cells
-                .iter()
-                .find(|c| c.config == config && c.scenario == scenario && c.level == level)?;
-            let e = match &k.endpoint {
-                None => k.metric.of_cell(cell).clone(),
-                Some(name) => {
-                    let values: Vec<f64> = records
-                        .iter()
-                        .filter(|r| {
-                            r.config == config && r.scenario == scenario && r.level == level
-                        })
-                        .filter_map(|r| run_metric(k.metric, &r.report, Some(name)))
-                        .collect();
-                    if values.is_empty() {
-                        return None;
-                    }
-                    Estimate::of(values)
-                }
-            };
-            Some(CheckRecord {
-                metric: k.metric.name().into(),
-                endpoint: k.endpoint.clone(),
-                document: k.document,
-                ours: e.mean,
-                ci95: e.ci95,
-                error: e.mean / k.document - 1.0,
-                config,
-                scenario,
-                level,
-            })
-        })
-        .collect()
+    pub checks: Vec<DocumentFigure>,
 }
 
 fn default_steps() -> usize {
@@ -207,6 +119,32 @@ impl Calibration {
     }
 }
 
+/// The closest steps on either side of the target (one measured below,
+/// one above), once there are both.
+fn bracket(steps: &[CalibrationStep], target: f64) -> Option<(&CalibrationStep, &CalibrationStep)> {
+    let closest = |below: bool| {
+        steps
+            .iter()
+            .filter(|s| (s.measured < target) == below)
+            .min_by(|a, b| {
+                (a.measured - target)
+                    .abs()
+                    .total_cmp(&(b.measured - target).abs())
+            })
+    };
+    Some((closest(true)?, closest(false)?))
+}
+
+/// The value between two bracketing steps where the metric, taken as
+/// linear between them, meets the target; kept inside the middle 80% of
+/// the bracket so that a curved response still narrows it. A knee (a
+/// throughput that falls off a cliff past saturation) defeats the
+/// proportional step, which jumps back and forth across it; this does not.
+fn interpolate(a: &CalibrationStep, b: &CalibrationStep, target: f64) -> f64 {
+    let share = ((target - a.measured) / (b.measured - a.measured)).clamp(0.1, 0.9);
+    (a.value + share * (b.value - a.value)).round().max(1.0)
+}
+
 /// Runs the search: `run(value)` measures the cell with the knob at
 /// `value`. The value kept is the one of the step closest to the target.
 pub fn calibrate(
@@ -225,8 +163,11 @@ pub fn calibrate(
         if (measured / spec.target - 1.0).abs() <= spec.tolerance {
             break;
         }
-        let next = spec.next(value, measured);
-        if next == value {
+        let next = match bracket(&steps, spec.target) {
+            Some((a, b)) => interpolate(a, b, spec.target),
+            None => spec.next(value, measured),
+        };
+        if steps.iter().any(|s| s.value == next) {
             break;
         }
         value = next;
@@ -306,6 +247,26 @@ mod tests {
         assert_eq!(c.value, 250.0);
         assert_eq!(c.steps.len(), 2);
         assert!((c.error() + 0.3).abs() < 1e-9);
+    }
+
+    /// A throughput with a knee (flat at 52.2 req/s below 18,700, falling
+    /// to 35.1 at 20,000, the shape measured for document 002): the
+    /// proportional step alone jumps across the knee and back; once two
+    /// steps bracket the target the search interpolates between them.
+    #[test]
+    fn a_knee_is_bracketed() {
+        let mut s = spec(Metric::Rps, 37.5);
+        s.start = 20_000.0;
+        s.tolerance = 0.02;
+        let knee = |v: f64| match v {
+            v if v <= 18_700.0 => 52.2,
+            v if v <= 20_000.0 => 52.2 - (v - 18_700.0) / 1_300.0 * 17.1,
+            v => 35.1 - (v - 20_000.0) / 5_000.0,
+        };
+        let c = calibrate(&s, "journey", |v| Ok(knee(v))).unwrap();
+        assert!(c.converged, "{c:?}");
+        assert!((c.value - 19_817.0).abs() <= 30.0, "{c:?}");
+        assert!(c.steps.len() <= 3, "{c:?}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod claims;
 pub mod compare;
 pub mod compose;
 pub mod database;
+pub mod figures;
 pub mod limits;
 pub mod metrics;
 pub mod placement;

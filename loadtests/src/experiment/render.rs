@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::figures::FigureRecord;
 use super::spec::TableShape;
 use super::summary::{CellSummary, Estimate, ExperimentSummary};
 use crate::analysis::tables::markdown_table;
@@ -267,6 +268,18 @@ pub fn render_method(s: &ExperimentSummary) -> String {
             m.cpu_model, m.cpus, m.memory_mb, m.kernel, m.cgroup, m.postgres, m.redis
         );
     }
+    if let Some(m) = &s.measured {
+        let utc = |t: f64| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0)),
+            )
+        };
+        let (from, to) = (utc(m.from_unix), utc(m.to_unix));
+        let _ = writeln!(o, "- Measured: {from} to {to} (UTC)");
+        if let Some(c) = &m.command {
+            let _ = writeln!(o, "- Command: `{c}`");
+        }
+    }
     if let Some(n) = s.method.as_ref().and_then(|m| m.max_connections) {
         let _ = writeln!(o, "- PostgreSQL max_connections: {n} (as it reports it)");
     }
@@ -430,27 +443,25 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
     if let Some(c) = &s.calibration {
         let _ = writeln!(md, "## Calibration\n\n{}", render_calibration(c));
     }
+    if !s.figures.is_empty() {
+        let _ = writeln!(
+            md,
+            "## The document's figures beside ours\n\nThe document's own table, figure by figure, against the mean of our trials (difference: ours / document - 1).\n\n{}",
+            figure_table(&s.figures, "Difference")
+        );
+    }
     if !s.checks.is_empty() {
-        let rows: Vec<Vec<String>> = s
-            .checks
-            .iter()
-            .map(|k| {
-                vec![
-                    format!("{} {} @ {}", k.config, k.scenario, k.level),
-                    match &k.endpoint {
-                        Some(e) => format!("{} of {e}", k.metric),
-                        None => k.metric.clone(),
-                    },
-                    format!("{:.1}", k.document),
-                    format!("{:.1} ±{:.1}", k.ours, k.ci95),
-                    format!("{:+.1}%", k.error * 100.0),
-                ]
-            })
-            .collect();
         let _ = writeln!(
             md,
             "## Out-of-sample checks\n\nThe document's figures the calibration did not use, against our trials (error: ours / document - 1).\n\n{}",
-            markdown_table(&["Cell", "Metric", "Document", "Ours", "Error"], &rows)
+            figure_table(&s.checks, "Error")
+        );
+    }
+    if let Some(d) = &spec.differences {
+        let _ = writeln!(
+            md,
+            "## What differs from the document, and why\n\n{}\n",
+            d.trim()
         );
     }
     let _ = writeln!(
@@ -515,6 +526,26 @@ pub fn report_markdown(s: &ExperimentSummary, charts: &[String]) -> String {
         let _ = writeln!(md, "![{c}]({c})");
     }
     md
+}
+
+/// The document's figures and ours, a row each.
+fn figure_table(figures: &[FigureRecord], difference: &str) -> String {
+    let rows: Vec<Vec<String>> = figures
+        .iter()
+        .map(|k| {
+            vec![
+                format!("{} {} @ {}", k.config, k.scenario, k.level),
+                match &k.endpoint {
+                    Some(e) => format!("{} of {e}", k.metric),
+                    None => k.metric.clone(),
+                },
+                format!("{:.1}", k.document),
+                format!("{:.1} ±{:.1}", k.ours, k.ci95),
+                format!("{:+.1}%", k.error * 100.0),
+            ]
+        })
+        .collect();
+    markdown_table(&["Cell", "Metric", "Document", "Ours", difference], &rows)
 }
 
 /// What `quizload experiment` prints: the claim, the tables, the verdicts

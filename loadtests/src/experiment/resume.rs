@@ -122,9 +122,9 @@ pub fn previous_runs(
     if let Ok(text) = std::fs::read_to_string(&echo) {
         let theirs: ExperimentSpec =
             serde_json::from_str(&text).with_context(|| format!("invalid {}", echo.display()))?;
-        if &theirs != spec {
+        if !theirs.measures_like(spec) {
             bail!(
-                "{} was made with another version of experiment {}: resume only with the same file (or choose another --out)",
+                "{} was made with another version of experiment {}: resume only with a file that measures the same (its report's prose and the document's figures may differ), or choose another --out",
                 out.display(),
                 spec.id
             );

@@ -106,6 +106,9 @@ pub struct RunOptions {
     /// No progress bar and no summary on the terminal.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// The command line that ran the experiment, for the report.
+    #[arg(skip)]
+    pub command: Option<String>,
 }
 
 /// One measured run.
@@ -622,6 +625,9 @@ pub fn run_experiment(
     summary.generator_cpus = Some(generator_affinity());
     summary.start_failures = failures;
     summary.calibration = calibration;
+    if let Some(m) = &mut summary.measured {
+        m.command = opts.command.clone();
+    }
     write_results(&out, &summary, &records)?;
     bar.finish();
     drop(services);

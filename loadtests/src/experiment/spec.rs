@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibrate::CalibrateSpec;
 use super::compose::ComposeSpec;
+use super::figures::DocumentFigure;
 use super::limits::{cpu_list, Limits};
 use super::services::ServicesSpec;
 use super::summary::{CellSummary, Estimate};
@@ -245,6 +246,36 @@ pub struct ExperimentSpec {
     /// A server knob calibrated inside the run, before the trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrate: Option<CalibrateSpec>,
+    /// The document's own table, figure by figure, shown beside ours in
+    /// the report (a figure leaving out its configuration, scenario or
+    /// level means the baseline's, the first scenario, the first level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<DocumentFigure>,
+    /// What differs from the document's setup and why: the report's
+    /// section of that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differences: Option<String>,
+}
+
+impl ExperimentSpec {
+    /// The same measurement as `other`: equal but for what only the report
+    /// shows (title, claim text, notes, the document's figures, the
+    /// differences), so that a run can resume after those are edited.
+    pub fn measures_like(&self, other: &ExperimentSpec) -> bool {
+        let measured = |s: &ExperimentSpec| ExperimentSpec {
+            title: String::new(),
+            claim: String::new(),
+            notes: None,
+            figures: Vec::new(),
+            differences: None,
+            calibrate: s.calibrate.clone().map(|mut c| {
+                c.checks.clear();
+                c
+            }),
+            ..s.clone()
+        };
+        measured(self) == measured(other)
+    }
 }
 
 /// `[placement]`: CPUs of the load generator (quizload's threads and the
@@ -416,6 +447,25 @@ impl ExperimentSpec {
         }
         if !names.contains(&self.baseline) {
             bail!("baseline {:?} is not one of the configs", self.baseline);
+        }
+        let checks = self.calibrate.iter().flat_map(|c| &c.checks);
+        for f in self.figures.iter().chain(checks) {
+            if let Some(name) = f.config.as_ref().filter(|n| !names.contains(n)) {
+                bail!("figure {}: {name:?} is not one of the configs", f.document);
+            }
+            if let Some(sc) = f.scenario.filter(|s| !self.load.scenarios.contains(s)) {
+                bail!(
+                    "figure {}: scenario {} is not one of the load's",
+                    f.document,
+                    sc.name()
+                );
+            }
+            if let Some(level) = f.level.filter(|l| !self.levels().contains(l)) {
+                bail!(
+                    "figure {}: level {level} is not one of the load's",
+                    f.document
+                );
+            }
         }
         let l = &self.load;
         if l.scenarios.is_empty() {

@@ -12,8 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::calibrate::{checks, Calibration, CheckRecord};
+use super::calibrate::Calibration;
 use super::claims::{test_claims, ClaimRecord};
+use super::figures::{beside_ours, DefaultCell, FigureRecord};
 use super::placement::{online_cpus, Machine};
 use super::run::{Method, RunRecord, StartFailure};
 use super::spec::ExperimentSpec;
@@ -78,22 +79,18 @@ pub struct CellSummary {
     #[serde(default)]
     pub overlaps: Vec<String>,
     /// OOM kills in the server's cgroup, summed over trials.
-    #[serde(default)]
     pub oom_kills: Option<u64>,
     /// Server workers that died, summed over trials.
-    #[serde(default)]
     pub worker_deaths: Option<f64>,
     /// Bytes received per response (status line, headers and body as
     /// they came over the wire: compressed when the server compressed).
-    #[serde(default)]
     pub bytes_per_response: Option<Estimate>,
     /// Server CPU time per response, ms (all server processes' CPU during
     /// the run over its responses).
-    #[serde(default)]
     pub server_cpu_ms_per_response: Option<Estimate>,
     /// The plan of the experiment's `explain` statement in this cell's
     /// database state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
 }
 
@@ -146,13 +143,10 @@ pub struct ExperimentSummary {
     pub claims: Vec<ClaimRecord>,
     pub runs: usize,
     /// CPU model, kernel, PostgreSQL and Redis versions.
-    #[serde(default)]
     pub machine: Option<Machine>,
     /// How the envelopes were applied.
-    #[serde(default)]
     pub method: Option<Method>,
     /// The CPUs the generator's threads could use at the end.
-    #[serde(default)]
     pub generator_cpus: Option<String>,
     /// The server builds of the runs (more than one only with
     /// `--mix-builds`).
@@ -162,15 +156,47 @@ pub struct ExperimentSummary {
     #[serde(default)]
     pub start_failures: Vec<StartFailure>,
     /// The knob calibrated before the trials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
     /// The document's figures not used by the calibration, against ours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<CheckRecord>,
+    pub checks: Vec<FigureRecord>,
+    /// When the runs were measured, and by which command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+    /// The document's table (`[[figures]]`), against ours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<FigureRecord>,
 }
 
 fn default_load_tool() -> String {
     "quizload".into()
+}
+
+/// When an experiment's runs were measured, and by which command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// The first run's start and the last run's end, unix seconds (a
+    /// resumed run spans its invocations).
+    pub from_unix: f64,
+    pub to_unix: f64,
+    /// The command line that wrote this summary (a resumed run's: the last
+    /// invocation's).
+    pub command: Option<String>,
+}
+
+impl Measured {
+    fn of(records: &[RunRecord]) -> Option<Measured> {
+        let starts = records.iter().map(|r| r.report.started_at_unix);
+        let ends = records
+            .iter()
+            .map(|r| r.report.started_at_unix + r.report.elapsed_s);
+        Some(Measured {
+            from_unix: starts.reduce(f64::min)?,
+            to_unix: ends.reduce(f64::max)?,
+            command: None,
+        })
+    }
 }
 
 pub(super) fn now_unix() -> f64 {
@@ -380,11 +406,25 @@ pub fn summarize(
         }
     }
     let claims = test_claims(spec, records);
+    let first_scenario = spec.load.scenarios[0];
     let checks = spec
         .calibrate
         .as_ref()
-        .map(|c| checks(c, spec.load.scenarios[0], &cells, records))
+        .map(|c| {
+            let at = DefaultCell {
+                config: &c.config,
+                scenario: c.scenario.unwrap_or(first_scenario),
+                level: c.level,
+            };
+            beside_ours(&c.checks, &at, &cells, records)
+        })
         .unwrap_or_default();
+    let baseline = DefaultCell {
+        config: &spec.baseline,
+        scenario: first_scenario,
+        level: spec.levels().first().copied().unwrap_or_default(),
+    };
+    let figures = beside_ours(&spec.figures, &baseline, &cells, records);
     let rps = cells.iter().map(|c| c.rps.mean).fold(0.0, f64::max);
     ExperimentSummary {
         tool: "quizload".into(),
@@ -415,6 +455,8 @@ pub fn summarize(
         start_failures: Vec::new(),
         calibration: None,
         checks,
+        figures,
+        measured: Measured::of(records),
     }
 }
 
