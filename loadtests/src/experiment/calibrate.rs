@@ -4,8 +4,8 @@
 //! compared with the document's figure, the value scaled in proportion
 //! (a latency grows with the cost per request, a throughput shrinks), or
 //! interpolated between the two closest steps once they bracket the
-//! target, and run again, until the metric is within the tolerance or the steps run
-//! out ([`calibrate`]). The value found goes into every configuration's
+//! target, and run again, until the metric is within the tolerance or the
+//! steps run out ([`calibrate`]). The value found goes into every configuration's
 //! environment and, with every step, into the report ([`Calibration`]).
 //! The search is pure: running a step is the runner's closure.
 
