@@ -9,7 +9,11 @@
 //! against Redis's `maxclients` minus its other clients. `CONNECTION_BUDGET`
 //! says what happens when they do not fit: `warn` logs the numbers,
 //! `strict` refuses (the worker exits with [`EXIT_BUDGET_REFUSED`] and the
-//! supervisor stops), `off` skips the check. A server that cannot reach
+//! supervisor stops), `off` skips the check. Under `strict` the supervisor
+//! starts the other workers only once worker 0 is ready: otherwise their
+//! pools can fill `max_connections` before the check's own connection gets
+//! in (16 workers x 40 idle against 300), and a check that cannot connect
+//! serves, as below. A server that cannot reach
 //! PostgreSQL or Redis at that moment logs that it could not check and
 //! serves: a dependency down at start is not a reason to refuse.
 //!

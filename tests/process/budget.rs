@@ -74,6 +74,45 @@ async fn strict_mode_refuses_and_the_supervisor_stops() {
     assert!(harness::children(server.pid).is_empty());
 }
 
+/// Under strict, the other workers start once worker 0 is ready (its check
+/// passed): with all of them starting at once, their pools could take every
+/// connection before the check's own got in, and a check that cannot
+/// connect serves (document 004's 16 x 40 idle against 300).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_starts_the_other_workers_after_the_check() {
+    let server = Server::start_with(Options {
+        vars: &[("PROCESSES", "3"), ("CONNECTION_BUDGET", "strict")],
+        ready_workers: 3,
+        ..Options::default()
+    })
+    .await;
+    let events: Vec<Value> = server
+        .log
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let position = |message: &str, worker: u64| {
+        events
+            .iter()
+            .position(|e| e["message"] == message && e["worker"] == worker)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {message:?} of worker {worker}; log:\n{}",
+                    server.log.dump()
+                )
+            })
+    };
+    let checked = position("worker ready", 0);
+    for worker in [1, 2] {
+        assert!(
+            position("worker started", worker) > checked,
+            "worker {worker} started before worker 0 was ready; log:\n{}",
+            server.log.dump()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_at_start_is_not_a_reason_to_refuse() {
     let server = Server::start_with(Options {

@@ -196,6 +196,15 @@ impl Supervisor {
             exec = p.exec,
             "worker ready"
         );
+        if slot == 0 && std::mem::take(&mut self.held_for_budget) {
+            // The budget check passed: the held slots start now.
+            let now = Instant::now();
+            for s in &mut self.slots[1..] {
+                if s.current.is_none() && s.successor.is_none() && !s.retired {
+                    s.respawn_at.get_or_insert(now);
+                }
+            }
+        }
     }
 
     pub(super) fn on_successor_ready(&mut self, slot: usize) {

@@ -3,7 +3,8 @@
 //! logging) that starts workers, replaces them and forwards signals. It
 //! never starts a runtime or a second thread, because it forks again for
 //! every worker and tokio does not survive a fork; it runs no query either
-//! (worker 0 checks the connection budget).
+//! (worker 0 checks the connection budget; under `CONNECTION_BUDGET=strict`
+//! the other workers start once it is ready).
 //!
 //! Three parts:
 //! - [`spawn`]: starting a worker and the child's side of the fork;
@@ -63,7 +64,7 @@ use self::policy::{BootFailures, CrashStreak, CrashWindow, KillCause, Recycle, R
 use self::spawn::cstring;
 use super::notify::Reader;
 use super::{listeners, Shape};
-use crate::config::{Config, ListenerMode};
+use crate::config::{BudgetMode, Config, ListenerMode};
 use crate::metrics::{Metrics, RestartReason, MAX_SLOTS};
 
 /// Wake-up period of the loop for its timers.
@@ -175,6 +176,10 @@ struct Supervisor {
     /// The start-up checks (budget, exposure) are still to run: worker 0 of
     /// the first generation runs them.
     budget_pending: bool,
+    /// `CONNECTION_BUDGET=strict`: the other slots start once worker 0 is
+    /// ready, i.e. once its budget check has passed, so that no pool has
+    /// taken PostgreSQL's connections before the check gets one.
+    held_for_budget: bool,
 }
 
 pub fn run(cfg: Arc<Config>, shape: Shape) -> anyhow::Result<()> {
@@ -201,6 +206,7 @@ pub fn run(cfg: Arc<Config>, shape: Shape) -> anyhow::Result<()> {
         rolling: VecDeque::new(),
         parent: nix::unistd::getpid(),
         budget_pending: true,
+        held_for_budget: false,
         cfg,
         shape,
     };
@@ -237,7 +243,13 @@ pub fn run(cfg: Arc<Config>, shape: Shape) -> anyhow::Result<()> {
         SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
     )?);
 
-    for i in 0..sup.slots.len() {
+    let first = if sup.cfg.connection_budget == BudgetMode::Strict {
+        1
+    } else {
+        sup.slots.len()
+    };
+    sup.held_for_budget = first < sup.slots.len();
+    for i in 0..first {
         sup.start_current(i)?;
     }
     tracing::info!(
