@@ -432,3 +432,160 @@ fn a_stopped_run_resumes_with_the_missing_cells() {
     let md = case.report();
     assert!(md.contains("MIXED BUILDS"), "{md}");
 }
+
+/// The live (not zombie) descendants of `pid`.
+fn descendants(pid: u32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = procfs::process::all_processes()
+        .unwrap()
+        .flatten()
+        .filter_map(|p| p.stat().ok())
+        .filter(|s| s.state != 'Z')
+        .map(|s| (s.pid, s.ppid))
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid as i32];
+    while let Some(q) = frontier.pop() {
+        for &(child, parent) in &parents {
+            if parent == q {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Waits up to `limit` until none of `pids` is alive; the survivors.
+fn survivors(pids: &[i32], limit: std::time::Duration) -> Vec<i32> {
+    let alive = |p: i32| {
+        procfs::process::Process::new(p)
+            .and_then(|p| p.stat())
+            .is_ok_and(|s| s.state != 'Z')
+    };
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Starts the runner and waits until it has written `runs` run files and
+/// has a server and its private services running; its child process.
+fn started_runner(case: &Case, extra: &[&str], runs: usize) -> std::process::Child {
+    let mut child = case
+        .command(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let written = || {
+        std::fs::read_dir(case.out.join("runs"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // PostgreSQL (with its helpers), Redis and the server.
+    while written() < runs || descendants(child.id()).len() < 3 {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the runner did not get going");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child
+}
+
+/// The cgroups (any controller) named after the runner `pid`.
+fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("quizload-{pid}-");
+    let mut found = Vec::new();
+    let mut dirs = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
+    while let Some((d, depth)) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(e.path());
+                } else if depth < 4 {
+                    dirs.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// SIGTERM stops the runner after the cell in progress: it exits 143
+/// naming --resume, and the server, PostgreSQL and Redis it started are
+/// gone. Killed outright (SIGKILL), it leaves none of them either (the
+/// kernel signals them), and the next run removes the cgroup it left. The
+/// resumed run then completes the matrix.
+#[test]
+fn a_signalled_run_stops_cleanly_and_resumes() {
+    let case = Case::new(
+        "signal",
+        r#"
+[limits]
+memory = "256M"
+
+[services]
+max_connections = 20
+shared_buffers = "16MB"
+
+[load]
+scenarios = ["healthz"]
+concurrency = [1, 2]
+duration = "1s"
+
+[[configs]]
+name = "one"
+
+[[configs]]
+name = "two"
+"#,
+    );
+    let trials = ["--trials", "3"];
+    let runner = started_runner(&case, &trials, 1);
+    let pids = descendants(runner.id());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(runner.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = runner.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("stopped by SIGTERM") && err.contains("--resume"),
+        "{err}"
+    );
+    let left = survivors(&pids, std::time::Duration::from_secs(10));
+    assert!(left.is_empty(), "left running: {left:?} of {pids:?}");
+    let runs = |case: &Case| std::fs::read_dir(case.out.join("runs")).unwrap().count();
+    let kept = runs(&case);
+    assert!((1..12).contains(&kept), "{kept} runs kept");
+
+    let resume = [&trials[..], &["--resume"]].concat();
+    let mut runner = started_runner(&case, &resume, kept + 1);
+    let pids = descendants(runner.id());
+    let killed = runner.id();
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let left = survivors(&pids, std::time::Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "left running after SIGKILL: {left:?} of {pids:?}"
+    );
+    assert!(
+        !cgroups_of(killed).is_empty(),
+        "the killed runner's server cgroup"
+    );
+
+    case.ok(&resume);
+    assert_eq!(cgroups_of(killed), Vec::<PathBuf>::new());
+    assert_eq!(runs(&case), 12, "2 configs x 2 levels x 3 trials");
+    assert_eq!(case.json("summary.json")["runs"], 12);
+}

@@ -277,14 +277,16 @@ pub const ONE_REFERENCE_COHORT: &[&str] = &[
 
 /// Document 003: the browser's `Accept-Encoding` makes the gzip and
 /// brotli configurations send compressed bodies, the dashboard page is
-/// 40-80 KB uncompressed, and the server has CPU 0 to itself.
+/// 40-80 KB uncompressed, the server has CPU 0 to itself, and the
+/// document's page sizes and reductions are judged on bytes per response.
 #[test]
 fn doc003_compressed_rows_and_the_dashboard_page() {
     let run = Miniature {
         file: "003-gunicorn-threads-compression.toml",
         configs: &["waitress", "nocomp", "gzip1", "br6"],
         scenarios: &["cohort", "static"],
-        levels: &[1],
+        // The level of the file's claims on bytes per response.
+        levels: &[5],
         ..Miniature::default()
     }
     .run();
@@ -344,6 +346,32 @@ fn doc003_compressed_rows_and_the_dashboard_page() {
     assert_server_on_its_own_cpu(&run);
     let md = run.report();
     assert!(md.contains("Bytes per response") && md.contains("Server CPU per response (ms)"));
+    // The document's page sizes and reductions, on bytes per response: the
+    // figure is the cell's, the claim gzip 1 against the uncompressed page.
+    let figure = |config: &str, metric: &str| {
+        run.summary
+            .figures
+            .iter()
+            .find(|f| f.config == config && f.scenario == "cohort" && f.metric == metric)
+            .unwrap_or_else(|| panic!("{config} {metric}: {:?}", run.summary.figures))
+    };
+    assert_eq!(figure("nocomp", "bytes per response").ours, page);
+    assert_eq!(figure("gzip1", "bytes per response").document, 27_000.0);
+    assert!(figure("gzip1", "server CPU per response (ms)").ours > 0.0);
+    let reduction = run
+        .summary
+        .claims
+        .iter()
+        .find(|c| c.config == "gzip1" && c.against == "nocomp")
+        .expect("gzip 1's reduction tested");
+    assert_eq!(reduction.metric, "bytes per response");
+    let expected = bytes("gzip1", "cohort") / page - 1.0;
+    assert!(
+        (reduction.test.relative - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        reduction.test.relative
+    );
+    assert!(md.contains("gzip level 1 cuts a 50 KB HTML page"), "{md}");
 }
 
 /// Document 004's select-options at 5 connections.

@@ -113,6 +113,7 @@ pub(super) fn calibrate(a: &CalibrateArgs) -> anyhow::Result<CalibrationReport> 
 /// `quizload experiment`.
 pub(super) fn experiment(a: &ExperimentArgs) -> anyhow::Result<ExperimentSummary> {
     let spec = ExperimentSpec::load(&a.file)?;
+    crate::experiment::interrupt::install().context("cannot install the signal handlers")?;
     let opts = &RunOptions {
         command: Some(shell_join(
             &std::iter::once("quizload".to_string())

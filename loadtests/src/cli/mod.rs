@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 pub use args::{CompareArgs, ExperimentArgs, ImportArgs, RunArgs, SweepArgs, TargetServeArgs};
 
 use crate::calibrate::CalibrateArgs;
+use crate::experiment::interrupt::Interrupted;
 use crate::load::UsageError;
 use crate::output::mask_secrets;
 
@@ -38,6 +39,9 @@ pub mod exit {
     /// The run finished, and at least one `--threshold` was broken (k6's
     /// status for the same).
     pub const THRESHOLDS: u8 = 99;
+    // `quizload experiment` stopped by SIGINT or SIGTERM between cells
+    // exits 128 + the signal (130, 143), as a shell reports a process the
+    // signal ended; its runs so far are kept for `--resume`.
 }
 
 /// The exit statuses, as the help shows them.
@@ -47,7 +51,9 @@ const EXIT_HELP: &str = "Exit status:
       unreachable, login failed, tool failed or missing, file not written)
   2   bad usage: unknown option, bad value or threshold syntax, options
       that do not go together
-  99  the run finished and at least one --threshold was broken";
+  99  the run finished and at least one --threshold was broken
+  130, 143  experiment stopped by SIGINT or SIGTERM after the cell in
+      progress (a second signal: at once); rerun with --resume";
 
 /// quizload: load generator for quizbench (and any HTTP/1.1 server).
 #[derive(Debug, Parser)]
@@ -99,7 +105,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", mask_secrets(&format!("{e:#}")));
-            if e.chain().any(|c| c.is::<UsageError>()) {
+            if let Some(i) = e.chain().find_map(|c| c.downcast_ref::<Interrupted>()) {
+                i.exit_status()
+            } else if e.chain().any(|c| c.is::<UsageError>()) {
                 exit::USAGE
             } else {
                 exit::ERROR

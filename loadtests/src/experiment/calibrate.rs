@@ -62,8 +62,11 @@ fn default_tolerance() -> f64 {
 
 impl CalibrateSpec {
     pub(super) fn validate(&self) -> anyhow::Result<()> {
-        if matches!(self.metric, Metric::Success) {
-            bail!("calibrate: the success rate is not proportional to a cost");
+        if matches!(self.metric, Metric::Success | Metric::Bytes | Metric::CpuMs) {
+            bail!(
+                "calibrate: the {} is not proportional to a cost (calibrate on a latency or the throughput)",
+                self.metric.name()
+            );
         }
         if !(self.target > 0.0 && self.start >= 1.0 && self.steps >= 1) {
             bail!("calibrate: target > 0, start >= 1 and steps >= 1");

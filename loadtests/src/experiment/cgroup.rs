@@ -159,6 +159,28 @@ fn read(path: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// Removes the groups that a runner killed outright left below `parent`:
+/// `quizload-PID-…` whose runner PID no longer runs. `rmdir` refuses a
+/// group that still holds a process, so nothing running is touched.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let runner = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("quizload-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = runner {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+}
+
 /// A group made for one process tree, removed on drop.
 #[derive(Debug)]
 pub struct Group {
@@ -217,6 +239,7 @@ impl Group {
                         write(enable[0].1, &control, &line.join(" "))?;
                     }
                 }
+                remove_stale(&parent);
                 let dir = parent.join(name);
                 std::fs::create_dir(&dir).map_err(|e| refuse("cgroup", &dir, e))?;
                 g.dirs.push(("", dir.clone()));
@@ -250,6 +273,7 @@ impl Group {
                         .cgroup_of("self", controller)
                         .filter(|p| p.is_dir())
                         .unwrap_or(mount);
+                    remove_stale(&parent);
                     let dir = parent.join(name);
                     std::fs::create_dir(&dir).map_err(|e| refuse(what, &dir, e))?;
                     g.dirs.push((controller, dir.clone()));

@@ -8,16 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::run::RunRecord;
 use super::spec::{ExperimentSpec, Metric};
-use crate::analysis::report::RunReport;
 use crate::analysis::verdicts::{test_claim, ClaimKind, ClaimTest};
 
 /// `metric` of one run: of the whole run, or of its `endpoint` row (None
-/// when the run has no such row).
-pub(super) fn run_metric(metric: Metric, r: &RunReport, endpoint: Option<&str>) -> Option<f64> {
+/// when the run cannot give it: no such row, or a metric endpoint rows do
+/// not have).
+pub(super) fn run_metric(metric: Metric, r: &RunRecord, endpoint: Option<&str>) -> Option<f64> {
     let Some(name) = endpoint else {
-        return Some(metric.of(r));
+        return metric.of(&r.report, r.server.as_ref());
     };
-    let e = r.endpoints.iter().find(|e| e.name == name)?;
+    let e = r.report.endpoints.iter().find(|e| e.name == name)?;
     let l = &e.latency_ms;
     Some(match metric {
         Metric::Mean => l.mean,
@@ -28,6 +28,7 @@ pub(super) fn run_metric(metric: Metric, r: &RunReport, endpoint: Option<&str>) 
         Metric::Max => l.max,
         Metric::Rps => e.rps,
         Metric::Success => e.success_rate,
+        Metric::Bytes | Metric::CpuMs => return None, // whole runs only
     })
 }
 
@@ -72,7 +73,7 @@ pub fn test_claims(spec: &ExperimentSpec, records: &[RunRecord]) -> Vec<ClaimRec
                 records
                     .iter()
                     .filter(|r| r.config == config && r.scenario == scenario && r.level == level)
-                    .filter_map(|r| run_metric(metric, &r.report, c.endpoint.as_deref()))
+                    .filter_map(|r| run_metric(metric, r, c.endpoint.as_deref()))
                     .collect()
             };
             let (a, b) = (values(&against), values(&c.config));

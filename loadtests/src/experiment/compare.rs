@@ -74,12 +74,12 @@ pub fn compare_folders(
         let va: Vec<f64> = ra
             .iter()
             .filter(|r| r.config == ca.config && r.scenario == ca.scenario && r.level == ca.level)
-            .map(|r| metric.of(&r.report))
+            .filter_map(|r| metric.of(&r.report, r.server.as_ref()))
             .collect();
         let vb: Vec<f64> = rb
             .iter()
             .filter(|r| r.config == cb.config && r.scenario == cb.scenario && r.level == cb.level)
-            .map(|r| metric.of(&r.report))
+            .filter_map(|r| metric.of(&r.report, r.server.as_ref()))
             .collect();
         rps_a = rps_a.max(ca.rps.mean);
         rps_b = rps_b.max(cb.rps.mean);

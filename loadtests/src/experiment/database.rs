@@ -86,14 +86,31 @@ impl IndexChange {
     }
 
     /// Recreates the dropped indexes (and refreshes the statistics).
-    pub fn restore(self) -> anyhow::Result<()> {
-        for def in &self.definitions {
+    pub fn restore(mut self) -> anyhow::Result<()> {
+        self.recreate()
+    }
+
+    fn recreate(&mut self) -> anyhow::Result<()> {
+        if self.definitions.is_empty() {
+            return Ok(());
+        }
+        while let Some(def) = self.definitions.first() {
             psql(&self.url, def)?;
+            self.definitions.remove(0);
         }
-        if !self.definitions.is_empty() {
-            psql(&self.url, "analyze")?;
-        }
+        psql(&self.url, "analyze")?;
         Ok(())
+    }
+}
+
+/// An error or a signal that stops the runner mid-configuration still puts
+/// the indexes back (best effort): a database the runner does not throw
+/// away must not keep the experiment's changes.
+impl Drop for IndexChange {
+    fn drop(&mut self) {
+        if let Err(e) = self.recreate() {
+            eprintln!("warning: could not restore the dropped indexes: {e:#}");
+        }
     }
 }
 

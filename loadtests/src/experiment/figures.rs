@@ -71,12 +71,12 @@ pub fn beside_ours(
                 .iter()
                 .find(|c| same_cell(&c.config, &c.scenario, c.level))?;
             let e = match &f.endpoint {
-                None => f.metric.of_cell(cell).clone(),
+                None => f.metric.of_cell(cell)?.clone(),
                 Some(name) => {
                     let values: Vec<f64> = records
                         .iter()
                         .filter(|r| same_cell(&r.config, &r.scenario, r.level))
-                        .filter_map(|r| run_metric(f.metric, &r.report, Some(name)))
+                        .filter_map(|r| run_metric(f.metric, r, Some(name)))
                         .collect();
                     if values.is_empty() {
                         return None;

@@ -21,6 +21,7 @@
 //! - `run`: the runner (matrix, trials, randomised order, warm-up, server
 //!   starts), `cell` one cell's load and the server's usage during it;
 //! - `calibrate`: a server knob calibrated before the trials;
+//! - `interrupt`: SIGINT/SIGTERM stop the runner between cells, cleanly;
 //! - `database`: indexes a configuration drops, the `EXPLAIN` of the
 //!   experiment's statement, `max_connections` as the server has it;
 //! - `server`, `cpu_limit`: starting the server under test inside a CPU
@@ -43,6 +44,7 @@ pub mod compare;
 pub mod compose;
 pub mod database;
 pub mod figures;
+pub mod interrupt;
 pub mod limits;
 pub mod metrics;
 pub mod placement;

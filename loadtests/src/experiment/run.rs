@@ -28,6 +28,7 @@ use super::cell::{calibration_run, level_run, measure_cell, server_spec, target_
 use super::cgroup::{limits_of_pid, MemoryEvents};
 use super::compose::Deployment;
 use super::database::{explain, max_connections, IndexChange};
+use super::interrupt;
 use super::limits::{AppliedLimit, LimitRefused, PERMISSION_HINT};
 use super::placement::{generator_affinity, listener_pid, pin_generator, Affinities, Machine};
 use super::progress::ExperimentProgress;
@@ -355,6 +356,7 @@ pub fn run_experiment(
                 let cfg = find_config(spec, &c.config)?;
                 let scenario = c.scenario.unwrap_or(spec.load.scenarios[0]).name();
                 let cal = calibrate(c, &scenario, |value| {
+                    interrupt::check(0, &out)?;
                     bar.phase(&format!("calibrating {} = {value} on {}", c.var, cfg.name));
                     let seed = (spec.reset && !opts.no_reset) || (services.is_some() && !seeded);
                     let r = calibration_run(
@@ -369,7 +371,9 @@ pub fn run_experiment(
                         seed,
                     )?;
                     seeded = true;
-                    let m = c.metric.of(&r);
+                    let m = c.metric.of(&r, None).with_context(|| {
+                        format!("the calibration run gave no {}", c.metric.name())
+                    })?;
                     bar.message(&format!(
                         "  calibration: {} = {value}: {} {m:.1} (target {})",
                         c.var,
@@ -418,6 +422,7 @@ pub fn run_experiment(
             if opts.max_cells.is_some_and(|m| ran >= m) {
                 break 'trials;
             }
+            interrupt::check(ran, &out)?;
             let mut indexes: Option<IndexChange> = None;
             let mut plan: Option<String> = None;
             let mut deployment = match (&cfg.compose, &opts.target) {
@@ -526,6 +531,7 @@ pub fn run_experiment(
                 if opts.max_cells.is_some_and(|m| ran >= m) {
                     break;
                 }
+                interrupt::check(ran, &out)?;
                 order += 1;
                 ran += 1;
                 let p = &prepared[&s.name()];

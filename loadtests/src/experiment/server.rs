@@ -16,6 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cgroup::{Group, MemoryEvents};
+use super::interrupt::tie_to_runner;
 use super::limits::{confine, AppliedLimit, Limits};
 use super::sampler::process_tree;
 use crate::generator::http::blocking::http_get;
@@ -67,6 +68,7 @@ impl ServerProcess {
             .append(true)
             .open(&spec.log)?;
         cmd.stdout(log.try_clone()?).stderr(log);
+        tie_to_runner(&mut cmd, Signal::SIGTERM);
         let status = cmd
             .status()
             .with_context(|| format!("cannot run {}", spec.binary.display()))?;
@@ -108,14 +110,18 @@ impl ServerProcess {
             .append(true)
             .open(&spec.log)
             .with_context(|| format!("cannot open {}", spec.log.display()))?;
-        let child = Command::new("/bin/sh")
-            .arg("-c")
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
             .arg(&launch.script)
             .envs(&spec.env)
             .current_dir(&spec.workdir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
+            .stderr(log);
+        // Its own process group; a runner killed outright stops it as a
+        // deployment would.
+        tie_to_runner(&mut cmd, Signal::SIGTERM);
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", spec.binary.display()))?;
         let pid = child.id();

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::Group;
+use super::interrupt::tie_to_runner;
 use super::limits::{confine, AppliedLimit, Limits};
 use super::server::free_port;
 
@@ -109,19 +110,21 @@ fn version_of(bin: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn spawn_script(script: &str, log: &Path) -> anyhow::Result<Child> {
+/// Starts `script`; `on_orphan`: the signal the service gets if the runner
+/// dies without stopping it.
+fn spawn_script(script: &str, log: &Path, on_orphan: Signal) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(script)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start /bin/sh")
+        .stderr(log);
+    tie_to_runner(&mut cmd, on_orphan);
+    cmd.spawn().context("cannot start /bin/sh")
 }
 
 impl PrivateServices {
@@ -200,7 +203,13 @@ impl PrivateServices {
             run_as,
             allow_unconfined,
         )?;
-        let pg = spawn_script(&launch.script, &log_dir.join("postgres.log"))?;
+        // SIGQUIT: PostgreSQL's immediate shutdown (no checkpoint: the
+        // data is thrown away).
+        let pg = spawn_script(
+            &launch.script,
+            &log_dir.join("postgres.log"),
+            Signal::SIGQUIT,
+        )?;
         let redis_port = free_port()?;
         let redis_bin = find_bin("redis-server")
             .context("redis-server not found (install Redis, e.g. apt-get install redis-server)")?;
@@ -220,6 +229,7 @@ impl PrivateServices {
         let redis = spawn_script(
             &launch.script_for(&redis_args, run_as),
             &log_dir.join("redis.log"),
+            Signal::SIGTERM,
         )?;
         let mut s = Self {
             versions: (version_of(&bin.join("postgres")), version_of(&redis_bin)),

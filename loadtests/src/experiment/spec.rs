@@ -16,6 +16,7 @@ use super::calibrate::CalibrateSpec;
 use super::compose::ComposeSpec;
 use super::figures::DocumentFigure;
 use super::limits::{cpu_list, Limits};
+use super::run::ServerUsage;
 use super::services::ServicesSpec;
 use super::summary::{CellSummary, Estimate};
 use crate::analysis::report::RunReport;
@@ -39,7 +40,7 @@ pub enum TableShape {
     Endpoints,
 }
 
-/// The latency metric a verdict is about.
+/// The metric a verdict, claim or figure is about.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
@@ -54,11 +55,20 @@ pub enum Metric {
     Rps,
     /// Share of requests that succeeded (%).
     Success,
+    /// Bytes received per response: compressed when the server compressed.
+    Bytes,
+    /// Server CPU time per response, ms (all server processes' CPU during
+    /// the run over its responses).
+    CpuMs,
 }
 
 impl Metric {
-    pub(super) fn of(&self, r: &RunReport) -> f64 {
-        match self {
+    /// This metric of one run (`server`: its server's usage, for CPU per
+    /// response); None when the run cannot give it (no response, or no
+    /// server usage sampled).
+    pub(super) fn of(&self, r: &RunReport, server: Option<&ServerUsage>) -> Option<f64> {
+        let per_response = |total: f64| (r.responses > 0).then(|| total / r.responses as f64);
+        Some(match self {
             Metric::Mean => r.latency_ms.mean,
             Metric::Min => r.latency_ms.min,
             Metric::P50 => r.latency_ms.p50,
@@ -67,12 +77,14 @@ impl Metric {
             Metric::Max => r.latency_ms.max,
             Metric::Rps => r.rps,
             Metric::Success => r.success_rate,
-        }
+            Metric::Bytes => return per_response(r.bytes_received as f64),
+            Metric::CpuMs => return per_response(server?.cpu_cores * r.elapsed_s * 1000.0),
+        })
     }
 
-    /// The cell's estimate of this metric.
-    pub(super) fn of_cell<'a>(&self, c: &'a CellSummary) -> &'a Estimate {
-        match self {
+    /// The cell's estimate of this metric (None: the cell has none).
+    pub(super) fn of_cell<'a>(&self, c: &'a CellSummary) -> Option<&'a Estimate> {
+        Some(match self {
             Metric::Mean => &c.mean_ms,
             Metric::Min => &c.min_ms,
             Metric::P50 => &c.p50_ms,
@@ -81,7 +93,14 @@ impl Metric {
             Metric::Max => &c.max_ms,
             Metric::Rps => &c.rps,
             Metric::Success => &c.success_rate,
-        }
+            Metric::Bytes => return c.bytes_per_response.as_ref(),
+            Metric::CpuMs => return c.server_cpu_ms_per_response.as_ref(),
+        })
+    }
+
+    /// Measured for a whole run only: endpoint rows do not have it.
+    pub(super) fn whole_runs_only(&self) -> bool {
+        matches!(self, Metric::Bytes | Metric::CpuMs)
     }
 
     pub(super) fn name(&self) -> &'static str {
@@ -94,6 +113,8 @@ impl Metric {
             Metric::Max => "max latency",
             Metric::Rps => "throughput",
             Metric::Success => "success rate",
+            Metric::Bytes => "bytes per response",
+            Metric::CpuMs => "server CPU per response (ms)",
         }
     }
 }
@@ -259,13 +280,15 @@ pub struct ExperimentSpec {
 
 impl ExperimentSpec {
     /// The same measurement as `other`: equal but for what only the report
-    /// shows (title, claim text, notes, the document's figures, the
-    /// differences), so that a run can resume after those are edited.
+    /// shows (title, claim text, notes, the claims tested, the document's
+    /// figures, the differences), so that a run can resume after those are
+    /// edited.
     pub fn measures_like(&self, other: &ExperimentSpec) -> bool {
         let measured = |s: &ExperimentSpec| ExperimentSpec {
             title: String::new(),
             claim: String::new(),
             notes: None,
+            claims: Vec::new(),
             figures: Vec::new(),
             differences: None,
             calibrate: s.calibrate.clone().map(|mut c| {
@@ -435,6 +458,9 @@ impl ExperimentSpec {
                 }
             }
             c.kind().with_context(|| format!("claim {:?}", c.text))?;
+            if let (Some(m), Some(_)) = (c.metric.filter(Metric::whole_runs_only), &c.endpoint) {
+                bail!("claim {:?}: an endpoint row has no {}", c.text, m.name());
+            }
         }
         if let Some(c) = &self.calibrate {
             c.validate()?;
@@ -450,6 +476,13 @@ impl ExperimentSpec {
         }
         let checks = self.calibrate.iter().flat_map(|c| &c.checks);
         for f in self.figures.iter().chain(checks) {
+            if f.endpoint.is_some() && Metric::whole_runs_only(&f.metric) {
+                bail!(
+                    "figure {}: an endpoint row has no {}",
+                    f.document,
+                    f.metric.name()
+                );
+            }
             if let Some(name) = f.config.as_ref().filter(|n| !names.contains(n)) {
                 bail!("figure {}: {name:?} is not one of the configs", f.document);
             }
@@ -554,6 +587,45 @@ mod tests {
             &SPEC.replace("trials = 3", "trials = 3\nbogus = 1")
         )
         .is_err());
+    }
+
+    /// What only the report shows may change under a kept run (`--resume`
+    /// re-renders it); what is measured may not.
+    #[test]
+    fn report_only_edits_measure_the_same() {
+        let s: ExperimentSpec = toml::from_str(SPEC).unwrap();
+        let claim = "[[claims]]\ntext = \"two is slower\"\nkind = \"difference\"\ndirection = \"lower\"\nconfig = \"two\"\n";
+        let edited: ExperimentSpec = toml::from_str(&format!(
+            "{}{claim}[[figures]]\nmetric = \"bytes\"\ndocument = 50000.0\n",
+            SPEC.replace(
+                "title = \"test\"",
+                "title = \"another\"\ndifferences = \"none\""
+            )
+        ))
+        .unwrap();
+        edited.validate().unwrap();
+        assert!(s.measures_like(&edited) && edited.measures_like(&s));
+        let mut measured = s.clone();
+        measured.trials += 1;
+        assert!(!s.measures_like(&measured));
+    }
+
+    /// Bytes and CPU per response exist for whole runs, not endpoint rows.
+    #[test]
+    fn bytes_and_cpu_are_whole_run_metrics() {
+        let with = |metric: &str, endpoint: &str| {
+            toml::from_str::<ExperimentSpec>(&format!(
+                "{SPEC}[[claims]]\ntext = \"smaller\"\nkind = \"difference\"\ndirection = \"lower\"\nconfig = \"two\"\nmetric = \"{metric}\"\n{endpoint}"
+            ))
+            .unwrap()
+            .validate()
+        };
+        with("bytes", "").unwrap();
+        with("cpu-ms", "").unwrap();
+        with("mean", "endpoint = \"login\"\n").unwrap();
+        let e = with("bytes", "endpoint = \"login\"\n").unwrap_err();
+        assert!(e.to_string().contains("has no bytes per response"), "{e}");
+        assert!(with("cpu-ms", "endpoint = \"login\"\n").is_err());
     }
 
     #[test]

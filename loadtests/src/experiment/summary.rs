@@ -17,7 +17,7 @@ use super::claims::{test_claims, ClaimRecord};
 use super::figures::{beside_ours, DefaultCell, FigureRecord};
 use super::placement::{online_cpus, Machine};
 use super::run::{Method, RunRecord, StartFailure};
-use super::spec::ExperimentSpec;
+use super::spec::{ExperimentSpec, Metric};
 use crate::analysis::inference::{compare, mean, sample_variance, student_t_quantile, Comparison};
 use crate::stats::EndpointSummary;
 
@@ -343,14 +343,9 @@ pub fn summarize(
             endpoints,
             generator_saturated_runs: rs.iter().filter(|r| r.report.generator.saturated).count(),
             plan: rs.iter().find_map(|r| r.plan.clone()),
-            bytes_per_response: opt_est(&|r| {
-                (r.report.responses > 0)
-                    .then(|| r.report.bytes_received as f64 / r.report.responses as f64)
-            }),
+            bytes_per_response: opt_est(&|r| Metric::Bytes.of(&r.report, None)),
             server_cpu_ms_per_response: opt_est(&|r| {
-                let s = r.server.as_ref()?;
-                (r.report.responses > 0)
-                    .then(|| s.cpu_cores * r.report.elapsed_s * 1000.0 / r.report.responses as f64)
+                Metric::CpuMs.of(&r.report, r.server.as_ref())
             }),
         });
     }
@@ -364,7 +359,7 @@ pub fn summarize(
                         && r.scenario == cell.scenario
                         && r.level == cell.level
                 })
-                .map(|r| spec.metric.of(&r.report))
+                .filter_map(|r| spec.metric.of(&r.report, r.server.as_ref()))
                 .collect();
             if base.is_empty() {
                 continue;
@@ -374,7 +369,7 @@ pub fn summarize(
                 .filter(|r| {
                     r.config == cfg.name && r.scenario == cell.scenario && r.level == cell.level
                 })
-                .map(|r| spec.metric.of(&r.report))
+                .filter_map(|r| spec.metric.of(&r.report, r.server.as_ref()))
                 .collect();
             let comparison = compare(&base, &cand);
             let base_success = cells
