@@ -256,9 +256,10 @@ mod tests {
     /// sum over every process ever seen.
     #[test]
     fn short_lived_children_count_toward_cpu_but_not_twice_toward_rss() {
-        // A parent that runs 20 short CPU-burning children one after another.
+        // A parent that runs 20 short CPU-burning children one after another,
+        // then stays alive (not a zombie, whose RSS reads 0) until killed.
         let script = "for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
-             sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'; done";
+             sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'; done; exec sleep 30";
         let mut parent = Command::new("/bin/sh")
             .arg("-c")
             .arg(script)
@@ -287,6 +288,11 @@ mod tests {
             usage.cpu_s
         );
         let sum_of_maxima: f64 = usage.processes.iter().map(|p| p.max_rss_mb).sum();
-        assert!(usage.peak_rss_mb > 0.0 && usage.peak_rss_mb <= sum_of_maxima + 1e-9);
+        assert!(
+            usage.peak_rss_mb > 0.0 && usage.peak_rss_mb <= sum_of_maxima + 1e-9,
+            "peak {} MB, sum of each process's maximum {sum_of_maxima} MB: {:?}",
+            usage.peak_rss_mb,
+            usage.processes
+        );
     }
 }
