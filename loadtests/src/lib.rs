@@ -6,7 +6,7 @@
 //! 1. [`units`]: durations, ranges and lists as people write them;
 //!    [`output`]: results as JSON files; [`stats`]: recorders, exact merging
 //!    and summaries (HDR histograms); [`prometheus`]: `/metrics` text read
-//!    and summed;
+//!    and summed; [`subprocess`]: the processes quizload starts, tied to it;
 //! 2. [`generator`]: the engine (threads, VUs, closed and open models), a
 //!    VU's connection, HTTP/1.1, the scenarios, the open model's schedule,
 //!    the generator's self-measurement;
@@ -32,5 +32,6 @@ pub mod load;
 pub mod output;
 pub mod prometheus;
 pub mod stats;
+pub mod subprocess;
 pub mod tools;
 pub mod units;

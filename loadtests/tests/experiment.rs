@@ -238,7 +238,7 @@ fn cells_run_with_an_external_tool() {
     let hey = write_script(
         &dir.join("fake-hey"),
         &format!(
-            "#!/bin/sh\necho \"$@\" >> '{log}'\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
+            "#!/bin/sh\necho \"$@\" >> '{log}'\necho \"$$ $(ps -o pgid= -p $$)\" >> '{log}.groups'\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
             log = dir.join("hey.log").display()
         ),
     );
@@ -265,6 +265,14 @@ fn cells_run_with_an_external_tool() {
         2
     );
     assert!(calls.iter().all(|c| c.ends_with("/healthz")), "{log}");
+    // Each tool ran in a process group of its own (a terminal's Ctrl-C
+    // reaches quizload alone, which lets the cell finish).
+    let groups = std::fs::read_to_string(dir.join("hey.log.groups")).unwrap();
+    for line in groups.lines() {
+        let ids: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(ids.len(), 2, "{groups}");
+        assert_eq!(ids[0], ids[1], "pid and process group: {groups}");
+    }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["load_tool"], "hey");

@@ -5,7 +5,7 @@
 //! the same drops as on an error, and `--resume` runs the missing cells. A
 //! second signal exits at once (status 128 + signal); so does a runner
 //! killed outright, and then the processes it started get a signal of their
-//! own from the kernel ([`tie_to_runner`]).
+//! own from the kernel ([`crate::subprocess::tie_to_quizload`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -80,30 +80,5 @@ pub fn check(cells: usize, out: &std::path::Path) -> Result<(), Interrupted> {
             out: out.display().to_string(),
         }),
         None => Ok(()),
-    }
-}
-
-/// Ties the process `cmd` starts to the runner: it runs in its own process
-/// group, so a terminal's Ctrl-C reaches the runner alone (which finishes
-/// the cell, then stops it); and the kernel sends it `signal` if the runner
-/// dies (`PR_SET_PDEATHSIG`: kept across `exec`, and across `setpriv`'s
-/// change of user with `--pdeathsig keep`), so that a runner killed
-/// outright leaves no server or database behind.
-pub fn tie_to_runner(cmd: &mut std::process::Command, signal: Signal) {
-    use std::os::unix::process::CommandExt as _;
-    cmd.process_group(0);
-    let parent = std::process::id() as i32;
-    // SAFETY: the closure runs in the child between fork and exec and calls
-    // only async-signal-safe functions (prctl, getppid, kill).
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(signal)?;
-            // The runner died before the prctl: nobody will signal us.
-            if nix::unistd::getppid().as_raw() != parent {
-                let _ = nix::sys::signal::raise(signal);
-            }
-            Ok(())
-        });
     }
 }

@@ -165,7 +165,7 @@ fn command_line(args: &[String], run_as: Option<&str>) -> String {
     let command = shell_join(args);
     match run_as {
         // The change of user clears the parent-death signal
-        // (`interrupt::tie_to_runner`) unless setpriv keeps it.
+        // (`subprocess::tie_to_quizload`) unless setpriv keeps it.
         Some(user) => format!(
             "setpriv --reuid={u} --regid={u} --init-groups --pdeathsig keep {command}",
             u = shell_join(&[user.to_string()])

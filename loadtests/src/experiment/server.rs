@@ -16,10 +16,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cgroup::{Group, MemoryEvents};
-use super::interrupt::tie_to_runner;
 use super::limits::{confine, AppliedLimit, Limits};
 use super::sampler::process_tree;
 use crate::generator::http::blocking::http_get;
+use crate::subprocess::tie_to_quizload;
 
 /// How to start a server.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ impl ServerProcess {
             .append(true)
             .open(&spec.log)?;
         cmd.stdout(log.try_clone()?).stderr(log);
-        tie_to_runner(&mut cmd, Signal::SIGTERM);
+        tie_to_quizload(&mut cmd, Signal::SIGTERM);
         let status = cmd
             .status()
             .with_context(|| format!("cannot run {}", spec.binary.display()))?;
@@ -120,7 +120,7 @@ impl ServerProcess {
             .stderr(log);
         // Its own process group; a runner killed outright stops it as a
         // deployment would.
-        tie_to_runner(&mut cmd, Signal::SIGTERM);
+        tie_to_quizload(&mut cmd, Signal::SIGTERM);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", spec.binary.display()))?;

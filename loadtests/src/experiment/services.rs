@@ -18,9 +18,9 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::Group;
-use super::interrupt::tie_to_runner;
 use super::limits::{confine, AppliedLimit, Limits};
 use super::server::free_port;
+use crate::subprocess::tie_to_quizload;
 
 /// `[services]` of an experiment file: the runner starts a private
 /// PostgreSQL and Redis with these settings inside this envelope.
@@ -123,7 +123,7 @@ fn spawn_script(script: &str, log: &Path, on_orphan: Signal) -> anyhow::Result<C
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    tie_to_runner(&mut cmd, on_orphan);
+    tie_to_quizload(&mut cmd, on_orphan);
     cmd.spawn().context("cannot start /bin/sh")
 }
 

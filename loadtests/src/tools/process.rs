@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
 
 use super::hey::{hey_command, hey_import, parse_hey};
 use super::locust::{locust_command, locust_env, locust_import, parse_locust_stats};
@@ -17,6 +18,7 @@ use super::wrk::{parse_wrk, plain_command, wrk_command, wrk_import, wrk_script, 
 use super::{fixed, missing_tool, Tool, ToolLoad, ToolRun};
 use crate::analysis::report::ImportReport;
 use crate::output::mask_secrets;
+use crate::subprocess::tie_to_quizload;
 
 /// A command line as a shell would read it back (`shlex`'s quoting). An
 /// argument with a NUL byte, which no program can be given, is shown as a
@@ -147,11 +149,11 @@ fn launch(
     command: &[String],
     env: Vec<(String, String)>,
 ) -> anyhow::Result<Output> {
-    Command::new(&command[0])
-        .args(&command[1..])
-        .envs(env)
-        .output()
-        .map_err(|e| missing_tool(tool, program, e))
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]).envs(env);
+    // SIGINT: each tool's own "stop now".
+    tie_to_quizload(&mut cmd, Signal::SIGINT);
+    cmd.output().map_err(|e| missing_tool(tool, program, e))
 }
 
 /// Whether the tool's executable is there (a path that exists, or a name
