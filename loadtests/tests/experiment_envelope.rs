@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::quizload::{scratch, stand_in_server};
+use loadtests::experiment::sampler::process_tree;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -433,38 +434,21 @@ fn a_stopped_run_resumes_with_the_missing_cells() {
     assert!(md.contains("MIXED BUILDS"), "{md}");
 }
 
-/// The live (not zombie) descendants of `pid`.
-fn descendants(pid: u32) -> Vec<i32> {
-    let parents: Vec<(i32, i32)> = procfs::process::all_processes()
-        .unwrap()
-        .flatten()
-        .filter_map(|p| p.stat().ok())
-        .filter(|s| s.state != 'Z')
-        .map(|s| (s.pid, s.ppid))
-        .collect();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid as i32];
-    while let Some(q) = frontier.pop() {
-        for &(child, parent) in &parents {
-            if parent == q {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
+/// The processes below `pid` (zombies included: [`survivors`] skips them).
+fn descendants(pid: u32) -> Vec<u32> {
+    process_tree(pid).split_off(1)
 }
 
 /// Waits up to `limit` until none of `pids` is alive; the survivors.
-fn survivors(pids: &[i32], limit: std::time::Duration) -> Vec<i32> {
-    let alive = |p: i32| {
-        procfs::process::Process::new(p)
+fn survivors(pids: &[u32], limit: std::time::Duration) -> Vec<u32> {
+    let alive = |p: u32| {
+        procfs::process::Process::new(p as i32)
             .and_then(|p| p.stat())
             .is_ok_and(|s| s.state != 'Z')
     };
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
         if left.is_empty() || std::time::Instant::now() >= deadline {
             return left;
         }

@@ -62,7 +62,7 @@ fn default_tolerance() -> f64 {
 
 impl CalibrateSpec {
     pub(super) fn validate(&self) -> anyhow::Result<()> {
-        if matches!(self.metric, Metric::Success | Metric::Bytes | Metric::CpuMs) {
+        if self.metric == Metric::Success || self.metric.whole_runs_only() {
             bail!(
                 "calibrate: the {} is not proportional to a cost (calibrate on a latency or the throughput)",
                 self.metric.name()
