@@ -220,6 +220,7 @@ fn shipped_experiments_validate() {
             "002",
             "003",
             "004",
+            "004-logging",
             "004-sustained",
             "005",
             "005-app-bound"

@@ -49,6 +49,26 @@ async fn seed_migrates_an_empty_database_first() {
     assert_eq!(students, 3);
 }
 
+/// Text logs written to a file or a pipe carry no terminal colour codes
+/// (the experiment runner keeps the server's log as a file).
+#[tokio::test]
+async fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let db = TestDb::empty().await;
+    let prefix = redis_prefix();
+    let out = quizbench(&small_seed(), &db.url, &redis_url(), &prefix, "debug")
+        .env("LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    cleanup_redis(&redis_url(), &prefix);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "seed failed:\n{text}");
+    assert!(text.contains("DEBUG"), "no debug line:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in a piped log:\n{text}"
+    );
+}
+
 /// A password in `DATABASE_URL` or `REDIS_URL` reaches no log line and no
 /// error message: not at trace level, not when Redis refuses it, not when
 /// PostgreSQL cannot be reached.

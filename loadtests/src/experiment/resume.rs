@@ -40,12 +40,16 @@ impl Build {
         })
     }
 
-    /// `abc1234 (binary 0f1e2d3c…)`.
+    /// `abc1234def56, binary sha256 0f1e2d3c4b5a`; a commit built with
+    /// uncommitted changes keeps its `-dirty`.
     pub fn short(&self) -> String {
-        let c = self
-            .commit
-            .as_deref()
-            .map_or("?", |c| &c[..c.len().min(12)]);
+        let c = self.commit.as_deref().map_or("?".to_string(), |c| {
+            let (commit, dirty) = match c.strip_suffix("-dirty") {
+                Some(commit) => (commit, "-dirty"),
+                None => (c, ""),
+            };
+            format!("{}{dirty}", &commit[..commit.len().min(12)])
+        });
         match (&self.binary_sha256, &self.target) {
             (Some(h), _) => format!("{c}, binary sha256 {}", &h[..h.len().min(12)]),
             (None, Some(t)) => format!("{c}, target {t}"),
@@ -223,5 +227,17 @@ mod tests {
         };
         assert_eq!(b.short(), "0123456789ab, binary sha256 ffeeddccbbaa");
         assert_eq!(hex(&[0, 255, 16]), "00ff10");
+    }
+
+    /// A refusal to mix builds must show what differs: a checkout with
+    /// uncommitted changes differs from its commit only by `-dirty`.
+    #[test]
+    fn a_dirty_build_says_so_in_short() {
+        let b = Build {
+            commit: Some("0123456789abcdef0123-dirty".into()),
+            binary_sha256: Some("ffeeddccbbaa99887766".into()),
+            target: None,
+        };
+        assert_eq!(b.short(), "0123456789ab-dirty, binary sha256 ffeeddccbbaa");
     }
 }

@@ -6,8 +6,9 @@
 //! given. Measuring the server is the sampler's and the scrape's business.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,16 @@ pub struct ServerProcess {
     pub pid: u32,
     pub applied: AppliedLimit,
     group: Option<Group>,
+    /// The log, and its length before this start: what this start wrote is
+    /// shortened when the server is dropped ([`elide_log_middle`]).
+    log: PathBuf,
+    log_from: u64,
 }
+
+/// Bytes kept at each end of one server start's log: a run at debug level
+/// or with `ACCESS_LOG` writes a line per request, gigabytes over a sweep,
+/// and the results folder is meant to be committed.
+const LOG_KEEP_EACH_END: u64 = 512 * 1024;
 
 /// A free port on 127.0.0.1 (bound then released).
 pub fn free_port() -> anyhow::Result<u16> {
@@ -110,6 +120,7 @@ impl ServerProcess {
             .append(true)
             .open(&spec.log)
             .with_context(|| format!("cannot open {}", spec.log.display()))?;
+        let log_from = log.metadata()?.len();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(&launch.script)
@@ -130,6 +141,8 @@ impl ServerProcess {
             pid,
             applied: launch.applied,
             group: launch.group,
+            log: spec.log.clone(),
+            log_from,
         };
         let deadline = Instant::now() + ready_timeout;
         loop {
@@ -184,5 +197,94 @@ impl Drop for ServerProcess {
         if let Ok(None) = self.child.try_wait() {
             self.stop(Duration::from_secs(5));
         }
+        if let Err(e) = elide_log_middle(&self.log, self.log_from, LOG_KEEP_EACH_END) {
+            eprintln!("quizload: cannot shorten {}: {e}", self.log.display());
+        }
+    }
+}
+
+/// Shortens what `path` holds after byte `from` to its first and last
+/// `keep` bytes, cut at line ends, with a line saying how much was left
+/// out; a shorter part is left as it is.
+fn elide_log_middle(path: &Path, from: u64, keep: u64) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    if len.saturating_sub(from) <= 2 * keep + 200 {
+        return Ok(());
+    }
+    let mut head = vec![0; keep as usize];
+    file.seek(SeekFrom::Start(from))?;
+    file.read_exact(&mut head)?;
+    let head_end = from
+        + head
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(keep, |i| i as u64 + 1);
+    let mut tail = Vec::with_capacity(keep as usize);
+    file.seek(SeekFrom::Start(len - keep))?;
+    file.read_to_end(&mut tail)?;
+    let skip = tail.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let left_out = len - keep + skip as u64 - head_end;
+    file.set_len(head_end)?;
+    file.seek(SeekFrom::Start(head_end))?;
+    writeln!(
+        file,
+        "[quizload: {left_out} bytes of this start's log left out; its first and last {keep} bytes are kept]"
+    )?;
+    file.write_all(&tail[skip..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(from: usize, to: usize) -> String {
+        (from..to).map(|i| format!("line {i:06}\n")).collect()
+    }
+
+    #[test]
+    fn a_long_start_keeps_its_ends_at_line_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        // An earlier start's lines stay whole; this start's 10,000 lines
+        // of 12 bytes keep about 1,000 bytes at each end.
+        let earlier = lines(0, 5);
+        std::fs::write(&path, format!("{earlier}{}", lines(100, 10_100))).unwrap();
+        elide_log_middle(&path, earlier.len() as u64, 1000).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.lines().collect();
+        assert_eq!(&kept[..5], earlier.lines().collect::<Vec<_>>());
+        assert_eq!(kept[5], "line 000100");
+        let marker = kept
+            .iter()
+            .position(|l| l.starts_with("[quizload:"))
+            .unwrap();
+        assert_eq!(
+            kept[marker - 1],
+            "line 000182",
+            "83 whole lines of the head"
+        );
+        assert_eq!(kept[marker + 1], "line 010017");
+        assert_eq!(*kept.last().unwrap(), "line 010099");
+        let left_out = 120_000 - 83 * 12 - 83 * 12;
+        assert!(
+            kept[marker].contains(&format!(" {left_out} bytes")),
+            "{}",
+            kept[marker]
+        );
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_short_start_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        let text = lines(0, 150);
+        std::fs::write(&path, &text).unwrap();
+        elide_log_middle(&path, 0, 1000).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }
