@@ -239,7 +239,7 @@ fn cells_run_with_an_external_tool() {
     let hey = write_script(
         &dir.join("fake-hey"),
         &format!(
-            "#!/bin/sh\necho \"$@\" >> '{log}'\necho \"$$ $(ps -o pgid= -p $$)\" >> '{log}.groups'\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
+            "#!/bin/sh\necho \"$@\" >> '{log}'\necho \"$$ $(ps -o pgid= -p $$)\" >> '{log}.groups'\ni=0; while [ $i -lt 200000 ]; do i=$((i+1)); done\nprintf 'Summary:\\n  Total:\\t0.1 secs\\n  Average:\\t0.0020 secs\\n  Requests/sec:\\t500.0\\n\\nStatus code distribution:\\n  [200]\\t50 responses\\n'\n",
             log = dir.join("hey.log").display()
         ),
     );
@@ -285,6 +285,10 @@ fn cells_run_with_an_external_tool() {
     .unwrap();
     assert_eq!(run["report"]["tool"], "hey");
     assert_eq!(run["report"]["requests"], 50);
+    // The stand-in spends its cell on the CPU: the generator's share is the
+    // tool's, not only quizload's own (which waits for it).
+    let generator = run["placement"]["cpu_cores"]["generator"].as_f64().unwrap();
+    assert!(generator > 0.5, "generator cores {generator}");
     assert!(!run["server"]["processes"].as_array().unwrap().is_empty());
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Load sent by hey"), "{md}");

@@ -131,8 +131,11 @@ pub(super) fn measure_cell(
             ]
         })
         .unwrap_or_default();
+    // The generator is quizload and, with `--tool`, the tool it runs and
+    // reaps within the cell (counted in quizload's cutime + cstime).
     let me = std::process::id();
-    let gen0 = ProcStat::read(me).map(|s| s.cpu_ticks);
+    let generator_ticks = || ProcStat::read(me).map(|s| s.cpu_ticks + s.child_cpu_ticks);
+    let gen0 = generator_ticks();
     let t0 = std::time::Instant::now();
     // The generator's threads exist while the engine runs: read their
     // affinity then.
@@ -147,7 +150,7 @@ pub(super) fn measure_cell(
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
     let mut placement = CellPlacement::default();
     let hz = procfs::ticks_per_second() as f64;
-    if let (Some(a), Some(b)) = (gen0, ProcStat::read(me).map(|s| s.cpu_ticks)) {
+    if let (Some(a), Some(b)) = (gen0, generator_ticks()) {
         placement
             .cpu_cores
             .insert("generator".into(), b.saturating_sub(a) as f64 / hz / wall);
