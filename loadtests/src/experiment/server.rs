@@ -218,11 +218,8 @@ fn elide_log_middle(path: &Path, from: u64, keep: u64) -> std::io::Result<()> {
     let mut head = vec![0; keep as usize];
     file.seek(SeekFrom::Start(from))?;
     file.read_exact(&mut head)?;
-    let head_end = from
-        + head
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(keep, |i| i as u64 + 1);
+    let head_line_end = head.iter().rposition(|&b| b == b'\n');
+    let head_end = from + head_line_end.map_or(keep, |i| i as u64 + 1);
     let mut tail = Vec::with_capacity(keep as usize);
     file.seek(SeekFrom::Start(len - keep))?;
     file.read_to_end(&mut tail)?;
@@ -230,9 +227,12 @@ fn elide_log_middle(path: &Path, from: u64, keep: u64) -> std::io::Result<()> {
     let left_out = len - keep + skip as u64 - head_end;
     file.set_len(head_end)?;
     file.seek(SeekFrom::Start(head_end))?;
+    // A head that is one unbroken line is cut where it is: the marker
+    // still gets a line of its own.
+    let newline = if head_line_end.is_none() { "\n" } else { "" };
     writeln!(
         file,
-        "[quizload: {left_out} bytes of this start's log left out; its first and last {keep} bytes are kept]"
+        "{newline}[quizload: {left_out} bytes of this start's log left out; its first and last {keep} bytes are kept]"
     )?;
     file.write_all(&tail[skip..])
 }
@@ -276,6 +276,20 @@ mod tests {
             kept[marker]
         );
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn an_unbroken_line_is_cut_and_the_marker_has_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.log");
+        std::fs::write(&path, "x".repeat(10_000)).unwrap();
+        elide_log_middle(&path, 0, 1000).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.lines().collect();
+        assert_eq!(kept.len(), 3, "{text}");
+        assert_eq!(kept[0], "x".repeat(1000));
+        assert!(kept[1].starts_with("[quizload: 8000 bytes"), "{}", kept[1]);
+        assert_eq!(kept[2], "x".repeat(1000));
     }
 
     #[test]
